@@ -1,0 +1,204 @@
+"""Plain containers for the non-convex networks read back from convex solutions.
+
+``TwoLayerNetwork`` computes
+
+    f(x) = Σ_j  σ_j(x) · (u_jᵀ x + b_j) · v_j             (v_j ∈ R^c, column j of W2)
+
+with σ_j(x) = 1[u_jᵀ x + b_j ≥ 0] for a ReLU network (so the term is (u_jᵀx + b_j)_+ v_j) and
+σ_j(x) = 1[g_jᵀ x + h_j ≥ 0] with fixed gates (g_j, h_j) for a gated-ReLU network.
+
+Weights use ``torch.nn.Linear`` layout: ``first_layer_weights`` (m x d), ``first_layer_bias``
+(m,), ``second_layer_weights`` (c x m). There is no output offset: every parameter is
+regularised, as in the papers. The training objective of the non-convex problem is
+
+    loss(f(X), Y) + (reg/2) (||W1||_F^2 + ||b1||^2 + ||W2||_F^2)
+
+with the loss summed over samples (see :mod:`convexnn.losses`).
+Networks save to ``.npz`` + JSON metadata (no pickle): loading executes no code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .losses import Loss, get_loss
+
+__all__ = ["TwoLayerNetwork", "GatedReLULayer", "load_network"]
+
+
+def _as_tensor(X, like: Tensor) -> Tensor:
+    if isinstance(X, Tensor):
+        return X.to(dtype=like.dtype, device=like.device)
+    return torch.as_tensor(np.asarray(X), dtype=like.dtype, device=like.device)
+
+
+class GatedReLULayer(nn.Module):
+    """x ↦ 1[G x + h ≥ 0] ⊙ (W x + b): the hidden layer of a gated-ReLU network."""
+
+    def __init__(self, weight: Tensor, bias: Tensor, gate_weight: Tensor, gate_bias: Tensor):
+        super().__init__()
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+        self.register_buffer("gate_weight", gate_weight.clone())
+        self.register_buffer("gate_bias", gate_bias.clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = (x @ self.gate_weight.T + self.gate_bias >= 0).to(x.dtype)
+        return gate * self.linear(x)
+
+
+@dataclass
+class TwoLayerNetwork:
+    """A two-layer (ReLU or gated-ReLU) network; see the module docstring for the math."""
+
+    first_layer_weights: Tensor  # (m, d)
+    first_layer_bias: Tensor  # (m,)
+    second_layer_weights: Tensor  # (c, m)
+    activation: str = "relu"  # "relu" | "gated"
+    gate_weights: Tensor | None = None  # (m, d), gated only
+    gate_bias: Tensor | None = None  # (m,), gated only
+
+    def __post_init__(self) -> None:
+        m = self.first_layer_weights.shape[0]
+        if self.first_layer_weights.ndim != 2:
+            raise ValueError("first_layer_weights must be (m, d)")
+        if self.first_layer_bias.shape != (m,):
+            raise ValueError(f"first_layer_bias must be ({m},), got {tuple(self.first_layer_bias.shape)}")
+        if self.second_layer_weights.ndim != 2 or self.second_layer_weights.shape[1] != m:
+            raise ValueError(f"second_layer_weights must be (c, {m})")
+        if self.activation not in ("relu", "gated"):
+            raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
+        if self.activation == "gated" and (self.gate_weights is None or self.gate_bias is None):
+            raise ValueError("a gated network needs gate_weights and gate_bias")
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def n_neurons(self) -> int:
+        return int(self.first_layer_weights.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.first_layer_weights.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.second_layer_weights.shape[0])
+
+    # ----------------------------------------------------------------- forward
+    def hidden(self, X) -> Tensor:
+        W = self.first_layer_weights
+        X = _as_tensor(X, W)
+        pre = X @ W.T + self.first_layer_bias
+        if self.activation == "relu":
+            return torch.relu(pre)
+        gate = X @ self.gate_weights.T + self.gate_bias >= 0
+        return pre * gate.to(pre.dtype)
+
+    def forward(self, X) -> Tensor:
+        """Raw outputs f(X), shape (n, c)."""
+        return self.hidden(X) @ self.second_layer_weights.T
+
+    __call__ = forward
+
+    def penalty(self) -> Tensor:
+        """||W1||² + ||b1||² + ||W2||² (the weight-decay sum, without reg/2)."""
+        return (
+            (self.first_layer_weights**2).sum()
+            + (self.first_layer_bias**2).sum()
+            + (self.second_layer_weights**2).sum()
+        )
+
+    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
+        """Non-convex training objective ``loss(f(X), Y) + (reg/2)·penalty``.
+
+        ``Y`` is the loss's target encoding: real values (squared), ±1 (logistic),
+        one-hot (cross-entropy); a 1-D ``Y`` is treated as one column.
+        """
+        lo = get_loss(loss)
+        Z = self.forward(X)
+        Yt = _as_tensor(Y, Z)
+        if Yt.ndim == 1:
+            Yt = Yt[:, None]
+        return float(lo.value(Z, Yt) + 0.5 * reg * self.penalty())
+
+    # ------------------------------------------------------------------ export
+    def to_torch(self) -> nn.Module:
+        """``nn.Sequential(Linear, ReLU, Linear)`` (or a gated layer) computing the same function."""
+        m, d = self.first_layer_weights.shape
+        W1 = self.first_layer_weights.detach()
+        out = nn.Linear(m, self.n_outputs, bias=False)
+        with torch.no_grad():
+            out.weight.copy_(self.second_layer_weights.detach())
+        if self.activation == "relu":
+            first = nn.Linear(d, m)
+            with torch.no_grad():
+                first.weight.copy_(W1)
+                first.bias.copy_(self.first_layer_bias.detach())
+            model = nn.Sequential(first, nn.ReLU(), out)
+        else:
+            model = nn.Sequential(
+                GatedReLULayer(W1, self.first_layer_bias.detach(), self.gate_weights.detach(),
+                               self.gate_bias.detach()),
+                out,
+            )
+        return model.to(dtype=W1.dtype, device=W1.device)
+
+    @classmethod
+    def from_torch(cls, model: nn.Module) -> TwoLayerNetwork:
+        """Read a ``Sequential(Linear, ReLU, Linear)`` (e.g. trained by Adam) into a network.
+
+        An output-layer bias is not part of the papers' model and is refused.
+        """
+        layers = [mod for mod in model.modules() if isinstance(mod, nn.Linear)]
+        if len(layers) != 2:
+            raise ValueError("expected a model with exactly two nn.Linear layers")
+        first, second = layers
+        if second.bias is not None and bool((second.bias != 0).any()):
+            raise ValueError("the output layer has a non-zero bias; the convex model has none")
+        b = first.bias if first.bias is not None else torch.zeros(first.out_features)
+        return cls(first.weight.detach().clone(), b.detach().clone(),
+                   second.weight.detach().clone())
+
+    def to(self, device=None, dtype=None) -> TwoLayerNetwork:
+        def mv(t):
+            return None if t is None else t.to(device=device, dtype=dtype)
+
+        return TwoLayerNetwork(mv(self.first_layer_weights), mv(self.first_layer_bias),
+                               mv(self.second_layer_weights), self.activation,
+                               mv(self.gate_weights), mv(self.gate_bias))
+
+    # -------------------------------------------------------------------- I/O
+    def save(self, path: str | Path) -> None:
+        """Save to ``path`` (.npz of arrays + JSON metadata inside; no pickle)."""
+        arrays = {
+            "first_layer_weights": self.first_layer_weights.detach().cpu().numpy(),
+            "first_layer_bias": self.first_layer_bias.detach().cpu().numpy(),
+            "second_layer_weights": self.second_layer_weights.detach().cpu().numpy(),
+        }
+        if self.activation == "gated":
+            arrays["gate_weights"] = self.gate_weights.detach().cpu().numpy()
+            arrays["gate_bias"] = self.gate_bias.detach().cpu().numpy()
+        meta = {"format": "convexnn.TwoLayerNetwork", "version": 1, "activation": self.activation}
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_network(path: str | Path) -> TwoLayerNetwork:
+    """Load a network saved by :meth:`TwoLayerNetwork.save` (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(bytes(data["__meta__"]).decode())
+        if meta.get("format") != "convexnn.TwoLayerNetwork":
+            raise ValueError(f"{path}: not a convexnn TwoLayerNetwork file")
+        t = {k: torch.from_numpy(np.array(data[k])) for k in data.files if k != "__meta__"}
+    return TwoLayerNetwork(t["first_layer_weights"], t["first_layer_bias"],
+                           t["second_layer_weights"], meta["activation"],
+                           t.get("gate_weights"), t.get("gate_bias"))
