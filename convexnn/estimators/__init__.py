@@ -1,0 +1,1 @@
+"""scikit-learn compatible estimators (thin: validate, pick formulation and solver, fit)."""
