@@ -1,0 +1,232 @@
+"""Tests of the path-regularised deep parallel ReLU networks (issue 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from convexnn._validation import add_intercept
+from convexnn.estimators.parallel import ConvexParallelReLUClassifier, ConvexParallelReLURegressor
+from convexnn.formulations.parallel import (
+    ParallelProgram,
+    approximation_bound,
+    low_rank,
+    sample_blocks,
+    solve,
+)
+from convexnn.formulations.two_layer import TwoLayerProgram, cvxpy_solution, to_cvxpy
+from convexnn.networks_parallel import ParallelReLUNetwork, load_parallel_network
+from convexnn.patterns import PatternSet
+
+DT = torch.float64
+
+
+def _data(n=20, d=2, seed=0, c=1):
+    rng = np.random.default_rng(seed)
+    X = torch.tensor(rng.standard_normal((n, d)), dtype=DT)
+    Y = torch.tensor(rng.standard_normal((n, c)), dtype=DT)
+    return X, Y
+
+
+def _random_net(K=4, m=3, d=2, c=1, depth=3, seed=0, single_output=True):
+    g = torch.Generator().manual_seed(seed)
+    W1 = torch.randn(K, m if depth == 3 else 1, d, generator=g, dtype=DT)
+    b1 = torch.randn(K, W1.shape[1], generator=g, dtype=DT)
+    w2 = torch.randn(K, m, generator=g, dtype=DT) if depth == 3 else None
+    w3 = torch.randn(K, c, generator=g, dtype=DT)
+    if single_output and c > 1:
+        w3 = w3 * torch.nn.functional.one_hot(torch.arange(K) % c, c).to(DT)
+    return ParallelReLUNetwork(W1, b1, w2, w3)
+
+
+# --------------------------------------------------------------------------- network
+@pytest.mark.parametrize("depth", [2, 3])
+def test_torch_export_and_path_norm(depth, tmp_path):
+    X, _ = _data(30, 3)
+    net = _random_net(d=3, c=2, depth=depth, single_output=False)
+    mod = net.to_torch()
+    torch.testing.assert_close(mod(X), net.forward(X), rtol=0, atol=1e-12)
+    torch.testing.assert_close(mod.path_norm(), net.path_norm(), rtol=0, atol=1e-12)
+    # explicit l2 norm over all input→output paths (bias = weight of a constant input)
+    Wt = torch.cat([net.first_layer_weights, net.first_layer_bias[..., None]], -1)
+    a = net.second_layer_weights if depth == 3 else torch.ones(Wt.shape[:2], dtype=DT)
+    paths = Wt[:, :, :, None] * a[:, :, None, None] * net.output_weights[:, None, None, :]
+    ref = paths.reshape(paths.shape[0], -1).norm(dim=1).sum()
+    torch.testing.assert_close(net.path_norm(), ref)
+    net.save(tmp_path / "p.npz")
+    back = load_parallel_network(tmp_path / "p.npz")
+    torch.testing.assert_close(back.forward(X), net.forward(X), rtol=0, atol=0)
+
+
+def test_path_norm_rescaling_invariance():
+    X, Y = _data(25, 2)
+    net = _random_net()
+    a = torch.tensor([2.0, 0.5, 3.0], dtype=DT)
+    W1 = net.first_layer_weights * a[None, :, None]
+    b1 = net.first_layer_bias * a[None, :]
+    w2 = net.second_layer_weights / a[None, :] * 7.0
+    w3 = net.output_weights / 7.0
+    net2 = ParallelReLUNetwork(W1, b1, w2, w3)
+    assert abs(net2.objective(X, Y, 0.3) - net.objective(X, Y, 0.3)) < 1e-10
+
+
+# ------------------------------------------------------------- program identities
+@pytest.mark.parametrize("depth", [2, 3])
+@pytest.mark.parametrize("c", [1, 3])
+def test_reverse_map_identity(depth, c):
+    """network → convex variables: convex objective == non-convex path-regularised objective."""
+    X, Y = _data(30, 2, c=c)
+    net = _random_net(K=5, c=c, depth=depth)
+    prog, q = ParallelProgram.from_network(net, add_intercept(X), Y, 0.2, intercept=True)
+    assert prog.violation(prog.linear(q)) <= 1e-12
+    obj = net.objective(X, Y, 0.2)
+    assert abs(prog.objective(q) - obj) <= 1e-10 * max(1.0, abs(obj))
+    back = prog.to_network(q)
+    torch.testing.assert_close(back.forward(X), net.forward(X))
+    assert abs(back.objective(X, Y, 0.2) - obj) <= 1e-10 * max(1.0, abs(obj))
+
+
+def test_sampled_blocks_have_feasible_witness():
+    X, _ = _data(40, 3)
+    Xa = add_intercept(X)
+    blk = sample_blocks(Xa, 25, width=3, random_state=1, intercept_column=True)
+    prog = ParallelProgram(Xa, torch.zeros(40, 1, dtype=DT), blk, 1.0, intercept=True)
+    assert prog.B >= 2 and prog.B % 2 == 0
+    c1, c2 = prog.constraints(prog.linear(blk.gates.to(DT)))
+    assert float(c1.min()) >= 0 and float(c2.min()) >= 0
+
+
+# ----------------------------------------------------------- against CVXPY
+@pytest.mark.parametrize("depth,loss", [(3, "squared"), (2, "squared"), (3, "logistic")])
+def test_program_vs_cvxpy_and_readback(depth, loss):
+    X, Y = _data(16, 2, seed=3)
+    if loss == "logistic":
+        Y = torch.sign(Y)
+    Xa = add_intercept(X)
+    blk = sample_blocks(Xa, 8, width=2, depth=depth, random_state=0, intercept_column=True)
+    prog = ParallelProgram(Xa, Y, blk, 0.3, loss, depth=depth, intercept=True)
+    xc, cert_c, res_c = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+    p_ref = res_c.extras["value"]
+    # certificate from the solver's multipliers: dual ≤ optimum ≤ primal, and tight
+    assert cert_c.dual <= p_ref + 1e-7 and p_ref <= cert_c.primal + 1e-7
+    assert cert_c.relative_gap < 1e-5
+    # read-back identity at the CVXPY optimum
+    net = prog.to_network(xc)
+    obj = net.objective(X, Y, 0.3, loss)
+    assert abs(obj - prog.objective(xc)) <= 1e-6 * max(1.0, abs(obj))
+    assert abs(obj - p_ref) <= 1e-6 * max(1.0, abs(p_ref))
+    # the generic augmented-Lagrangian path reaches the same value within its certified gap
+    xa, cert_a, _ = solve(prog, solver="al", tol=1e-3, max_iter=3000)
+    assert cert_a.dual <= p_ref + 1e-7
+    # the read-back network may use patterns outside the blocks (then it is certified over
+    # its own blocks ∪ the sampled ones, whose optimum is ≤ p_ref): primal ≥ dual always
+    assert cert_a.dual <= cert_a.primal and cert_a.primal - p_ref <= cert_a.gap + 1e-7
+    assert cert_a.constraint_violation <= 1e-10
+    assert abs(cert_a.primal - p_ref) <= 1e-2 * abs(p_ref)
+
+
+def test_depth2_equals_two_layer_program():
+    """Depth 2 (m = 1) is the two-layer ReLU program of Pilanci & Ergen on the same patterns."""
+    X, Y = _data(18, 2, seed=5)
+    Xa = add_intercept(X)
+    blk = sample_blocks(Xa, 10, depth=2, random_state=2, intercept_column=True)
+    prog = ParallelProgram(Xa, Y, blk, 0.4, depth=2, intercept=True)
+    _, _, res = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+    gates = blk.gates[::2, 0, :].T.contiguous()  # one gate per base block (ε = ±1 pairs)
+    tl = TwoLayerProgram(Xa, Y, PatternSet(gates), 0.4, intercept=True)
+    problem, V = to_cvxpy(tl)
+    problem.solve(solver="CLARABEL")
+    assert cvxpy_solution(tl, V) is not None
+    assert abs(problem.value - res.extras["value"]) <= 1e-6 * abs(problem.value)
+
+
+def test_certificate_never_overstates_suboptimal_point():
+    X, Y = _data(16, 2, seed=4)
+    Xa = add_intercept(X)
+    blk = sample_blocks(Xa, 8, random_state=0, intercept_column=True)
+    prog = ParallelProgram(Xa, Y, blk, 0.3, intercept=True)
+    _, _, res = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+    cert = prog.certificate(prog.zeros(), refine=20)  # the zero network
+    assert cert.dual <= res.extras["value"] + 1e-9
+    assert cert.gap >= cert.primal - res.extras["value"] - 1e-9
+
+
+# ------------------------------------------------------------- approximation
+def test_low_rank_lipschitz_lemma():
+    """||f(X) − f(X_r)||_F ≤ σ_{r+1} √m R(θ) for random networks (the approximation's lemma)."""
+    X, Y = _data(40, 4, seed=6)
+    Xa = add_intercept(X)
+    Xr, tail = low_rank(Xa, 2)
+    s = torch.linalg.svdvals(Xa)
+    assert abs(tail - float(s[2])) < 1e-10
+    for seed in range(5):
+        net = _random_net(K=6, m=3, d=5, c=2, seed=seed, single_output=False)
+        z = torch.zeros(6, 3, dtype=DT)
+        flat = ParallelReLUNetwork(torch.cat([net.first_layer_weights[..., :4],
+                                              net.first_layer_weights[..., 4:]], -1), z,
+                                   net.second_layer_weights, net.output_weights)
+        diff = torch.linalg.norm(flat.forward(Xa) - flat.forward(Xr))
+        assert float(diff) <= tail * 3 ** 0.5 * float(flat.path_norm()) + 1e-10
+    bound = approximation_bound("squared", tail, 3, 0.5, Y)
+    assert bound["kappa"] >= 1.0
+
+
+# ---------------------------------------------------------------- estimators
+def test_regressor_fit_predict_torch():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 2))
+    y = np.maximum(X[:, 0], 0) - np.maximum(X[:, 1] - 0.5, 0) + 0.05 * rng.standard_normal(30)
+    est = ConvexParallelReLURegressor(depth=3, width=2, reg=1e-2, n_patterns=12,
+                                      random_state=0).fit(X, y)
+    assert est.network_.depth == 3
+    pred = est.predict(X)
+    out = est.to_torch()(torch.as_tensor(X)).detach().numpy()[:, 0]
+    np.testing.assert_allclose(pred, out, rtol=0, atol=1e-10)
+    obj = est.network_.objective(X, y, 1e-2)
+    assert abs(obj - est.certificate_.primal) <= 1e-8 * max(1, obj)
+    assert est.certificate_.relative_gap < 1e-4
+    assert est.score(X, y) > 0.5
+
+
+@pytest.mark.parametrize("multiclass", [False, True])
+def test_classifier(multiclass):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    if not multiclass:
+        X, y = X[y != 2], y[y != 2]
+    X, y = X[::3], y[::3]
+    est = ConvexParallelReLUClassifier(reg=1e-1, n_patterns=8, random_state=0).fit(X, y)
+    assert est.score(X, y) >= 0.9
+    P = est.predict_proba(X)
+    np.testing.assert_allclose(P.sum(1), 1.0)
+    assert est.certificate_.dual <= est.certificate_.primal
+
+
+def test_rank_approximation_reports_guarantee():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((25, 3))
+    y = X[:, 0] + 0.1 * rng.standard_normal(25)
+    est = ConvexParallelReLURegressor(reg=0.1, n_patterns=8, rank=2, random_state=0).fit(X, y)
+    ap = est.fit_info_["approximation"]
+    assert ap["rank"] == 2 and ap["kappa"] >= 1 and ap["patterns_exhaustive"] is False
+    Xa = np.hstack([X, np.ones((25, 1))])
+    assert abs(ap["sigma_tail"] - np.linalg.svd(Xa, compute_uv=False)[2]) < 1e-8
+    assert abs(est.fit_info_["objective"] - est.network_.objective(X, y, 0.1)) < 1e-8
+
+
+@pytest.mark.parametrize("kw,msg", [({"reg": 0.0}, "reg"), ({"depth": 4}, "depth"),
+                                    ({"width": 0}, "width"), ({"n_patterns": -1}, "n_patterns")])
+def test_bad_params(kw, msg):
+    X = np.random.default_rng(0).standard_normal((10, 2))
+    with pytest.raises(ValueError, match=msg):
+        ConvexParallelReLURegressor(**kw).fit(X, X[:, 0])
+
+
+def test_bad_input():
+    X = np.random.default_rng(0).standard_normal((10, 2))
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ConvexParallelReLURegressor().fit(X, np.zeros(10))
