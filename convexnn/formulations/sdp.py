@@ -1,0 +1,556 @@
+r"""Completely positive program of two-layer ReLU training and its SDP relaxation.
+
+Prakhya, Birdal & Yurtsever (ICLR 2025, arXiv 2410.22311); papers.md §5, math.md §6.
+
+**Training problem** (any width m, squared loss, weight decay β = ``reg``; X carries a ones
+column when the first layer has a bias)::
+
+    p* = inf_{m, u_j, v_j}  ½ ||Σ_j (X u_j)_+ v_jᵀ − Y||_F² + (β/2) Σ_j (||u_j||² + ||v_j||²).
+
+**Lifting.** Per neuron λ_j = (α_j, β_j, u_j, v_j) ∈ R^{2n+d+c} with α_j = (X u_j)_+, β_j =
+(−X u_j)_+, so X u = α − β, α, β ≥ 0, α ∘ β = 0. With Λ = Σ_j λ_j λ_jᵀ (blocks α|β|u|v)::
+
+    (CP)  min_Λ  ½ ||Λ_αv − Y||² + (β/2)(tr Λ_uu + tr Λ_vv)
+          s.t.   M Λ Mᵀ = 0  (M λ = X u − α + β),   tr Λ_αβ = 0,
+                 Λ ∈ CP = conv{λλᵀ : λ_α, λ_β ≥ 0}
+
+is *exact* (optimal value p*): every summand of the two trace constraints is ≥ 0, so each
+neuron of a CP decomposition satisfies the ReLU exactly, and the network's objective is linear
+in Λ. It is NP-hard because of the CP cone; we never solve it.
+
+**SDP relaxation** (what the paper's code solves, papers.md §5.3): replace CP by the
+doubly-nonnegative cone — Λ ⪰ 0 and Λ_{[αβ],[αβ]} ≥ 0 entrywise — and impose the complementarity
+as diag(Λ_αβ) = 0. Its optimum p_SDP ≤ p*: a *relaxation*, a lower bound valid for networks of
+every width. We solve it in **reduced coordinates** (facial reduction, exactly equivalent): for
+Λ ⪰ 0, M Λ Mᵀ = 0 ⇔ range(Λ) ⊆ null(M) = {(b + X u, b, u, v)}, so Λ = T Z Tᵀ with Z ⪰ 0 of
+size q = n + d + c (coordinates b | u | v, Z is Λ's β,u,v sub-block) and ::
+
+    (SDP)  min_{Z ⪰ 0}  ½ ||Z_bv + X Z_uv − Y||² + (β/2)(tr Z_uu + tr Z_vv)
+           s.t.  Λ_αβ = Z_bb + X Z_ub  has zero diagonal,
+                 Λ_αα = Z_bb + X Z_ub + Z_bu Xᵀ + X Z_uu Xᵀ ≥ 0,  Λ_αβ ≥ 0,  Λ_ββ = Z_bb ≥ 0.
+
+(The paper's unreduced form with M Λ Mᵀ = 0 is available as ``to_cvxpy(form="paper")``; the test
+suite checks both give the same value.)
+
+**Dual and the certified lower bound.** For any Γ (n x c), ω ∈ R^n and N ≥ 0 (2n x 2n,
+multiplier of Λ_{[αβ],[αβ]} ≥ 0), Fenchel–Young on the loss gives, for every feasible Z,
+objective ≥ −L*(Γ) + <S(Γ, ω, N), Z> with L*(Γ) = ½||Γ||² + <Γ, Y> and
+
+    S = (β/2) diag(0, I_d, I_c) + sym-embedding of  Γ ↦ Z_bv + X Z_uv,  ω ↦ diag(Z_bb + X Z_ub),
+        minus  T_abᵀ N T_ab,  T_ab = [[I, X], [I, 0]] on (b, u).
+
+So S ⪰ 0 ⇒ −L*(Γ) ≤ p_SDP ≤ p*. The point D₀ = (Γ = 0, ω = δ·1, N = 0) has S(D₀) ≻ 0 for small
+δ > 0 (a strictly feasible dual point). Given any estimate D (multipliers of a solver), with
+λ_min(S(D)) = −ε, the blend (1 − θ) D + θ D₀, θ = ε / (ε + λ_min(S(D₀))), is dual feasible (S is
+affine in D), and its value −L*((1 − θ) Γ) is a **proven lower bound** (eigenvalues computed in
+float64 with a rounding margin). This is how both CVXPY's and our solver's duals are certified;
+no primal value of an inexact solve is ever reported as a bound.
+
+**Network extraction (upper bound).** Any network's objective upper-bounds p*. We do not use the
+paper's three-operator-splitting rounding; instead (justified by simplicity and by the
+certificate, which measures the result): (1) a pool of candidate first-layer directions — the
+u-parts ±W_u of the eigenvectors of Z scaled by √eigenvalue (and of the solver's factor); (2)
+the optimal output layer for these fixed unit directions, a convex group lasso
+min_V ½||H Vᵀ − Y||² + β Σ_k ||v_k|| with H = (X û_k)_+ (exactly the weight-decay objective
+after balancing each neuron), solved by FISTA; (3) local polishing of all weights by L-BFGS on
+the non-convex objective. The gap  network objective − certified lower bound  is the
+*tightness* reported; when it is ≈ 0 the network is a certified global optimum over all widths.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..certificates import SCOPE_GLOBAL, Certificate, relative
+from ..losses import get_loss
+from ..networks import TwoLayerNetwork
+from ..results import FitResult
+from ..solvers.base import History
+
+__all__ = ["SDPRelaxation", "DualBound", "fit_sdp", "extract_network", "polish_network"]
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+@dataclass
+class DualBound:
+    """A certified lower bound −L*((1 − θ) Γ) ≤ p_SDP ≤ p* and how it was obtained."""
+
+    value: float           # the proven lower bound
+    raw_value: float       # −L*(Γ) of the unrepaired estimate (a bound only if lam_min ≥ 0)
+    lam_min: float         # λ_min(S(D)) of the estimate
+    theta: float           # blend weight towards the strictly feasible dual point
+    lam0: float            # λ_min(S(D₀)) of that point
+    delta: float           # ω = δ·1 of that point
+
+
+class SDPRelaxation:
+    """The doubly-nonnegative SDP relaxation of the lifted CP program (see module docstring).
+
+    Factor protocol for :func:`convexnn.solvers.lowrank_sdp.burer_monteiro_al` (Z = W Wᵀ,
+    W of shape (q, r), rows b | u | v): ``objective``, ``equality``, ``inequality``.
+    """
+
+    def __init__(self, X: Tensor, Y: Tensor, reg: float, *, intercept: bool = False):
+        if reg <= 0:
+            raise ValueError(f"reg must be > 0, got {reg}")
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        if X.shape[0] != Y.shape[0]:
+            raise ValueError(f"X and Y have different numbers of samples: {X.shape[0]} != "
+                             f"{Y.shape[0]}")
+        self.X, self.Y = X, Y.to(X)
+        self.reg = float(reg)
+        self.intercept = intercept
+        self.n, self.d = X.shape
+        self.c = Y.shape[1]
+        self.q = self.n + self.d + self.c
+        n, d = self.n, self.d
+        self.sb, self.su, self.sv = slice(0, n), slice(n, n + d), slice(n + d, self.q)
+        self._slater = None
+
+    # ------------------------------------------------------------ factor protocol
+    def parts(self, W: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(A, B, U, V): the α, β, u, v rows of the lifted factor (A = B + X U)."""
+        B, U, V = W[self.sb], W[self.su], W[self.sv]
+        return B + self.X @ U, B, U, V
+
+    def predictions(self, W: Tensor) -> Tensor:
+        A, _, _, V = self.parts(W)
+        return A @ V.T
+
+    def objective(self, W: Tensor) -> Tensor:
+        A, _, U, V = self.parts(W)
+        R = A @ V.T - self.Y
+        return 0.5 * (R * R).sum() + 0.5 * self.reg * ((U * U).sum() + (V * V).sum())
+
+    def equality(self, W: Tensor) -> Tensor:
+        """diag(Λ_αβ) (must vanish)."""
+        A, B, _, _ = self.parts(W)
+        return (A * B).sum(1)
+
+    def inequality(self, W: Tensor) -> Tensor:
+        """Λ_{[αβ],[αβ]} (2n x 2n, must be ≥ 0 entrywise)."""
+        A, B, _, _ = self.parts(W)
+        AB = torch.cat([A, B], 0)
+        return AB @ AB.T
+
+    def violation(self, W: Tensor) -> float:
+        """Largest constraint violation of Z = W Wᵀ, relative to max(1, largest |Λ_ab| entry)."""
+        G = self.inequality(W)
+        h = self.equality(W)
+        scale = max(1.0, float(G.abs().max()))
+        return max(float(h.abs().max()), float((-G).clamp_min(0).max())) / scale
+
+    # ---------------------------------------------------------- network <-> factor
+    def lift_network(self, net: TwoLayerNetwork) -> Tensor:
+        """The factor W (q x m) of the lifted network: column j = ((−X ũ_j)_+, ũ_j, v_j).
+
+        ``objective(W)`` equals the network's objective and all constraints hold exactly.
+        """
+        net = net.to(device=self.X.device, dtype=self.X.dtype)
+        if net.activation != "relu":
+            raise ValueError("only ReLU networks can be lifted")
+        U = net.first_layer_weights
+        if self.intercept:
+            U = torch.cat([U, net.first_layer_bias[:, None]], 1)
+        elif bool((net.first_layer_bias != 0).any()):
+            raise ValueError("the network has a first-layer bias but intercept=False")
+        U = U.T  # d x m
+        return torch.cat([(-(self.X @ U)).clamp_min(0), U, net.second_layer_weights], 0)
+
+    def network(self, U: Tensor, V: Tensor) -> TwoLayerNetwork:
+        """Network from first-layer columns U (d x m, bias last if intercept) and V (c x m)."""
+        W1 = U.T.contiguous()
+        if self.intercept:
+            return TwoLayerNetwork(W1[:, :-1].contiguous(), W1[:, -1].contiguous(),
+                                   V.contiguous(), "relu")
+        return TwoLayerNetwork(W1, torch.zeros(W1.shape[0], dtype=W1.dtype, device=W1.device),
+                               V.contiguous(), "relu")
+
+    # ------------------------------------------------------------------ matrix form
+    def lagrangian_matrix(self, Gamma: Tensor, omega: Tensor, N: Tensor) -> Tensor:
+        """S(Γ, ω, N) (q x q): objective ≥ −L*(Γ) + <S, Z> on the feasible set (N ≥ 0)."""
+        n, X = self.n, self.X
+        sb, su, sv = self.sb, self.su, self.sv
+        S = torch.zeros(self.q, self.q, dtype=X.dtype, device=X.device)
+        idx_u = torch.arange(self.d) + n
+        idx_v = torch.arange(self.c) + n + self.d
+        S[idx_u, idx_u] += 0.5 * self.reg
+        S[idx_v, idx_v] += 0.5 * self.reg
+        # <Γ, Z_bv + X Z_uv>
+        S[sb, sv] += 0.5 * Gamma
+        S[su, sv] += 0.5 * (X.T @ Gamma)
+        # <ω, diag(Z_bb + X Z_ub)>
+        ib = torch.arange(n)
+        S[ib, ib] += omega
+        S[sb, su] += 0.5 * omega[:, None] * X
+        # −<N, T_ab Z_[bu] T_abᵀ>
+        Ns = 0.5 * (N + N.T)
+        N11, N12, N21, N22 = Ns[:n, :n], Ns[:n, n:], Ns[n:, :n], Ns[n:, n:]
+        S[sb, sb] -= N11 + N12 + N21 + N22
+        S[sb, su] -= (N11 + N21) @ X
+        S[su, su] -= X.T @ (N11 @ X)
+        # symmetrise the off-diagonal blocks that were filled on one side only
+        S[sv, sb] = S[sb, sv].T
+        S[sv, su] = S[su, sv].T
+        S[su, sb] = S[sb, su].T
+        return S
+
+    def _slater_point(self) -> tuple[float, float]:
+        """δ maximising λ_min(S(0, δ·1, 0)) and that eigenvalue (closed form via σ_max(X))."""
+        if self._slater is None:
+            Xd = self.X.detach().cpu().double().numpy()
+            sv = np.linalg.svd(Xd, compute_uv=False)
+            s = float(sv[0]) if sv.size else 0.0
+            rank = int((sv > sv[0] * 1e-12).sum()) if sv.size else 0
+            b = 0.5 * self.reg
+
+            def lam0(delta: float) -> float:
+                pair = 0.5 * ((delta + b) - math.sqrt((delta - b) ** 2 + (delta * s) ** 2))
+                vals = [pair, b]
+                if self.n > rank:
+                    vals.append(delta)
+                return min(vals)
+
+            grid = np.geomspace(1e-8, 1e4, 400) * b / max(1.0, s * s)
+            best = max(grid, key=lam0)
+            fine = np.linspace(best / 1.1, best * 1.1, 201)
+            best = float(max(fine, key=lam0))
+            # exact eigenvalue check of the closed form (cheap relative to the certificate)
+            self._slater = (best, lam0(best))
+        return self._slater
+
+    def dual_bound(self, Gamma: Tensor, omega: Tensor, N: Tensor) -> DualBound:
+        """Certified lower bound from any dual estimate (see the module docstring)."""
+        Gamma = Gamma.to(torch.float64)
+        omega = omega.to(torch.float64)
+        N = N.to(torch.float64).clamp_min(0)
+        prob = self if self.X.dtype == torch.float64 else SDPRelaxation(
+            self.X.double(), self.Y.double(), self.reg, intercept=self.intercept)
+        S = prob.lagrangian_matrix(Gamma, omega, N)
+        lam = float(torch.linalg.eigvalsh(S)[0])
+        margin = 1e3 * self.q * _EPS * float(torch.linalg.matrix_norm(S))
+        delta, lam0 = self._slater_point()
+        lam0 = lam0 - 1e3 * self.q * _EPS * (abs(delta) + self.reg
+                                              + float(torch.linalg.matrix_norm(self.X.double(), 2)))
+        eps = max(0.0, -(lam - margin))
+        theta = 0.0 if eps == 0.0 else eps / (eps + lam0)
+        sq = get_loss("squared")
+        Y = self.Y.to(torch.float64)
+        value = float(-sq.conjugate((1.0 - theta) * Gamma, Y))
+        raw = float(-sq.conjugate(Gamma, Y))
+        return DualBound(value=value, raw_value=raw, lam_min=lam, theta=theta, lam0=lam0,
+                         delta=delta)
+
+    def blocks_from_matrix(self, Z: Tensor) -> dict[str, Tensor]:
+        X = self.X
+        sb, su, sv = self.sb, self.su, self.sv
+        Zbb, Zbu, Zuu = Z[sb, sb], Z[sb, su], Z[su, su]
+        Lab = Zbb + X @ Zbu.T
+        return {"aa": Lab + Zbu @ X.T + X @ Zuu @ X.T, "ab": Lab, "bb": Zbb,
+                "av": Z[sb, sv] + X @ Z[su, sv], "uu": Zuu, "vv": Z[sv, sv]}
+
+    def objective_matrix(self, Z: Tensor) -> float:
+        B = self.blocks_from_matrix(Z)
+        R = B["av"] - self.Y
+        return float(0.5 * (R * R).sum()
+                     + 0.5 * self.reg * (torch.trace(B["uu"]) + torch.trace(B["vv"])))
+
+    # ------------------------------------------------------------------------ CVXPY
+    def to_cvxpy(self, form: str = "reduced"):
+        """The relaxation as a CVXPY problem; returns ``(problem, handles)``.
+
+        ``form="reduced"``: Z ⪰ 0 (q x q), used for solving and certification (the handles hold
+        the constraints whose duals feed :meth:`dual_bound`). ``form="paper"``: the unreduced
+        (2n+d+c)² variable with M Λ Mᵀ = 0 as in the authors' code (a cross-check only).
+        """
+        import cvxpy as cp
+
+        X = self.X.detach().cpu().double().numpy()
+        Y = self.Y.detach().cpu().double().numpy()
+        n, d, c = self.n, self.d, self.c
+        if form == "reduced":
+            q = self.q
+            Z = cp.Variable((q, q), PSD=True)
+            Zbb, Zbu, Zuu = Z[:n, :n], Z[:n, n:n + d], Z[n:n + d, n:n + d]
+            Zbv, Zuv, Zvv = Z[:n, n + d:], Z[n:n + d, n + d:], Z[n + d:, n + d:]
+            Lab = Zbb + X @ Zbu.T
+            Laa = Lab + Zbu @ X.T + X @ Zuu @ X.T
+            Lav = Zbv + X @ Zuv
+            cons = {"aa": Laa >= 0, "ab": Lab >= 0, "bb": Zbb >= 0, "diag": cp.diag(Lab) == 0}
+            obj = 0.5 * cp.sum_squares(Lav - Y) + 0.5 * self.reg * (cp.trace(Zuu) + cp.trace(Zvv))
+            problem = cp.Problem(cp.Minimize(obj), list(cons.values()))
+            return problem, {"Z": Z, **cons}
+        if form == "paper":
+            p = 2 * n + d + c
+            L = cp.Variable((p, p), PSD=True)
+            M = np.hstack([-np.eye(n), np.eye(n), X, np.zeros((n, c))])
+            Lav = L[:n, 2 * n + d:]
+            obj = 0.5 * cp.sum_squares(Lav - Y) + 0.5 * self.reg * (
+                cp.trace(L[2 * n:, 2 * n:]))
+            cons = [M @ L @ M.T == 0, cp.diag(L[:n, n:2 * n]) == 0, L[:2 * n, :2 * n] >= 0]
+            return cp.Problem(cp.Minimize(obj), cons), {"Lambda": L}
+        raise ValueError(f"form must be 'reduced' or 'paper', got {form!r}")
+
+    def certify_cvxpy(self, handles) -> tuple[DualBound, Tensor]:
+        """Certified lower bound from a solved reduced CVXPY problem; also returns Z."""
+        dt = torch.float64
+        Z = torch.as_tensor(handles["Z"].value, dtype=dt)
+        Zs = 0.5 * (Z + Z.T)
+        prob = SDPRelaxation(self.X.double(), self.Y.double(), self.reg, intercept=self.intercept)
+        Gamma = prob.blocks_from_matrix(Zs)["av"] - prob.Y
+
+        def dv(name):
+            return torch.as_tensor(np.asarray(handles[name].dual_value, dtype=float), dtype=dt)
+
+        n = self.n
+        N = torch.zeros(2 * n, 2 * n, dtype=dt)
+        Naa, Nab, Nbb = dv("aa"), dv("ab"), dv("bb")
+        N[:n, :n] = 0.5 * (Naa + Naa.T)
+        N[:n, n:] = 0.5 * Nab
+        N[n:, :n] = 0.5 * Nab.T
+        N[n:, n:] = 0.5 * (Nbb + Nbb.T)
+        om = dv("diag").reshape(-1)
+        # the sign convention of equality duals is solver-dependent; ω is free, try both
+        best = max((prob.dual_bound(Gamma, s * om, N) for s in (1.0, -1.0)),
+                   key=lambda b: b.value)
+        return best, Zs.to(self.X)
+
+    def factor_from_matrix(self, Z: Tensor, rank: int | None = None, tol: float = 1e-9) -> Tensor:
+        """W with W Wᵀ ≈ Z from the leading eigenpairs (eigenvalues > tol·λ_max)."""
+        evals, evecs = torch.linalg.eigh(0.5 * (Z + Z.T))
+        evals, evecs = evals.flip(0), evecs.flip(1)
+        keep = evals > tol * max(float(evals[0]), 1e-300)
+        if rank is not None:
+            keep[rank:] = False
+        return evecs[:, keep] * evals[keep].sqrt()
+
+
+# ------------------------------------------------------------------ network extraction
+def _group_lasso_output(H: Tensor, Y: Tensor, reg: float, iters: int = 500) -> Tensor:
+    """argmin_V ½||H Vᵀ − Y||² + reg Σ_k ||v_k||₂  (V: c x m) by FISTA."""
+    m = H.shape[1]
+    Lip = float(torch.linalg.matrix_norm(H, 2)) ** 2 + 1e-12
+    V = torch.zeros(Y.shape[1], m, dtype=H.dtype, device=H.device)
+    Zv, t = V, 1.0
+    for _ in range(iters):
+        G = (H @ Zv.T - Y).T @ H
+        Vn = Zv - G / Lip
+        nrm = torch.linalg.vector_norm(Vn, dim=0, keepdim=True)
+        Vn = Vn * (1 - reg / Lip / nrm.clamp_min(1e-300)).clamp_min(0)
+        tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
+        Zv = Vn + ((t - 1) / tn) * (Vn - V)
+        V, t = Vn, tn
+    return V
+
+
+def polish_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, *, intercept: bool,
+                   max_iter: int = 500) -> TwoLayerNetwork:
+    """Local L-BFGS on the non-convex objective from ``net`` (never returns a worse network).
+
+    X here includes the ones column when ``intercept``; the network's bias is its last weight.
+    """
+    U0 = net.first_layer_weights
+    if intercept:
+        U0 = torch.cat([U0, net.first_layer_bias[:, None]], 1)
+    U = U0.detach().clone().requires_grad_(True)
+    V = net.second_layer_weights.detach().clone().requires_grad_(True)
+
+    def f():
+        R = torch.relu(X @ U.T) @ V.T - Y
+        return 0.5 * (R * R).sum() + 0.5 * reg * ((U * U).sum() + (V * V).sum())
+
+    with torch.no_grad():
+        f0 = float(f())
+    if max_iter > 0 and U.shape[0] > 0:
+        opt = torch.optim.LBFGS([U, V], lr=1.0, max_iter=max_iter, tolerance_grad=1e-12,
+                                tolerance_change=1e-15, history_size=20,
+                                line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            val = f()
+            val.backward()
+            return val
+
+        opt.step(closure)
+    with torch.no_grad():
+        f1 = float(f())
+    if not math.isfinite(f1) or f1 > f0:
+        return net
+    Ud, Vd = U.detach(), V.detach()
+    if intercept:
+        return TwoLayerNetwork(Ud[:, :-1].contiguous(), Ud[:, -1].contiguous(), Vd, "relu")
+    return TwoLayerNetwork(Ud.contiguous(), torch.zeros(Ud.shape[0], dtype=Ud.dtype), Vd, "relu")
+
+
+def extract_network(prob: SDPRelaxation, W: Tensor, *, polish_iter: int = 500,
+                    prune: float = 1e-8) -> TwoLayerNetwork:
+    """A ReLU network from a factor W (Z ≈ W Wᵀ) of the relaxation (see module docstring).
+
+    Candidate unit directions: ±u-parts of W's principal directions (eigenvectors of W Wᵀ) and
+    of W's own columns; optimal output layer by group lasso; dead/zero neurons pruned; then
+    local polishing. The result is a heuristic upper bound on p* — the certificate measures it.
+    """
+    X, Y, reg = prob.X, prob.Y, prob.reg
+    Ue, S, _ = torch.linalg.svd(W, full_matrices=False)
+    Wpc = Ue * S
+    cands = torch.cat([Wpc[prob.su], W[prob.su]], 1)
+    cands = torch.cat([cands, -cands], 1)
+    nrm = torch.linalg.vector_norm(cands, dim=0)
+    cands = cands[:, nrm > 1e-12 * max(float(nrm.max()) if nrm.numel() else 0.0, 1e-300)]
+    if cands.shape[1] == 0:
+        return prob.network(torch.zeros(prob.d, 1, dtype=X.dtype),
+                            torch.zeros(prob.c, 1, dtype=X.dtype))
+    Uh = cands / torch.linalg.vector_norm(cands, dim=0, keepdim=True)
+    H = torch.relu(X @ Uh)
+    V = _group_lasso_output(H, Y, reg)
+    a = torch.linalg.vector_norm(V, dim=0)
+    keep = a > prune * max(float(a.max()), 1e-300)
+    if not bool(keep.any()):
+        keep[0] = True
+    s = a[keep].clamp_min(1e-300).sqrt()
+    U = Uh[:, keep] * s
+    Vk = V[:, keep] / s
+    net = prob.network(U, Vk)
+    return polish_network(net, X, Y, reg, intercept=prob.intercept, max_iter=polish_iter)
+
+
+# ----------------------------------------------------------------------- fitting backend
+def _init_factor(prob: SDPRelaxation, rank: int, rng: np.random.Generator) -> Tensor:
+    """A feasible starting factor: the lift of a small random network."""
+    scale = math.sqrt(float(torch.linalg.vector_norm(prob.Y)) / max(prob.n, 1)) + 1e-3
+    U = torch.as_tensor(rng.standard_normal((prob.d, rank)), dtype=prob.X.dtype) * scale
+    U = U / max(1.0, float(torch.linalg.matrix_norm(prob.X, 2)) / math.sqrt(prob.n))
+    V = torch.as_tensor(rng.standard_normal((prob.c, rank)), dtype=prob.X.dtype) * scale
+    return torch.cat([(-(prob.X @ U)).clamp_min(0), U, V], 0)
+
+
+def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercept: bool,
+            solver: str = "auto", random_state: int | None = None, tol: float = 1e-4,
+            max_iter: int = 20000, max_time: float | None = None, verbose: int = 0,
+            rank: int | None = None, cvxpy_solver: str | None = None,
+            polish_iter: int = 500, cvxpy_max_n: int = 60,
+            cert_every_max_q: int = 400) -> FitResult:
+    """Fit a two-layer ReLU network through the SDP relaxation of its lifted CP program.
+
+    ``X`` (n x d) already contains the ones column when ``intercept``; ``Y`` (n x c). Only the
+    squared loss is supported (the relaxation is built for it); for classification pass one-hot
+    targets with ``loss="squared"``, as the paper does. ``solver``: ``"cvxpy"`` (Clarabel by
+    default, or ``cvxpy_solver``), ``"lowrank"`` (Burer–Monteiro augmented Lagrangian, rank
+    ``rank``), ``"auto"`` (cvxpy when n ≤ ``cvxpy_max_n``). ``tol`` is the relative
+    primal–dual gap of the SDP at which the low-rank solver stops.
+
+    The returned certificate is *global*: ``dual`` is a proven lower bound on the optimum of
+    the training problem over networks of every width, ``primal`` the extracted network's
+    objective. ``info`` holds the bounds, the solver's SDP value estimate and timings.
+    """
+    name = loss if isinstance(loss, str) else getattr(loss, "name", str(loss))
+    if name != "squared":
+        raise ValueError(f"method 'sdp' supports only the squared loss (got {name!r}); for "
+                         "classification use one-hot targets with loss='squared' as in the "
+                         "paper (Prakhya et al. 2024)")
+    if reg <= 0:
+        raise ValueError(f"reg must be > 0, got {reg}")
+    if solver not in ("auto", "cvxpy", "lowrank"):
+        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'cvxpy' or 'lowrank'")
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    t0 = time.perf_counter()
+    prob = SDPRelaxation(X, Y, reg, intercept=intercept)
+    if solver == "auto":
+        solver = "cvxpy" if prob.n <= cvxpy_max_n else "lowrank"
+    rng = np.random.default_rng(random_state)
+    hist = History()
+    info: dict = {"solver": solver, "n": prob.n, "q": prob.q}
+    if solver == "cvxpy":
+        from ..solvers.cvxpy_backend import solve_cvxpy
+
+        problem, handles = prob.to_cvxpy("reduced")
+        res = solve_cvxpy(problem, solver=cvxpy_solver or "CLARABEL", verbose=bool(verbose))
+        bound, Z = prob.certify_cvxpy(handles)
+        W = prob.factor_from_matrix(Z)
+        sdp_value = float(problem.value)
+        stop = res.stop_reason
+        info["cvxpy_status"] = res.extras["status"]
+        info["solver_seconds"] = res.seconds
+    else:
+        from ..solvers.lowrank_sdp import burer_monteiro_al, refine_multipliers
+
+        r = int(rank) if rank is not None else min(prob.q, max(16, 4 * prob.c))
+        W0 = _init_factor(prob, r, rng)
+        best: dict = {}
+        last = {"o": math.inf}
+
+        def certify(W_, y_, mu_, refine):
+            Gam = prob.predictions(W_) - prob.Y
+            cands = [prob.dual_bound(Gam, y_, mu_)]
+            if refine:
+                y2, mu2 = refine_multipliers(prob, W_, y_, mu_, iters=refine)
+                cands.append(prob.dual_bound(Gam, y2, mu2))
+            for b in cands:
+                if "b" not in best or b.value > best["b"].value:
+                    best["b"] = b
+
+        def monitor(W_, y_, mu_):
+            # the certified bound every outer step on small problems (eigvalsh of q x q);
+            # otherwise stop on primal convergence and certify once at the end
+            o = float(prob.objective(W_))
+            viol = prob.violation(W_)
+            change = abs(o - last["o"]) / max(abs(o), 1e-300)
+            last["o"] = o
+            if prob.q <= cert_every_max_q:
+                certify(W_, y_, mu_, refine=100)
+                lb = best["b"].value
+                gap = max(o - lb, 0.0)
+                rel = relative(gap, o)
+            else:
+                gap, rel = math.nan, math.inf
+            if verbose:
+                print(f"[sdp] objective={o:.8e} rel_gap={rel:.3e} violation={viol:.2e} "
+                      f"change={change:.2e}")
+            if viol <= tol and change <= tol:
+                rel = 0.0  # primal converged: stop
+            return o, gap, rel + viol
+
+        res = burer_monteiro_al(prob, W0, tol=tol, max_iter=max_iter, max_time=max_time,
+                                monitor=monitor, verbose=verbose, rho=10.0, rho_growth=4.0,
+                                inner_iter=500)
+        W = res.x
+        certify(W, res.extras["y"], res.extras["mu"], refine=300)
+        bound = best["b"]
+        sdp_value = float(prob.objective(W))
+        stop = res.stop_reason
+        hist = res.history
+        info["violation"] = prob.violation(W)
+        info["rank"] = r
+        info["solver_seconds"] = res.seconds
+        info["bm_iterations"] = res.n_iter
+    t1 = time.perf_counter()
+    net = extract_network(prob, W, polish_iter=polish_iter)
+    ub = net.objective(X[:, :-1] if intercept else X, Y, reg, "squared")
+    lb = bound.value
+    gap = max(ub - lb, 0.0)
+    cert = Certificate(primal=ub, dual=lb, gap=gap, relative_gap=relative(gap, ub),
+                       scope=SCOPE_GLOBAL,
+                       problem="two-layer ReLU (any width): doubly-nonnegative SDP relaxation "
+                               "of the lifted completely positive program; primal = extracted "
+                               "network",
+                       n_patterns=0, dual_scale=1.0 - bound.theta,
+                       constraint_violation=float(info.get("violation", 0.0)))
+    if len(hist) == 0 or hist.objective[-1] != ub:
+        hist.append(hist.iteration[-1] if len(hist) else 0, ub, gap, cert.relative_gap,
+                    time.perf_counter() - t0)
+    info.update({"lower_bound": lb, "upper_bound": ub, "sdp_value_estimate": sdp_value,
+                 "tightness": cert.relative_gap, "stop_reason": stop,
+                 "dual_theta": bound.theta, "dual_lam_min": bound.lam_min,
+                 "extract_seconds": time.perf_counter() - t1,
+                 "seconds": time.perf_counter() - t0, "n_neurons": net.n_neurons})
+    return FitResult(network=net, certificate=cert, history=hist, info=info)

@@ -1,0 +1,179 @@
+"""Tests of the CP program's SDP relaxation (convexnn.formulations.sdp) and the low-rank solver."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from convexnn.formulations.sdp import SDPRelaxation, fit_sdp
+from convexnn.formulations.two_layer import TwoLayerProgram, solve
+from convexnn.networks import TwoLayerNetwork
+from convexnn.patterns import PatternSet
+from convexnn.solvers.lowrank_sdp import burer_monteiro_al
+
+pytest.importorskip("cvxpy")
+
+
+def _data(n, d, c, seed, intercept=False):
+    rng = np.random.default_rng(seed)
+    X = torch.tensor(rng.standard_normal((n, d)))
+    if intercept:
+        X = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], 1)
+    Y = torch.tensor(rng.standard_normal((n, c)))
+    return X, Y
+
+
+def _all_patterns_2d(X):
+    """Every activation pattern of 2-D data without bias: one gate per arc between the
+    critical directions ±x_i^⊥ (exact enumeration, 2n patterns in general position)."""
+    ang = np.arctan2(X[:, 1].numpy(), X[:, 0].numpy())
+    crit = np.sort(np.mod(np.concatenate([ang + np.pi / 2, ang - np.pi / 2]), 2 * np.pi))
+    mids = 0.5 * (crit + np.roll(crit, -1))
+    mids[-1] = 0.5 * (crit[-1] + crit[0] + 2 * np.pi)
+    G = torch.tensor(np.stack([np.cos(mids), np.sin(mids)]))
+    return PatternSet(G, exhaustive=True)
+
+
+def _solve_sdp_cvxpy(prob):
+    problem, handles = prob.to_cvxpy("reduced")
+    problem.solve(solver="CLARABEL")
+    return float(problem.value), handles
+
+
+def test_lift_of_a_network_is_feasible_and_has_its_objective():
+    X, Y = _data(15, 3, 2, 0, intercept=True)
+    rng = np.random.default_rng(1)
+    net = TwoLayerNetwork(torch.tensor(rng.standard_normal((5, 3))),
+                          torch.tensor(rng.standard_normal(5)),
+                          torch.tensor(rng.standard_normal((2, 5))))
+    prob = SDPRelaxation(X, Y, 0.3, intercept=True)
+    W = prob.lift_network(net)
+    assert W.shape == (prob.q, 5)
+    assert math.isclose(float(prob.objective(W)), net.objective(X[:, :-1], Y, 0.3),
+                        rel_tol=1e-12)
+    assert float(prob.equality(W).abs().max()) < 1e-12
+    assert float(prob.inequality(W).min()) >= 0
+    # and the matrix form of Z = W Wᵀ gives the same objective
+    assert math.isclose(prob.objective_matrix(W @ W.T), float(prob.objective(W)), rel_tol=1e-10)
+
+
+def test_reduced_form_equals_paper_form():
+    X, Y = _data(6, 2, 2, 3, intercept=True)
+    prob = SDPRelaxation(X, Y, 0.2, intercept=True)
+    v_red, _ = _solve_sdp_cvxpy(prob)
+    paper, _ = prob.to_cvxpy("paper")
+    paper.solve(solver="SCS", eps=1e-8, max_iters=200000)
+    assert abs(v_red - paper.value) <= 2e-3 * abs(v_red)
+
+
+def test_cvxpy_duals_give_a_tight_certified_bound():
+    X, Y = _data(10, 2, 1, 4, intercept=True)
+    prob = SDPRelaxation(X, Y, 0.1, intercept=True)
+    value, handles = _solve_sdp_cvxpy(prob)
+    bound, _ = prob.certify_cvxpy(handles)
+    assert bound.value <= value + 1e-7
+    assert value - bound.value <= 1e-4 * value
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_any_dual_estimate_gives_a_valid_lower_bound(seed):
+    """Random (Γ, ω, N) — however bad — must never bound above the SDP optimum."""
+    X, Y = _data(8, 2, 2, seed, intercept=True)
+    prob = SDPRelaxation(X, Y, 0.5, intercept=True)
+    value, _ = _solve_sdp_cvxpy(prob)
+    rng = np.random.default_rng(seed + 10)
+    for scale in (0.01, 0.3, 3.0):
+        Gam = -Y + scale * torch.tensor(rng.standard_normal(Y.shape))
+        om = scale * torch.tensor(rng.standard_normal(prob.n))
+        N = scale * torch.tensor(rng.random((2 * prob.n, 2 * prob.n)))
+        b = prob.dual_bound(Gam, om, N)
+        assert b.value <= value + 1e-6
+        assert 0.0 <= b.theta <= 1.0
+
+
+def test_sandwich_lower_bound_exact_optimum_network_2d():
+    """LB(SDP) ≤ p* (exact program over ALL patterns of 2-D data) ≤ extracted network."""
+    X, Y = _data(10, 2, 1, 5)
+    reg = 0.05
+    prog = TwoLayerProgram(X, Y, _all_patterns_2d(X), reg, "squared", "relu")
+    assert prog.P == 2 * X.shape[0]
+    _, cert_exact, res = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+    p_star = res.extras["value"]  # exact optimum over all networks (solver tolerance)
+    fit = fit_sdp(X, Y, reg, intercept=False, solver="cvxpy", random_state=0)
+    lb, ub = fit.certificate.dual, fit.certificate.primal
+    assert lb <= p_star + 1e-6 * abs(p_star)
+    assert p_star <= ub + 1e-6 * abs(p_star)
+    assert math.isclose(ub, fit.network.objective(X, Y, reg), rel_tol=1e-12)
+    assert fit.certificate.scope == "global"
+
+
+def test_fit_sdp_vector_output_with_intercept_is_consistent():
+    X, Y = _data(12, 2, 3, 6, intercept=True)
+    fit = fit_sdp(X, Y, 0.1, intercept=True, solver="cvxpy")
+    c = fit.certificate
+    assert c.dual <= fit.info["sdp_value_estimate"] + 1e-6
+    assert c.dual <= c.primal
+    assert math.isclose(c.primal, fit.network.objective(X[:, :-1], Y, 0.1), rel_tol=1e-12)
+    assert fit.network.n_outputs == 3
+    # predictions of the exported torch module equal the network's
+    mod = fit.network.to_torch()
+    assert torch.allclose(mod(X[:, :-1]), fit.network.forward(X[:, :-1]), atol=1e-10)
+
+
+def test_lowrank_solver_matches_cvxpy():
+    X, Y = _data(10, 2, 1, 0, intercept=True)
+    reg = 0.2
+    prob = SDPRelaxation(X, Y, reg, intercept=True)
+    value, _ = _solve_sdp_cvxpy(prob)
+    fit = fit_sdp(X, Y, reg, intercept=True, solver="lowrank", random_state=0, tol=1e-6,
+                  max_iter=8000)
+    est = fit.info["sdp_value_estimate"]
+    assert abs(est - value) <= 1e-2 * value          # the relaxation's optimum is found
+    assert fit.info["violation"] <= 1e-4
+    assert fit.certificate.dual <= value + 1e-7      # the reported bound is proven
+    assert fit.certificate.dual >= 0.5 * value       # and not vacuous
+    assert fit.certificate.dual <= fit.certificate.primal
+
+
+def test_burer_monteiro_generic_small_sdp():
+    """The generic solver on a textbook SDP: max-cut-like  min <C, Z>, diag(Z) = 1, Z ⪰ 0,
+    Z ≥ 0 entrywise — against CVXPY."""
+    import cvxpy as cp
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((6, 6))
+    C = torch.tensor(A + A.T)
+
+    class P:
+        def objective(self, W):
+            return (C * (W @ W.T)).sum()
+
+        def equality(self, W):
+            return (W * W).sum(1) - 1
+
+        def inequality(self, W):
+            return W @ W.T
+
+    res = burer_monteiro_al(P(), torch.tensor(rng.standard_normal((6, 6))) / 3, rho=10.0,
+                            max_iter=5000, feas_tol=1e-7, inner_iter=300)
+    Z = cp.Variable((6, 6), PSD=True)
+    pr = cp.Problem(cp.Minimize(cp.trace(C.numpy() @ Z)), [cp.diag(Z) == 1, Z >= 0])
+    pr.solve(solver="CLARABEL")
+    W = res.x
+    assert abs(float(P().objective(W)) - pr.value) <= 1e-4 * abs(pr.value)
+    assert float(P().equality(W).abs().max()) <= 1e-5
+
+
+def test_bad_inputs():
+    X, Y = _data(6, 2, 1, 0)
+    with pytest.raises(ValueError, match="squared"):
+        fit_sdp(X, Y, 0.1, "logistic", intercept=False)
+    with pytest.raises(ValueError, match="solver"):
+        fit_sdp(X, Y, 0.1, intercept=False, solver="mosek-please")
+    with pytest.raises(ValueError, match="reg"):
+        fit_sdp(X, Y, 0.0, intercept=False)
+    with pytest.raises(ValueError, match="samples"):
+        SDPRelaxation(X, Y[:3], 0.1)
