@@ -438,7 +438,8 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
             max_iter: int = 20000, max_time: float | None = None, verbose: int = 0,
             rank: int | None = None, cvxpy_solver: str | None = None,
             polish_iter: int = 500, cvxpy_max_n: int = 60,
-            cert_every_max_q: int = 400) -> FitResult:
+            cert_every_max_q: int = 400, refine_iter: int = 200,
+            rho: float = 10.0) -> FitResult:
     """Fit a two-layer ReLU network through the SDP relaxation of its lifted CP program.
 
     ``X`` (n x d) already contains the ones column when ``intercept``; ``Y`` (n x c). Only the
@@ -507,7 +508,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
             change = abs(o - last["o"]) / max(abs(o), 1e-300)
             last["o"] = o
             if prob.q <= cert_every_max_q:
-                certify(W_, y_, mu_, refine=100)
+                certify(W_, y_, mu_, refine=0)
                 lb = best["b"].value
                 gap = max(o - lb, 0.0)
                 rel = relative(gap, o)
@@ -521,10 +522,10 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
             return o, gap, rel + viol
 
         res = burer_monteiro_al(prob, W0, tol=tol, max_iter=max_iter, max_time=max_time,
-                                monitor=monitor, verbose=verbose, rho=10.0, rho_growth=4.0,
+                                monitor=monitor, verbose=verbose, rho=rho, rho_growth=4.0,
                                 inner_iter=500)
         W = res.x
-        certify(W, res.extras["y"], res.extras["mu"], refine=300)
+        certify(W, res.extras["y"], res.extras["mu"], refine=refine_iter)
         bound = best["b"]
         sdp_value = float(prob.objective(W))
         stop = res.stop_reason

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy.optimize import nnls as _scipy_nnls
 from torch import Tensor
 
 from ..certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
@@ -185,19 +187,28 @@ class TwoLayerProgram:
 
     # ----------------------------------------------------------- certificates
     def certificate(self, x: Tensor, state: Tensor | None = None,
-                    aug: _AugmentedReLU | None = None) -> Certificate:
-        """Certificate at x. For ReLU, ``aug`` supplies multipliers (else μ = 0, a looser bound)."""
+                    aug: _AugmentedReLU | None = None, refine: int = 0,
+                    repair: bool = True, mu: Tensor | None = None) -> Certificate:
+        """Certificate at x. For ReLU, ``aug`` supplies multipliers (else μ = 0, a looser bound),
+        ``refine`` NNLS iterations tighten them, and the primal is taken at the feasible repair of
+        x (``repair=False`` gives a cheap *estimate* that is not a certificate)."""
         viol = 0.0
         if self.activation == "relu":
             # Certify a feasible point: repair the iterate into its cones (x → x + t·g_p), so
             # the primal value is attained by the program and by the read-back network alike.
             XV0 = state if state is not None else self.relu_state(x)
-            mu = aug.updated_multipliers(XV0) if aug is not None else None
+            if aug is not None:
+                mu = aug.updated_multipliers(XV0)
             viol = self.violation(XV0)
-            x = self.repair(x, XV0)
-            XV = self.relu_state(x)
+            if repair:
+                x = self.repair(x, XV0)
+                XV = self.relu_state(x)
+            else:  # estimate only: the convex objective of a possibly infeasible point
+                XV = XV0
             Z = self.relu_predict(XV)
             lam = self.loss.grad(Z, self.Y)
+            if refine and mu is not None:
+                mu = self.refine_multipliers(lam, mu, refine)
             h = self._cone_dual_norms(lam, self.masks[:, None, :, None], mu)
             primal = float(self.loss.value(Z, self.Y) + self.penalty(x))
         else:
@@ -215,27 +226,61 @@ class TwoLayerProgram:
                            dual_scale=s, constraint_violation=viol)
 
     def repair(self, x: Tensor, XV: Tensor | None = None) -> Tensor:
-        """A feasible point near x: x_g + t_g g_p with t_g = max_i viol_i / margin_i.
+        """A feasible point near x: each violating group is projected onto its cone.
 
-        The gate g_p satisfies (2D_p − I) X g_p ≥ 0 (margins); adding t_g g_p lifts every
-        violated row of group g = (s, p, k). Groups whose violated rows have zero margin are
-        set to 0 (also feasible). Returns x unchanged when it is already feasible.
+        Π_K(v) = v + Bᵀμ*, μ* = argmin_{μ ≥ 0} ||v + Bᵀμ||² (NNLS, B = (2D_p − I) X), solved
+        exactly for the few non-zero groups; round-off left after the projection is removed by
+        x_g + t_g g_p (the gate g_p lies in its own cone with margins |X g_p|), or, failing
+        that, by zeroing the group. Returns x itself when it is already feasible.
         """
         if self.activation != "relu":
             return x
         XV = self.relu_state(x) if XV is None else XV
         viol = (-self.constraint(XV)).clamp_min(0)  # (n, S, P, c)
-        if not bool((viol > 0).any()):
+        bad = viol.amax(0) > 0  # (S, P, c)
+        if not bool(bad.any()):
             return x
-        margin = (self.X @ self.G).abs()[:, None, :, None]
-        ratio = torch.where(viol > 0, viol / margin.clamp_min(1e-300), torch.zeros_like(viol))
-        t = ratio.amax(0)  # (S, P, c)
-        bad = ~torch.isfinite(t) | (t > 1e150)
-        t = torch.where(bad, torch.zeros_like(t), t)
-        x = x + t[:, :, None, :] * self.G.T[None, :, :, None]
-        if bool(bad.any()):
-            x = x * (~bad)[:, :, None, :]
+        x = x.clone()
+        Xn = self.X.detach().cpu().double().numpy()
+        Mn = self.masks.detach().cpu().double().numpy()
+        for s_, p_, k_ in torch.nonzero(bad).tolist():
+            B = (2 * Mn[:, p_:p_ + 1] - 1) * Xn
+            v = x[s_, p_, :, k_].detach().cpu().double().numpy()
+            mu, _ = _nnls(B.T, -v)
+            x[s_, p_, :, k_] = torch.as_tensor(v + B.T @ mu, dtype=x.dtype, device=x.device)
+        XV = self.relu_state(x)
+        viol = (-self.constraint(XV)).clamp_min(0)
+        if bool((viol > 0).any()):
+            margin = (self.X @ self.G).abs()[:, None, :, None]
+            ratio = torch.where(viol > 0, viol / margin.clamp_min(1e-300), torch.zeros_like(viol))
+            t = ratio.amax(0)  # (S, P, c)
+            hopeless = ~torch.isfinite(t) | (t * torch.linalg.vector_norm(self.G, dim=0)[None, :, None]
+                                              > 1e-6 * (1 + torch.linalg.vector_norm(x, dim=2)))
+            t = torch.where(hopeless, torch.zeros_like(t), t)
+            x = x + t[:, :, None, :] * self.G.T[None, :, :, None]
+            x = x * (~hopeless)[:, :, None, :]
         return x
+
+    def refine_multipliers(self, lam: Tensor, mu: Tensor, iters: int) -> Tensor:
+        """Tighten the cone bounds: projected FISTA on min_{μ ≥ 0} Σ_g ||y_g + B_gᵀ μ_g||².
+
+        y_g = ∓Xᵀ D_p λ_k, B_g = (2D_p − I) X. Any μ ≥ 0 gives a valid bound, so stopping
+        early is safe; the minimiser gives h_g = ||Π_{K_g}(y_g)|| exactly.
+        """
+        D = self.masks[:, None, :, None]
+        sgn = 2 * D - 1
+        sign = torch.tensor([1.0, -1.0], dtype=lam.dtype, device=lam.device)[None, :, None, None]
+        base = -sign * D * lam[:, None, None, :]  # n x S x P x c
+        step = 1.0 / float(torch.linalg.matrix_norm(self.X, ord=2)) ** 2
+        z, mu_prev, t = mu, mu, 1.0
+        for _ in range(iters):
+            W = self.X.T @ (base + sgn * z).reshape(self.n, -1)  # d x (S P c)
+            grad = sgn * (self.X @ W).reshape(mu.shape)
+            mu_new = (z - step * grad).clamp_min(0)
+            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
+            z = mu_new + ((t - 1) / t_new) * (mu_new - mu_prev)
+            mu_prev, t = mu_new, t_new
+        return mu_prev
 
     def _cone_dual_norms(self, lam: Tensor, D: Tensor, mu: Tensor | None) -> Tensor:
         """Upper bounds of max_{u ∈ K_g, ||u|| ≤ 1} <∓Xᵀ D_g λ_k, u> for every group g = (s, p, k).
@@ -337,6 +382,11 @@ class TwoLayerProgram:
         return prog, x
 
 
+def _nnls(A, b):
+    """scipy NNLS with a generous iteration cap."""
+    return _scipy_nnls(A, b, maxiter=50 * A.shape[1])
+
+
 class _AugmentedReLU:
     """Smooth part of the augmented Lagrangian of the ReLU program, in the FISTA protocol.
 
@@ -435,6 +485,7 @@ def to_cvxpy(prog: TwoLayerProgram):
     else:  # pragma: no cover - new losses must add their CVXPY form here
         raise NotImplementedError(f"no CVXPY form for loss {name!r}")
     problem = cp.Problem(cp.Minimize(data + prog.reg * pen), cons)
+    problem._convexnn_cone_constraints = cons  # for the multipliers (certificate)
     return problem, V
 
 
@@ -447,26 +498,60 @@ def cvxpy_solution(prog: TwoLayerProgram, V) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ driver
+def _interior_point_fits(prog: TwoLayerProgram) -> bool:
+    """Whether an interior-point solve of the whole ReLU program is affordable here."""
+    groups = prog.S * prog.P * prog.c
+    return groups * prog.d <= 20_000 and prog.n * groups <= 1_000_000 and prog.loss.name in (
+        "squared", "logistic", "cross_entropy")
+
+
+def _has_cvxpy() -> bool:
+    try:
+        import cvxpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
           max_iter: int = 10000, max_time: float | None = None, check_every: int = 10,
           x0: Tensor | None = None, verbose: int = 0, cvxpy_solver: str | None = None,
           cvxpy_options: dict | None = None):
-    """Solve the program. ``solver``: ``"auto"`` (FISTA for gated, augmented Lagrangian for
-    ReLU), ``"fista"``, ``"al"`` or ``"cvxpy"`` (any installed CVXPY solver via
-    ``cvxpy_solver``, default CVXPY's choice). Returns ``(x, certificate, result)``.
+    """Solve the program. Returns ``(x, certificate, result)``.
+
+    ``solver``: ``"fista"`` (gated), ``"al"`` (augmented Lagrangian, ReLU; matrix-free),
+    ``"active_set"`` (ReLU; reduced programs by interior point), ``"cvxpy"`` (the whole program
+    to any installed CVXPY solver via ``cvxpy_solver``, default CVXPY's choice) or ``"auto"``:
+    FISTA for gated; for ReLU the interior point when the program is small enough to afford
+    (see :func:`_interior_point_fits`), else the augmented Lagrangian.
     """
+    import numpy as np
+
     from ..solvers import augmented_lagrangian, fista
     from ..solvers.cvxpy_backend import solve_cvxpy
 
     if solver == "auto":
-        solver = "al" if prog.activation == "relu" else "fista"
+        solver = "fista" if prog.activation == "gated" else (
+            "cvxpy" if _has_cvxpy() and _interior_point_fits(prog) else "al")
+    if solver == "active_set":
+        from .active_set import solve_active_set
+
+        return solve_active_set(prog, tol=tol, max_time=max_time, verbose=verbose,
+                                cvxpy_solver=cvxpy_solver or "CLARABEL",
+                                cvxpy_options=cvxpy_options)
     x = prog.zeros() if x0 is None else x0
     if solver == "cvxpy":
         problem, V = to_cvxpy(prog)
         res = solve_cvxpy(problem, solver=cvxpy_solver, verbose=bool(verbose),
                           **(cvxpy_options or {}))
         x = cvxpy_solution(prog, V)
-        cert = prog.certificate(x)
+        mu = None
+        if prog.activation == "relu":  # the solver's cone multipliers tighten the dual bound
+            duals = [np.maximum(np.asarray(c_.dual_value), 0) for c_ in
+                     problem._convexnn_cone_constraints]
+            mu = torch.as_tensor(np.stack(duals).reshape(prog.P, prog.S, prog.n, prog.c),
+                                 dtype=x.dtype, device=x.device).permute(2, 1, 0, 3)
+        cert = prog.certificate(x, mu=mu, refine=50)
         res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)
         return x, cert, res
     L0 = lipschitz_estimate(prog)
@@ -486,8 +571,16 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
         if prog.activation != "relu":
             raise ValueError("solver='al' is for the cone-constrained ReLU program")
 
+        checks = [0]
+
         def monitor(x_, s_, sub):
-            c_ = prog.certificate(x_, s_, sub)
+            # cheap estimate (convex objective at the possibly infeasible iterate vs the dual
+            # bound); the honest certificate (feasible repair) only when it looks converged
+            checks[0] += 1
+            est = prog.certificate(x_, s_, sub, repair=False)
+            if est.relative_gap > tol and checks[0] % 10:
+                return None
+            c_ = prog.certificate(x_, s_, sub, refine=20 if est.relative_gap <= tol else 0)
             return c_.primal, c_.gap, c_.relative_gap
 
         mu0 = torch.zeros((prog.n, prog.S, prog.P, prog.c), dtype=x.dtype, device=x.device)
@@ -495,6 +588,6 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
                                    max_iter=max_iter, max_time=max_time,
                                    check_every=check_every, monitor=monitor, verbose=verbose)
         sub = prog.augmented(res.extras["mu"], res.extras["rho"])
-        cert = prog.certificate(res.x, None, sub)
-        return res.x, cert, res
+        cert = prog.certificate(res.x, None, sub, refine=50)
+        return prog.repair(res.x), cert, res
     raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'fista', 'al' or 'cvxpy'")

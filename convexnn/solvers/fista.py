@@ -8,8 +8,8 @@ iteration costs one forward product (K x⁺, shared with the line search) and on
 
 The problem object provides ``linear(x) -> state``, ``smooth_value(state)``,
 ``smooth_grad(state) -> array like x``, ``penalty(x)`` and ``prox(x, step)``. States are tensors
-or tuples of tensors. A ``monitor(x, state) -> (objective, gap, relative_gap)`` callable, called
-every ``check_every`` iterations, provides the stopping certificate.
+or tuples of tensors. A ``monitor(x, state) -> (objective, gap, relative_gap) | None`` callable,
+called every ``check_every`` iterations, provides the stopping certificate (None: no check).
 """
 
 from __future__ import annotations
@@ -82,13 +82,16 @@ def fista(problem: Any, x0: torch.Tensor, *, step: float | None = None, tol: flo
         L *= 0.95  # let the step grow again
         elapsed = time.perf_counter() - t0
         if monitor is not None and (it % check_every == 0 or it == 1):
-            obj, gap, rel = monitor(x, s)
-            hist.append(iter_offset + it, obj, gap, rel, elapsed)
-            if verbose:
-                print(f"[fista] it={iter_offset + it:6d} obj={obj:.8e} gap={gap:.3e} rel={rel:.3e}")
-            if rel <= tol:
-                reason = StopReason.GAP
-                break
+            out = monitor(x, s)
+            if out is not None:  # a monitor may skip a check (returns None)
+                obj, gap, rel = out
+                hist.append(iter_offset + it, obj, gap, rel, elapsed)
+                if verbose:
+                    print(f"[fista] it={iter_offset + it:6d} obj={obj:.8e} gap={gap:.3e} "
+                          f"rel={rel:.3e}")
+                if rel <= tol:
+                    reason = StopReason.GAP
+                    break
         if inner_tol is not None and gm_norm <= inner_tol:
             reason = StopReason.CONVERGED
             break

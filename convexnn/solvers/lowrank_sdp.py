@@ -44,6 +44,10 @@ from .base import History, SolverResult, StopReason
 __all__ = ["burer_monteiro_al", "refine_multipliers"]
 
 
+class _OutOfTime(Exception):
+    """Raised inside the L-BFGS closure when ``max_time`` is reached."""
+
+
 def _violation(h: torch.Tensor, g: torch.Tensor) -> float:
     v_eq = float(h.abs().max()) if h.numel() else 0.0
     v_in = float((-g).clamp_min(0).max()) if g.numel() else 0.0
@@ -85,6 +89,8 @@ def burer_monteiro_al(problem: Any, W0: torch.Tensor, *, y0: torch.Tensor | None
         count = [0]
 
         def closure(y=y, mu=mu, rho=rho, count=count):
+            if max_time is not None and time.perf_counter() - t0 >= max_time:
+                raise _OutOfTime
             if W.grad is not None:
                 W.grad = None
             h = problem.equality(W)
@@ -98,7 +104,10 @@ def burer_monteiro_al(problem: Any, W0: torch.Tensor, *, y0: torch.Tensor | None
         opt = torch.optim.LBFGS([W], lr=1.0, max_iter=budget, max_eval=int(budget * 1.25) + 1,
                                 tolerance_grad=grad_tol, tolerance_change=1e-14,
                                 history_size=20, line_search_fn="strong_wolfe")
-        opt.step(closure)
+        try:
+            opt.step(closure)
+        except _OutOfTime:
+            W.grad = None
         total += count[0]
         with torch.no_grad():
             h = problem.equality(W)

@@ -1,0 +1,1036 @@
+r"""Convex programs of convolutional ReLU networks (Ergen & Pilanci, ICLR 2021, "Implicit convex
+regularizers of CNN architectures").
+
+The paper's full text was not available (papers.md §4: RECON). Every program below is derived
+here from the stated non-convex model ([DERIVED]) and tested against an independent CVXPY
+implementation and against the read-back torch network. Notation: images x_n, patches
+x_{n,k} ∈ R^h at conv-output positions k = 1..K (:mod:`convexnn.patches`), X_k = patch k of
+all samples, β = ``reg``, loss L summed over samples, gates g_p (p = 1..P) with patterns
+D_{pk} = diag(1[X_k g_p ≥ 0]).
+
+All programs share one shape (class :class:`_ConeGroupProgram`)::
+
+    min_x  L(A x, Y) + β Σ_groups w_g ||x_g||_2     s.t.  B x ≥ 0         (ReLU)
+    min_x  L(A x, Y) + β Σ_p ||X_p||_*                                     (gated, nuclear)
+
+with the last axis of x the group axis. Dual (any μ ≥ 0, Λ): −L*(Λ) ≤ optimum whenever
+||(AᵀΛ − Bᵀμ)_g|| ≤ β w_g for every group; the certificate takes Λ = ∇L at a feasible point
+(repaired along the gates when possible), μ from the augmented Lagrangian, and scales both
+until feasible — a valid lower bound for any μ ≥ 0. The reported primal value is the
+objective of a feasible point, equal to the read-back network's non-convex objective.
+
+1. **Two-layer CNN** :class:`ConvTwoLayerProgram` — conv (m filters u_j ∈ R^h) → ReLU →
+   pooling (a windows W_q: global/local average, global/local max, or none) → Flatten →
+   Linear (A_j ∈ R^{c x a} per filter), weight decay (β/2) Σ_j (||u_j||² + ||A_j||_F²).
+   For gate p and window q the pooled ReLU is linear on the cone K_{pq}:
+
+   * average (weights π = 1/|W_q|): E_{pq}(n) = π Σ_{k∈W_q} D_{pk}(n) x_{n,k},
+     K_{pq} = {u : (2D_{pk} − I) X_k u ≥ 0, k ∈ W_q};
+   * max: k*(n) = argmax_{k∈W_q} x_{n,k}ᵀ g_p, act(n) = 1[x_{n,k*}ᵀ g_p ≥ 0],
+     E_{pq}(n) = act(n) x_{n,k*(n)}, K_{pq} = {u : (x_{n,k*} − x_{n,k})ᵀ u ≥ 0 (k ∈ W_q),
+     (2 act(n) − 1) x_{n,k*}ᵀ u ≥ 0}; on K_{pq}, max_{k∈W_q} (x_{n,k}ᵀ u)_+ = E_{pq}(n)ᵀ u.
+
+   ReLU program (x[s, p, q, c] ∈ R^h, s ∈ {+, −})::
+
+       min L( Z ) + β Σ ||x[s,p,q,c]||,   Z[n,c] = Σ_{p,q} E_{pq}(n)ᵀ (x[+,p,q,c] − x[−,p,q,c]),
+       s.t. x[s,p,q,c] ∈ K_{pq}.
+
+   **Exact** (equal to the non-convex optimum, m ≥ m*) for a *single* pooled output and scalar
+   target (global average or global max pooling, c = 1) when the gates hit every region (every
+   pattern of [X_1; …; X_K] for average pooling; for max pooling the regions also fix the
+   arg-max, which pattern deduplication does not track, so max-pooling sets are never marked
+   global). This is the paper's ℓ2 (group-lasso) program. With several pooled outputs (local
+   pooling, no pooling) or classes (c > 1), each filter would feed an a·c vector and the exact
+   program is a cone-constrained nuclear-norm (copositive) program (papers.md §4.4); we solve
+   the **output-separable restriction** (every filter feeds one pooled output and one class),
+   whose optimum upper-bounds the network optimum and whose solutions are networks of the same
+   architecture.
+
+   Gated program (``activation="gated"``): gates fixed, x[p] ∈ R^{a x c x h}, penalty
+   β Σ_p ||x[p]||_* (ℓ2 when a·c = 1). **Exact** for the gated CNN conv → 1[conv_g ≥ 0]·conv →
+   pooling → Linear (any width ≥ Σ rank): one neuron per singular triple. For max pooling the
+   gated pool takes the value at the gate's arg-max.
+
+2. **Multi-layer circular CNN with one ReLU** :class:`CircularCNNProgram` — single-channel
+   signals/images x ∈ R^d (d = H·W), neuron j: ``n_circular`` circular convolutions with
+   full-size filters u_{1j}, …, then a full-size (fully connected) filter u_{Lj}, ReLU,
+   output weights w_j ∈ R^c. Constraint ||u_{lj}||_2 ≤ 1 on the circular filters, weight decay
+   (β/2)(||u_{Lj}||² + ||w_j||²) on the last two layers (the Ergen–Pilanci deep-network
+   convention; [RECON] for this paper). The pre-activation is xᵀ e_j with the end-to-end filter
+   e_j = u_{1j} ⊛ … ⊛ u_{Lj}; with the unitary DFT ê = F e, F(a ⊛ b) = √d â ⊙ b̂ and
+   Cauchy–Schwarz, min ||u_L|| over factorisations = ||ê||_1 / √d for one circular layer.
+   Program, in the real orthonormal Fourier basis z = Rᵀ e (frequency pairs {ω, −ω} form groups
+   of two real coordinates, weight √2; self-conjugate frequencies weight 1)::
+
+       min L( Σ_p D_p X R (z[+,p] − z[−,p]) ) + (β/√d) Σ_{s,p,f} w_f ||z[s,p,f]||
+       s.t. (2D_p − I) X R z[s,p] ≥ 0
+
+   — ℓ1 of the spectrum (group-ℓ1 over conjugate pairs in real coordinates). **Exact** for
+   ``n_circular = 1`` over all patterns (scalar output). Read-back: û_1 = sqrt(|ê|/||ê||_1)
+   (real, even), û_L = ê / (√d û_1) (up to the conv padding phase), balanced with w. For
+   ``n_circular > 1`` the extra layers are read back as identity (delta) filters of unit norm,
+   so the program's value is attained by the deeper network and upper-bounds its optimum; our
+   derivation shows deeper stacks can be cheaper for spectrally sparse filters, so we could not
+   confirm the paper's exactness claim for depth > 3 and do not claim it.
+
+3. **Three-layer CNN with two ReLU layers** :class:`ThreeLayerCNNProgram` — sub-network j:
+   filters u_{jr} (conv) → ReLU → one hidden unit Σ_{r,k} a_{jrk} (x_kᵀ u_{jr})_+ → ReLU →
+   output weights w_j ∈ R^c. Regulariser: the ℓ1 path norm R = Σ_j Σ_{r,k} ||u_{jr}|| |a_{jrk}|
+   ||w_j||_1-per-output (our choice; it makes the convex program width-independent and matches
+   the "ℓ1-regularised" statement of the paper's v1 abstract; the paper's exact regulariser is
+   [NOT FOUND]). Objective L + β R. Splitting a filter per position costs nothing under R, so
+   with inner gates g (patterns D_{gk} at position k) and sampled outer patterns D'_l of the
+   hidden unit, the program is (x[l,ε,c,k,g,σ] ∈ R^h)::
+
+       min L(Z) + β Σ ||x[l,ε,c,k,g,σ]||,
+       H[l,ε,c] = Σ_{k,g} D_{gk} X_k (x[l,ε,c,k,g,+] − x[l,ε,c,k,g,−]),
+       Z[:,c] = Σ_{l,ε} ε D'_l H[l,ε,c],
+       s.t. (2D_{gk} − I) X_k x[l,ε,c,k,g,σ] ≥ 0,  (2D'_l − I) H[l,ε,c] ≥ 0.
+
+   Exact for c = 1 over all inner and outer patterns; the outer patterns are always sampled
+   (random inner networks), so its certificates are over the sampled patterns. For c > 1 it is
+   the output-separable restriction.
+
+Memory: features E (N x a x P x h) are cached below ``cache_limit`` entries and rebuilt per
+sample chunk otherwise (gated path). Cone constraints hold one value per (sample, position,
+group): O(N K S P c) memory is inherent to the ReLU programs (also for the multipliers μ).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
+from ..losses import Loss, get_loss
+from ..networks_cnn import CircularCNN, ConvNetwork, ThreeLayerCNN
+from ..patches import extract_patches, pooling_windows
+from ..patterns import PatternSet
+
+__all__ = ["ConvTwoLayerProgram", "CircularCNNProgram", "ThreeLayerCNNProgram", "solve",
+           "fourier_basis", "sample_outer_patterns"]
+
+
+# ============================================================================ generic base
+class _ConeGroupProgram:
+    """min L(A x) + β Σ_g w_g ||x_g|| (or nuclear) s.t. B x ≥ 0; last axis of x = group axis.
+
+    Subclasses set ``shape``, ``gw`` (group weights broadcastable to ``shape[:-1]``),
+    ``constrained``, ``nuclear`` and implement ``predict``, ``predict_adjoint``, and when
+    constrained ``constraint`` / ``constraint_adjoint`` (C is any tensor; B x ≥ 0 ⇔ C ≥ 0).
+    """
+
+    shape: tuple
+    constrained: bool = True
+    nuclear: bool = False
+    exact: bool = False  # exact program for the network (given all patterns)
+
+    def _setup(self, Y: Tensor, reg: float, loss: str | Loss) -> None:
+        if reg <= 0:
+            raise ValueError(f"reg must be > 0, got {reg}")
+        self.Y = Y
+        self.reg = float(reg)
+        self.loss = get_loss(loss)
+        self.c = Y.shape[1]
+
+    # ------------------------------------------------------------------ shape
+    def zeros(self) -> Tensor:
+        return torch.zeros(self.shape, dtype=self.Y.dtype, device=self.Y.device)
+
+    def _mats(self, x: Tensor) -> Tensor:
+        """Nuclear groups as matrices (P, rows, h)."""
+        return x.reshape(x.shape[1], -1, x.shape[-1])
+
+    # ---------------------------------------------------------------- penalty
+    def group_norms(self, x: Tensor) -> Tensor:
+        if self.nuclear:
+            return torch.linalg.svdvals(self._mats(x)).sum(-1)
+        return torch.linalg.vector_norm(x, dim=-1)
+
+    def penalty(self, x: Tensor) -> Tensor:
+        if self.nuclear:
+            return self.reg * self.group_norms(x).sum()
+        return self.reg * (self.gw * self.group_norms(x)).sum()
+
+    def prox(self, x: Tensor, step: float) -> Tensor:
+        t = step * self.reg
+        if self.nuclear:
+            U, s, Vh = torch.linalg.svd(self._mats(x), full_matrices=False)
+            return ((U * (s - t).clamp_min(0)[..., None, :]) @ Vh).reshape(x.shape)
+        nrm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        thr = t * torch.as_tensor(self.gw, dtype=x.dtype, device=x.device)
+        if torch.is_tensor(thr) and thr.ndim:
+            thr = thr[..., None]
+        return x * (1 - thr / nrm.clamp_min(1e-300)).clamp_min(0)
+
+    def dual_ratio(self, y: Tensor) -> float:
+        """max_g ||y_g||_dual / w_g."""
+        if self.nuclear:
+            return float(torch.linalg.matrix_norm(self._mats(y), ord=2).max())
+        r = torch.linalg.vector_norm(y, dim=-1) / self.gw
+        return float(r.max()) if r.numel() else 0.0
+
+    # -------------------------------------------------------- FISTA protocol
+    def linear(self, x: Tensor) -> Tensor:
+        return self.predict(x)
+
+    def smooth_value(self, Z: Tensor) -> Tensor:
+        return self.loss.value(Z, self.Y)
+
+    def smooth_grad(self, Z: Tensor) -> Tensor:
+        return self.predict_adjoint(self.loss.grad(Z, self.Y))
+
+    # ----------------------------------------------------------- AL protocol
+    def augmented(self, mu: Tensor, rho: float) -> _Augmented:
+        return _Augmented(self, mu, rho)
+
+    def violation(self, state) -> float:
+        C = state[1]
+        return float((-C).clamp_min(0).max()) if C.numel() else 0.0
+
+    # --------------------------------------------------------------- values
+    def objective(self, x: Tensor) -> float:
+        """Convex objective at x (ignores constraint violation)."""
+        return float(self.loss.value(self.predict(x), self.Y) + self.penalty(x))
+
+    def max_violation(self, x: Tensor) -> float:
+        if not self.constrained:
+            return 0.0
+        C = self.constraint(x)
+        return float((-C).clamp_min(0).max()) if C.numel() else 0.0
+
+    def repair(self, x: Tensor) -> Tensor | None:
+        """A feasible point near x, or None when the program has no repair direction."""
+        return x
+
+    def description(self) -> str:
+        return type(self).__name__
+
+    def scope(self) -> str:
+        return SCOPE_GLOBAL if (self.exact and self.patterns.exhaustive) else SCOPE_SAMPLED
+
+    def certificate(self, x: Tensor, mu: Tensor | None = None, refine: int = 0) -> Certificate:
+        """Duality-gap certificate at x (``mu``: AL multipliers ≥ 0, shaped like C; ``refine``:
+        projected-gradient steps improving μ for the fixed Λ, see :meth:`refine_multipliers`)."""
+        viol = self.max_violation(x)
+        xr = self.repair(x) if (self.constrained and viol > 0) else x
+        if xr is None:  # no repair: certify the read-back network's true objective
+            Z = self.predict(x)
+            primal = self.to_network(x).objective(self.data, self.Y, self.reg, self.loss)
+        else:
+            Z = self.predict(xr)
+            primal = float(self.loss.value(Z, self.Y) + self.penalty(xr))
+        lam = self.loss.grad(Z, self.Y)
+        y = self.predict_adjoint(lam)
+        h = self.dual_ratio(y)  # μ = 0: the cone-free bound
+        if self.constrained and mu is not None:
+            h = min(h, self.dual_ratio(y - self.constraint_adjoint(mu)))
+        if self.constrained and refine > 0:
+            mu = self.refine_multipliers(y, mu, refine)
+            h = min(h, self.dual_ratio(y - self.constraint_adjoint(mu)))
+        dual, s = scaled_dual(self.loss, lam, self.Y, h, self.reg)
+        gap = max(primal - dual, 0.0)
+        return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
+                           scope=self.scope(), problem=self.description(),
+                           n_patterns=int(self.patterns.n_patterns), dual_scale=s,
+                           constraint_violation=viol)
+
+    def _constraint_norm2(self) -> float:
+        """Power-iteration estimate of ||B||² (cached)."""
+        if getattr(self, "_bn2", None) is None:
+            g = torch.Generator().manual_seed(1)
+            v = torch.randn(self.shape, generator=g, dtype=self.Y.dtype).to(self.Y.device)
+            lam = 1.0
+            for _ in range(20):
+                v = v / torch.linalg.vector_norm(v).clamp_min(1e-300)
+                w = self.constraint_adjoint(self.constraint(v))
+                lam = float(torch.linalg.vector_norm(w))
+                v = w
+            self._bn2 = max(lam * 1.05, 1e-12)
+        return self._bn2
+
+    def refine_multipliers(self, y: Tensor, mu: Tensor | None, iters: int) -> Tensor:
+        """Accelerated projected gradient on min_{μ ≥ 0} ½ Σ_g ||y_g − (Bᵀμ)_g||², warm-started at
+        ``mu``. For cones whose rows belong to one group (two-layer, circular) this minimises
+        every group's bound ||y_g − (Bᵀμ)_g|| ≥ max_{u∈K_g,||u||≤1} <y_g, u> simultaneously; any
+        μ ≥ 0 gives a valid bound."""
+        if mu is None:
+            mu = torch.zeros_like(self.constraint(self.zeros()))
+        L = self._constraint_norm2()
+        prev, z, t = mu, mu, 1.0
+        for _ in range(iters):
+            r = y - self.constraint_adjoint(z)
+            new = (z + self.constraint(r) / L).clamp_min(0)
+            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
+            z = new + ((t - 1) / t_new) * (new - prev)
+            prev, t = new, t_new
+        return prev
+
+    def lipschitz(self, iters: int = 15) -> float:
+        """Power-iteration estimate of ||A||² times the loss smoothness."""
+        g = torch.Generator().manual_seed(0)
+        v = torch.randn(self.shape, generator=g, dtype=self.Y.dtype).to(self.Y.device)
+        lam = 1.0
+        for _ in range(iters):
+            v = v / torch.linalg.vector_norm(v).clamp_min(1e-300)
+            w = self.predict_adjoint(self.predict(v))
+            lam = float(torch.linalg.vector_norm(w))
+            if lam == 0 or not math.isfinite(lam):
+                return 1.0
+            v = w
+        return max(lam * self.loss.smoothness, 1e-12)
+
+
+class _Augmented:
+    """Smooth part L(A x) + ||(μ − ρ C(x))_+||² / (2ρ) of the augmented Lagrangian (FISTA)."""
+
+    def __init__(self, prog: _ConeGroupProgram, mu: Tensor, rho: float):
+        self.prog, self.mu, self.rho = prog, mu, float(rho)
+        self.penalty = prog.penalty
+        self.prox = prog.prox
+
+    def linear(self, x: Tensor):
+        return (self.prog.predict(x), self.prog.constraint(x))
+
+    def _shifted(self, C: Tensor) -> Tensor:
+        return (self.mu - self.rho * C).clamp_min(0)
+
+    def smooth_value(self, state) -> Tensor:
+        Z, C = state
+        return self.prog.loss.value(Z, self.prog.Y) + (self._shifted(C) ** 2).sum() / (2 * self.rho)
+
+    def smooth_grad(self, state) -> Tensor:
+        Z, C = state
+        p = self.prog
+        return p.predict_adjoint(p.loss.grad(Z, p.Y)) - p.constraint_adjoint(self._shifted(C))
+
+    def updated_multipliers(self, state) -> Tensor:
+        return self._shifted(state[1])
+
+
+def _gate_repair(prog: _ConeGroupProgram, x: Tensor, C: Tensor, margins: Tensor,
+                 directions: Tensor, group_max) -> Tensor:
+    """x_g + t_g d_g with t_g = max_rows viol / margin (d_g: a direction inside the group's cone,
+    margins = C(d) ≥ 0). Groups whose violated rows have zero margin are zeroed."""
+    viol = (-C).clamp_min(0)
+    if not bool((viol > 0).any()):
+        return x
+    ratio = torch.where(viol > 0, viol / margins.clamp_min(1e-300), torch.zeros_like(viol))
+    t = group_max(ratio)
+    bad = ~torch.isfinite(t) | (t > 1e150)
+    t = torch.where(bad, torch.zeros_like(t), t)
+    extra = (1,) * (x.ndim - t.ndim)
+    x = x + t.reshape(t.shape + extra) * directions
+    return torch.where(bad.reshape(bad.shape + extra), torch.zeros_like(x), x)
+
+
+# =============================================================== 1. two-layer CNN
+class ConvTwoLayerProgram(_ConeGroupProgram):
+    """Two-layer CNN (conv → ReLU/gated → pooling → Linear); see module docstring, item 1.
+
+    ``images`` (N, C, H, W); ``Y`` (N, c) in the loss's encoding; ``patterns`` gates over
+    patches (h x P), from :func:`convexnn.patches.sample_patch_gates` or
+    :func:`~convexnn.patches.enumerate_patch_patterns`. ``intercept``: the conv has a bias
+    (patches carry a trailing 1). ``pool_size=None``: global pooling.
+    """
+
+    def __init__(self, images: Tensor, Y: Tensor, patterns: PatternSet, reg: float,
+                 loss: str | Loss = "squared", activation: str = "relu", *, kernel_size: int,
+                 stride: int = 1, padding: int = 0, intercept: bool = True,
+                 pooling: str = "avg", pool_size: int | None = None, chunk_size: int = 256,
+                 cache_limit: int = 30_000_000):
+        if activation not in ("relu", "gated"):
+            raise ValueError(f"activation must be 'relu' or 'gated', got {activation!r}")
+        self._setup(Y, reg, loss)
+        self.data = images
+        self.images = images
+        self.patterns = patterns
+        self.activation = activation
+        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+        self.intercept = bool(intercept)
+        N, Cin, H, W = images.shape
+        self.in_channels = Cin
+        self.G = patterns.gates.to(dtype=images.dtype, device=images.device)
+        self.h, self.P = self.G.shape
+        ho = (H + 2 * padding - kernel_size) // stride + 1
+        wo = (W + 2 * padding - kernel_size) // stride + 1
+        self.out_shape = (ho, wo)
+        self.win = pooling_windows((ho, wo), pooling, pool_size)
+        self.pooling, self.pool_size = pooling, pool_size
+        self.a = self.win.n_windows
+        self.N = N
+        self.chunk = int(chunk_size)
+        self.S = 2 if activation == "relu" else 1
+        self.constrained = activation == "relu"
+        self.nuclear = activation == "gated" and self.a * self.c > 1
+        self.shape = (self.S, self.P, self.a, self.c, self.h)
+        self.gw = 1.0
+        self.exact = (activation == "relu" and self.a == 1 and self.c == 1
+                      and pooling == "avg")
+        if activation == "gated":
+            self.exact = True  # exact for the gated architecture with these gates
+        self._E = None
+        if N * self.a * self.P * self.h <= cache_limit or self.constrained:
+            self._E = self._features(0, N)
+        if self.constrained:
+            self._build_constraints()
+
+    # ------------------------------------------------------------- features
+    def _window_patches(self, s: int, e: int) -> Tensor:
+        X = extract_patches(self.images[s:e], self.kernel_size, self.stride, self.padding,
+                            self.intercept)  # (n, K, h)
+        return X[:, self.win.index]  # (n, a, Kq, h)
+
+    def _features(self, s: int, e: int) -> Tensor:
+        """E (n, a, P, h) for samples s..e."""
+        Xw = self._window_patches(s, e)
+        pre = Xw @ self.G  # (n, a, Kq, P)
+        if self.pooling == "max":
+            val, kstar = pre.max(dim=2)  # (n, a, P)
+            act = (val >= 0).to(Xw.dtype)
+            Xs = torch.gather(Xw, 2, kstar[..., None].expand(-1, -1, -1, self.h))
+            return Xs * act[..., None]
+        M = (pre >= 0).to(Xw.dtype) * self.win.weight
+        return torch.einsum("nqkp,nqkh->nqph", M, Xw)
+
+    def _chunks(self):
+        if self._E is not None:
+            yield 0, self.N, self._E
+            return
+        for s in range(0, self.N, self.chunk):
+            e = min(s + self.chunk, self.N)
+            yield s, e, self._features(s, e)
+
+    def _build_constraints(self) -> None:
+        """Row coefficients of the cones: C = α ⊙ (x_k·v) + γ ⊙ (x_{k*}·v), shapes (N,a,Kq,P)."""
+        Xw = self._window_patches(0, self.N)
+        self._Xw = Xw
+        pre = Xw @ self.G
+        if self.pooling == "max":
+            val, kstar = pre.max(dim=2)
+            act = (val >= 0).to(Xw.dtype)
+            onehot = torch.zeros_like(pre).scatter_(2, kstar[:, :, None, :], 1.0)
+            self._alpha = onehot * (2 * act[:, :, None, :] - 1) - (1 - onehot)
+            self._gamma = 1 - onehot
+            self._Xstar = torch.gather(Xw, 2, kstar[..., None].expand(-1, -1, -1, self.h))
+        else:
+            self._alpha = 2 * (pre >= 0).to(Xw.dtype) - 1
+            self._gamma = None
+
+    # ------------------------------------------------------------- operators
+    def _V(self, x: Tensor) -> Tensor:
+        return x[0] - x[1] if self.S == 2 else x[0]
+
+    def predict(self, x: Tensor) -> Tensor:
+        V = self._V(x)  # (P, a, c, h)
+        out = [torch.einsum("nqph,pqch->nc", E, V) for _, _, E in self._chunks()]
+        return torch.cat(out, 0)
+
+    def predict_adjoint(self, R: Tensor) -> Tensor:
+        g = 0
+        for s, e, E in self._chunks():
+            g = g + torch.einsum("nqph,nc->pqch", E, R[s:e])
+        return torch.stack([g, -g]) if self.S == 2 else g[None]
+
+    def constraint(self, x: Tensor) -> Tensor:
+        """C[n, q, k, s, p, c] ≥ 0 (shape (N, a, Kq, S, P, c))."""
+        T = torch.einsum("nqkh,spqch->nqkspc", self._Xw, x)
+        C = self._alpha[:, :, :, None, :, None] * T
+        if self._gamma is not None:
+            Ts = torch.einsum("nqph,spqch->nqspc", self._Xstar, x)
+            C = C + self._gamma[:, :, :, None, :, None] * Ts[:, :, None]
+        return C
+
+    def constraint_adjoint(self, Mu: Tensor) -> Tensor:
+        W = self._alpha[:, :, :, None, :, None] * Mu
+        g = torch.einsum("nqkh,nqkspc->spqch", self._Xw, W)
+        if self._gamma is not None:
+            Wg = (self._gamma[:, :, :, None, :, None] * Mu).sum(2)
+            g = g + torch.einsum("nqph,nqspc->spqch", self._Xstar, Wg)
+        return g
+
+    def repair(self, x: Tensor) -> Tensor:
+        dirs = self.G.T[None, :, None, None, :].expand(self.shape)  # gate p in every cone (s,p,q,c)
+        margins = self.constraint(dirs.contiguous())
+        return _gate_repair(self, x, self.constraint(x), margins, dirs,
+                            lambda r: r.amax(dim=(0, 2)).permute(1, 2, 0, 3))
+
+    def description(self) -> str:
+        pool = f"{self.pooling} pooling" + ("" if self.pool_size is None or self.pooling == "none"
+                                             else f" {self.pool_size}x{self.pool_size}")
+        if self.activation == "gated":
+            kind = "gated CNN: group nuclear-norm program (exact for the gated CNN)"
+        elif self.exact:
+            kind = "two-layer CNN: cone-constrained group lasso (exact over all patterns)"
+        else:
+            kind = ("two-layer CNN: output-separable cone-constrained group lasso "
+                    "(a restriction of the exact program)")
+        return f"{kind}, {pool}"
+
+    # -------------------------------------------------------------- read-back
+    def to_network(self, x: Tensor, tol: float = 0.0) -> ConvNetwork:
+        dt, dev = x.dtype, x.device
+        k, Cin = self.kernel_size, self.in_channels
+        if self.activation == "relu":
+            nrm = torch.linalg.vector_norm(x, dim=-1)  # (S, P, a, c)
+            s_i, p_i, q_i, c_i = torch.nonzero(nrm > tol, as_tuple=True)
+            z = x[s_i, p_i, q_i, c_i]  # (m, h)
+            r = nrm[s_i, p_i, q_i, c_i].sqrt()
+            U = z / r[:, None]
+            m = len(r)
+            A = torch.zeros(self.c, m * self.a, dtype=dt, device=dev)
+            A[c_i, torch.arange(m, device=dev) * self.a + q_i] = torch.where(s_i == 0, r, -r)
+            gates = None
+        else:
+            Mx = x[0].reshape(self.P, self.a * self.c, self.h)
+            Ul, s_, Vh = torch.linalg.svd(Mx, full_matrices=False)  # (P,ac,q),(P,q),(P,q,h)
+            p_i, r_i = torch.nonzero(s_ > tol, as_tuple=True)
+            sq = s_[p_i, r_i].sqrt()
+            U = Vh[p_i, r_i, :] * sq[:, None]  # (m, h)
+            L = Ul[p_i, :, r_i] * sq[:, None]  # (m, a*c) indexed (q, c)
+            m = len(sq)
+            A = L.reshape(m, self.a, self.c).permute(2, 0, 1).reshape(self.c, m * self.a)
+            gates = self.G.T[p_i]
+        W, b = self._split(U)
+        gw = gb = None
+        if gates is not None:
+            gw, gb = self._split(gates)
+            gw = gw.reshape(-1, Cin, k, k)
+        return ConvNetwork(W.reshape(-1, Cin, k, k), b, A.contiguous(), kernel_size=k,
+                           stride=self.stride, padding=self.padding, pooling=self.pooling,
+                           pool_size=self.pool_size, activation=self.activation,
+                           gate_weight=gw, gate_bias=gb)
+
+    def _split(self, U: Tensor) -> tuple[Tensor, Tensor]:
+        if self.intercept:
+            return U[:, :-1], U[:, -1].contiguous()
+        return U, torch.zeros(U.shape[0], dtype=U.dtype, device=U.device)
+
+    # --------------------------------------------------------------- CVXPY
+    def to_cvxpy(self):
+        """Independent CVXPY form, built with numpy loops over positions (small problems)."""
+        return _cvxpy_two_layer(self)
+
+
+def _np_patches(images: np.ndarray, k: int, stride: int, padding: int,
+                intercept: bool) -> np.ndarray:
+    """Patches (N, K, h) by explicit slicing (independent of ``unfold``)."""
+    N, C, H, W = images.shape
+    Xp = np.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (H + 2 * padding - k) // stride + 1
+    wo = (W + 2 * padding - k) // stride + 1
+    out = []
+    for i in range(ho):
+        for j in range(wo):
+            blk = Xp[:, :, i * stride:i * stride + k, j * stride:j * stride + k].reshape(N, -1)
+            if intercept:
+                blk = np.concatenate([blk, np.ones((N, 1))], 1)
+            out.append(blk)
+    return np.stack(out, 1)
+
+
+def _cvxpy_two_layer(prog: ConvTwoLayerProgram):
+    import cvxpy as cp
+
+    X = _np_patches(prog.images.detach().cpu().double().numpy(), prog.kernel_size, prog.stride,
+                    prog.padding, prog.intercept)
+    G = prog.G.detach().cpu().double().numpy()
+    Y = prog.Y.detach().cpu().double().numpy()
+    win = prog.win.index.numpy()
+    N = X.shape[0]
+    V = {}
+    Zcols = [0] * prog.c
+    cons, pen = [], 0
+    for p in range(prog.P):
+        g = G[:, p]
+        for q in range(prog.a):
+            ks = win[q]
+            pre = np.stack([X[:, k] @ g for k in ks], 1)  # (N, Kq)
+            if prog.pooling == "max":
+                kst = pre.argmax(1)
+                act = (pre[np.arange(N), kst] >= 0).astype(float)
+                Xs = np.stack([X[n, ks[kst[n]]] for n in range(N)])
+                E = act[:, None] * Xs
+                rows = []
+                for n in range(N):
+                    for j, k in enumerate(ks):
+                        if j == kst[n]:
+                            rows.append((2 * act[n] - 1) * Xs[n])
+                        else:
+                            rows.append(Xs[n] - X[n, k])
+                B = np.array(rows)
+            else:
+                D = (pre >= 0).astype(float)
+                E = prog.win.weight * sum(D[:, j:j + 1] * X[:, k] for j, k in enumerate(ks))
+                B = np.concatenate([(2 * D[:, j:j + 1] - 1) * X[:, k] for j, k in enumerate(ks)])
+            for c in range(prog.c):
+                vs = []
+                for s in range(prog.S):
+                    v = cp.Variable(prog.h)
+                    V[(s, p, q, c)] = v
+                    vs.append(v)
+                    if prog.activation == "relu":
+                        cons.append(B @ v >= 0)
+                if prog.nuclear:
+                    V[("E", p, q, c)] = E
+                else:
+                    pen = pen + sum(cp.norm(v, 2) for v in vs)
+                z = E @ (vs[0] - vs[1]) if prog.S == 2 else E @ vs[0]
+                Zcols[c] = Zcols[c] + z
+    if prog.nuclear:
+        for p in range(prog.P):
+            Mp = cp.vstack([cp.reshape(V[(0, p, q, c)], (1, prog.h), order="C")
+                            for q in range(prog.a) for c in range(prog.c)])
+            pen = pen + cp.normNuc(Mp)
+    Z = cp.hstack([cp.reshape(z, (N, 1), order="C") for z in Zcols])
+    problem = cp.Problem(cp.Minimize(_cvxpy_loss(prog.loss.name, Z, Y) + prog.reg * pen), cons)
+
+    def assemble() -> Tensor:
+        x = np.zeros(prog.shape)
+        for key, v in V.items():
+            if key[0] != "E":
+                s, p, q, c = key
+                x[s, p, q, c] = v.value
+        return torch.as_tensor(x, dtype=prog.Y.dtype, device=prog.Y.device)
+
+    return problem, assemble
+
+
+def _cvxpy_loss(name: str, Z, Y: np.ndarray):
+    import cvxpy as cp
+
+    if name == "squared":
+        return 0.5 * cp.sum_squares(Z - Y)
+    if name == "logistic":
+        return cp.sum(cp.logistic(-cp.multiply(Y, Z)))
+    if name == "cross_entropy":
+        return cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))
+    raise NotImplementedError(f"no CVXPY form for loss {name!r}")
+
+
+# ===================================================== 2. circular CNN (Fourier domain)
+def fourier_basis(shape: tuple[int, ...], dtype=torch.float64) -> tuple[Tensor, Tensor]:
+    """Real orthonormal DFT basis of R^d (d = prod(shape)), grouped by conjugate frequency pairs.
+
+    Returns ``R`` (d, F, 2) — R[:, f, 0] ∝ cos, R[:, f, 1] ∝ sin (zero column for
+    self-conjugate frequencies) — and group weights ``w`` (F,) with Σ_ω |ê_ω| = Σ_f w_f ||z_f||
+    for z = Rᵀ e and ê the unitary complex DFT of e (w_f = √2 for pairs, 1 otherwise).
+    """
+    dims = [int(s) for s in shape]
+    d = int(np.prod(dims))
+    grids = np.meshgrid(*[np.arange(s) for s in dims], indexing="ij")
+    t = np.stack([g.reshape(-1) for g in grids], 1)  # (d, ndim) positions
+    seen, cols, weights = set(), [], []
+    for idx in np.ndindex(*dims):
+        if idx in seen:
+            continue
+        conj = tuple((-i) % s for i, s in zip(idx, dims))
+        seen.add(idx)
+        seen.add(conj)
+        theta = 2 * np.pi * sum(t[:, a] * idx[a] / dims[a] for a in range(len(dims)))
+        if conj == idx:
+            cols.append(np.stack([np.cos(theta) / np.sqrt(d), np.zeros(d)], 1))
+            weights.append(1.0)
+        else:
+            cols.append(np.stack([np.cos(theta), np.sin(theta)], 1) * np.sqrt(2.0 / d))
+            weights.append(np.sqrt(2.0))
+    R = np.stack(cols, 1)  # (d, F, 2)
+    return torch.as_tensor(R, dtype=dtype), torch.as_tensor(weights, dtype=dtype)
+
+
+class CircularCNNProgram(_ConeGroupProgram):
+    """ℓ1-in-Fourier program of a circular CNN with one ReLU; module docstring, item 2.
+
+    ``signals``: (N, d) 1-D signals or (N, 1, H, W) / (N, H, W) single-channel images; ``Y``
+    (N, c); ``patterns``: gates over the raw signal (d x P), e.g.
+    ``sample_gates(signals.reshape(N, -1), ...)``. No bias (it would break circulant
+    structure). ``c > 1`` is the output-separable restriction.
+    """
+
+    def __init__(self, signals: Tensor, Y: Tensor, patterns: PatternSet, reg: float,
+                 loss: str | Loss = "squared", *, n_circular: int = 1):
+        self._setup(Y, reg, loss)
+        if signals.ndim == 4:
+            if signals.shape[1] != 1:
+                raise ValueError("the circular CNN takes single-channel inputs")
+            signals = signals[:, 0]
+        self.spatial = tuple(signals.shape[1:])
+        self.data = signals
+        N = signals.shape[0]
+        X = signals.reshape(N, -1)
+        self.X = X
+        self.d = X.shape[1]
+        if int(n_circular) < 1:
+            raise ValueError(f"n_circular must be >= 1, got {n_circular}")
+        self.n_circular = int(n_circular)
+        self.patterns = patterns
+        self.G = patterns.gates.to(dtype=X.dtype, device=X.device)
+        self.P = self.G.shape[1]
+        R, w = fourier_basis(self.spatial, X.dtype)
+        self.R = R.to(X.device)
+        self.F = R.shape[1]
+        self.gw = (w / math.sqrt(self.d)).to(X.device)
+        self.Xt = torch.einsum("nd,dft->nft", X, self.R)  # data in Fourier coordinates
+        self.M = (X @ self.G >= 0).to(X.dtype)  # (N, P)
+        self.sgn = 2 * self.M - 1
+        self.S = 2
+        self.constrained = True
+        self.shape = (2, self.P, self.c, self.F, 2)
+        self.exact = self.n_circular == 1 and self.c == 1
+
+    def predict(self, x: Tensor) -> Tensor:
+        XV = torch.einsum("nft,spcft->nspc", self.Xt, x)
+        return torch.einsum("np,npc->nc", self.M, XV[:, 0] - XV[:, 1])
+
+    def predict_adjoint(self, R: Tensor) -> Tensor:
+        g = torch.einsum("nft,np,nc->pcft", self.Xt, self.M, R)
+        return torch.stack([g, -g])
+
+    def constraint(self, x: Tensor) -> Tensor:
+        XV = torch.einsum("nft,spcft->nspc", self.Xt, x)
+        return self.sgn[:, None, :, None] * XV
+
+    def constraint_adjoint(self, Mu: Tensor) -> Tensor:
+        return torch.einsum("nft,nspc->spcft", self.Xt, self.sgn[:, None, :, None] * Mu)
+
+    def repair(self, x: Tensor) -> Tensor:
+        gz = torch.einsum("dp,dft->pft", self.G, self.R)  # gates in Fourier coordinates
+        dirs = gz[None, :, None].expand(self.shape).contiguous()
+        return _gate_repair(self, x, self.constraint(x), self.constraint(dirs), dirs,
+                            lambda r: r.amax(0))
+
+    def description(self) -> str:
+        base = f"circular CNN ({self.n_circular} circular layer(s)): ℓ1-in-Fourier program"
+        return base + (" (exact over all patterns)" if self.exact else " (a restriction)")
+
+    def end_to_end_filters(self, x: Tensor) -> Tensor:
+        """Signal-domain end-to-end filters e (S, P, c, d) of the convex variables."""
+        return torch.einsum("dft,spcft->spcd", self.R, x)
+
+    def to_network(self, x: Tensor, tol: float = 0.0) -> CircularCNN:
+        """One neuron per non-zero (s, p, class) block; see module docstring for the map."""
+        pen = (torch.linalg.vector_norm(x, dim=-1) * self.gw).sum(-1)  # (S, P, c)
+        s_i, p_i, c_i = torch.nonzero(pen > tol, as_tuple=True)
+        E = self.end_to_end_filters(x)[s_i, p_i, c_i]  # (m, d)
+        t = pen[s_i, p_i, c_i].sqrt()  # balanced scale: ||u_L|| = |w| = t
+        m = len(t)
+        W1 = torch.zeros(m, *self.spatial, dtype=x.dtype, device=x.device)
+        WL = torch.zeros_like(W1)
+        for j in range(m):
+            W1[j], WL[j] = _factor_circular(E[j].reshape(self.spatial) / t[j])
+        Wout = torch.zeros(self.c, m, dtype=x.dtype, device=x.device)
+        Wout[c_i, torch.arange(m, device=x.device)] = torch.where(s_i == 0, t, -t)
+        return CircularCNN(W1, WL, Wout, n_circular=self.n_circular)
+
+    def to_cvxpy(self):
+        return _cvxpy_circular(self)
+
+
+def circular_pads(spatial: tuple[int, ...]) -> list[int]:
+    """Leading (top/left) circular padding per spatial dim for a full-size 'same' conv."""
+    return [(s - 1) // 2 for s in spatial]
+
+
+def _factor_circular(e: Tensor) -> tuple[Tensor, Tensor]:
+    """Filters (w1, wL), ||w1|| = 1, with ⟨corr_circ(x, w1), wL⟩ = ⟨x, e⟩ for every x, and
+    ||wL|| = ||ê||_1 / √d (the minimum). corr_circ is ``Conv2d`` cross-correlation with the
+    circular padding of :func:`circular_pads` (a phase in the Fourier domain)."""
+    dims = tuple(e.shape)
+    d = e.numel()
+    ndim = len(dims)
+    fe = torch.fft.fftn(e.to(torch.complex128) if e.dtype == torch.float64 else e.to(torch.complex64))
+    l1 = float(fe.abs().sum()) / math.sqrt(d)  # ||ê||_1 for the unitary DFT
+    if l1 == 0:
+        return torch.zeros_like(e), torch.zeros_like(e)
+    w1_hat_u = (fe.abs() / math.sqrt(d) / l1).sqrt()  # unitary spectrum of w1, real even
+    pads = circular_pads(dims)
+    phase = 0
+    for a in range(ndim):
+        shape = [1] * ndim
+        shape[a] = dims[a]
+        om = torch.arange(dims[a], dtype=e.dtype, device=e.device).reshape(shape)
+        phase = phase + 2 * math.pi * om * pads[a] / dims[a]
+    # e[τ] = (w1 ⊛ wL)[τ + pad]  =>  FFT(e) = FFT(w1) FFT(wL) exp(+iφ)
+    fw1 = w1_hat_u * math.sqrt(d)
+    nz = fw1 > 0
+    fwl = torch.zeros_like(fe)
+    fwl[nz] = fe[nz] * torch.exp(-1j * phase.expand(dims))[nz] / fw1[nz]
+    w1 = torch.fft.ifftn(fw1.to(fe.dtype)).real
+    wl = torch.fft.ifftn(fwl).real
+    return w1.to(e.dtype), wl.to(e.dtype)
+
+
+def _cvxpy_circular(prog: CircularCNNProgram):
+    import cvxpy as cp
+
+    X = prog.X.detach().cpu().double().numpy()
+    Y = prog.Y.detach().cpu().double().numpy()
+    G = prog.G.detach().cpu().double().numpy()
+    N, d = X.shape
+    # independent spectral penalty: ||F e||_1 / sqrt(d) via numpy's DFT matrix (real/imag parts)
+    dims = prog.spatial
+    Fm = np.eye(d)
+    Fm = np.fft.fftn(Fm.reshape(d, *dims), axes=tuple(range(1, len(dims) + 1))).reshape(d, d).T
+    Fm = Fm / np.sqrt(d)  # unitary DFT matrix: ê = Fm @ e
+    Fr, Fi = Fm.real, Fm.imag
+    cons, pen = [], 0
+    Zcols = [0] * prog.c
+    E = {}
+    for p in range(prog.P):
+        D = (X @ G[:, p] >= 0).astype(float)
+        for c in range(prog.c):
+            es = []
+            for s in range(2):
+                e = cp.Variable(d)
+                E[(s, p, c)] = e
+                es.append(e)
+                cons.append(cp.multiply(2 * D - 1, X @ e) >= 0)
+                pen = pen + cp.sum(cp.norm(cp.vstack([Fr @ e, Fi @ e]), 2, axis=0)) / np.sqrt(d)
+            Zcols[c] = Zcols[c] + cp.multiply(D, X @ (es[0] - es[1]))
+    Z = cp.hstack([cp.reshape(z, (N, 1), order="C") for z in Zcols])
+    problem = cp.Problem(cp.Minimize(_cvxpy_loss(prog.loss.name, Z, Y) + prog.reg * pen), cons)
+
+    def assemble() -> Tensor:
+        x = torch.zeros(prog.shape, dtype=prog.Y.dtype, device=prog.Y.device)
+        for (s, p, c), e in E.items():
+            et = torch.as_tensor(e.value, dtype=prog.Y.dtype, device=prog.Y.device)
+            x[s, p, c] = torch.einsum("d,dft->ft", et, prog.R)
+        return x
+
+    return problem, assemble
+
+
+# ======================================================= 3. three-layer CNN, two ReLUs
+def sample_outer_patterns(prog_inner_masks: Tensor, Xp: Tensor, n_outer: int,
+                          random_state: int | np.random.Generator | None = None,
+                          include_identity: bool = True) -> Tensor:
+    """Outer patterns D'_l (N x L) of hidden units of random inner networks.
+
+    ``prog_inner_masks`` (N, K, G) patch masks, ``Xp`` (N, K, h) patches. Each hidden unit is
+    Σ_{k,g} D_{gk} X_k q_{kg} with Gaussian q on a random subset of (k, g); its sign pattern is
+    kept (deduplicated). ``include_identity`` adds the all-ones pattern (second ReLU active).
+    """
+    rng = random_state if isinstance(random_state, np.random.Generator) \
+        else np.random.default_rng(random_state)
+    N, K, Gn = prog_inner_masks.shape
+    h = Xp.shape[2]
+    Q = torch.as_tensor(rng.standard_normal((n_outer, K, Gn, h)), dtype=Xp.dtype,
+                        device=Xp.device)
+    keep = torch.as_tensor(rng.random((n_outer, K, Gn)) < 0.5, device=Xp.device)
+    Q = Q * keep[..., None]
+    H = torch.einsum("nkg,nkh,lkgh->nl", prog_inner_masks.to(Xp.dtype), Xp, Q)
+    M = (H >= 0)
+    if include_identity:
+        M = torch.cat([torch.ones(N, 1, dtype=torch.bool, device=M.device), M], 1)
+    Mu = torch.unique(M.T.to(torch.int8), dim=0, sorted=False).T.bool()
+    Mu = Mu[:, Mu.any(0)]
+    return Mu.to(Xp.dtype)
+
+
+class ThreeLayerCNNProgram(_ConeGroupProgram):
+    """Three-layer CNN with two ReLU layers and the ℓ1 path regulariser; docstring item 3.
+
+    ``patterns``: inner gates over patches (h x G); ``outer``: outer masks (N x L) from
+    :func:`sample_outer_patterns` (drawn here when None, with ``n_outer`` and
+    ``random_state``). Variables x of shape (L, 2, c, K, G, 2, h).
+    """
+
+    def __init__(self, images: Tensor, Y: Tensor, patterns: PatternSet, reg: float,
+                 loss: str | Loss = "squared", *, kernel_size: int, stride: int = 1,
+                 padding: int = 0, intercept: bool = True, outer: Tensor | None = None,
+                 n_outer: int = 8, random_state: int | None = None):
+        self._setup(Y, reg, loss)
+        self.data = images
+        self.images = images
+        self.patterns = patterns
+        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+        self.intercept = bool(intercept)
+        self.in_channels = images.shape[1]
+        self.Xp = extract_patches(images, kernel_size, stride, padding, intercept)  # (N, K, h)
+        self.N, self.K, self.h = self.Xp.shape
+        H, W = images.shape[2:]
+        self.out_shape = ((H + 2 * padding - kernel_size) // stride + 1,
+                          (W + 2 * padding - kernel_size) // stride + 1)
+        self.G = patterns.gates.to(dtype=images.dtype, device=images.device)
+        self.Gn = self.G.shape[1]
+        pre = self.Xp @ self.G  # (N, K, G)
+        self.Min = (pre >= 0).to(images.dtype)
+        self.sgn_in = 2 * self.Min - 1
+        if outer is None:
+            outer = sample_outer_patterns(self.Min, self.Xp, n_outer, random_state)
+        self.Mout = outer.to(dtype=images.dtype, device=images.device)  # (N, L)
+        self.sgn_out = 2 * self.Mout - 1
+        self.L = self.Mout.shape[1]
+        self.eps = torch.tensor([1.0, -1.0], dtype=images.dtype, device=images.device)
+        self.shape = (self.L, 2, self.c, self.K, self.Gn, 2, self.h)
+        self.constrained = True
+        self.gw = 1.0
+        self.exact = self.c == 1
+
+    def scope(self) -> str:
+        return SCOPE_SAMPLED  # outer patterns are always sampled
+
+    def _hidden(self, x: Tensor) -> Tensor:
+        """H (N, L, 2, c) = Σ_{k,g} D_gk X_k (x[..., +, :] − x[..., −, :])."""
+        V = x[..., 0, :] - x[..., 1, :]  # (L, 2, c, K, G, h)
+        return torch.einsum("nkg,nkh,leckgh->nlec", self.Min, self.Xp, V)
+
+    def predict(self, x: Tensor) -> Tensor:
+        H = self._hidden(x)
+        return torch.einsum("nl,e,nlec->nc", self.Mout, self.eps, H)
+
+    def predict_adjoint(self, R: Tensor) -> Tensor:
+        Wh = torch.einsum("nl,e,nc->nlec", self.Mout, self.eps, R)
+        return self._hidden_adjoint(Wh)
+
+    def _hidden_adjoint(self, Wh: Tensor) -> Tensor:
+        g = torch.einsum("nkg,nkh,nlec->leckgh", self.Min, self.Xp, Wh)
+        return torch.stack([g, -g], dim=5)
+
+    def constraint(self, x: Tensor) -> Tensor:
+        Cin = torch.einsum("nkg,nkh,leckgsh->nleckgs", self.sgn_in, self.Xp, x)
+        Cout = self.sgn_out[:, :, None, None] * self._hidden(x)
+        return torch.cat([Cin.reshape(-1), Cout.reshape(-1)])
+
+    def constraint_adjoint(self, Mu: Tensor) -> Tensor:
+        n_in = self.N * self.L * 2 * self.c * self.K * self.Gn * 2
+        Min = Mu[:n_in].reshape(self.N, self.L, 2, self.c, self.K, self.Gn, 2)
+        Mout = Mu[n_in:].reshape(self.N, self.L, 2, self.c)
+        g = torch.einsum("nkg,nkh,nleckgs->leckgsh", self.sgn_in, self.Xp, Min)
+        return g + self._hidden_adjoint(self.sgn_out[:, :, None, None] * Mout)
+
+    def repair(self, x: Tensor) -> None:
+        return None  # coupled outer constraints: certify the read-back network instead
+
+    def description(self) -> str:
+        return ("three-layer CNN (two ReLU layers, ℓ1 path regulariser): nested cone-constrained "
+                "group lasso over sampled inner/outer patterns"
+                + ("" if self.c == 1 else " (output-separable restriction)"))
+
+    def to_network(self, x: Tensor, tol: float = 0.0) -> ThreeLayerCNN:
+        """Filter u = q/√||q|| and second-layer weight ±√||q|| per non-zero block q; one hidden
+        unit per (outer pattern, sign, class) with output weight ε on that class."""
+        dt, dev = x.dtype, x.device
+        nrm = torch.linalg.vector_norm(x, dim=-1)  # (L, 2, c, K, G, 2)
+        idx = torch.nonzero(nrm > tol, as_tuple=True)
+        l_i, e_i, c_i, k_i, g_i, s_i = idx
+        q = x[idx]  # (m1, h)
+        r = nrm[idx].sqrt()
+        U = q / r[:, None]
+        m1 = len(r)
+        unit_key = (l_i * 2 + e_i) * self.c + c_i
+        units, unit_of = torch.unique(unit_key, return_inverse=True)
+        m2 = len(units)
+        W2 = torch.zeros(m2, m1 * self.K, dtype=dt, device=dev)
+        W2[unit_of, torch.arange(m1, device=dev) * self.K + k_i] = torch.where(s_i == 0, r, -r)
+        W3 = torch.zeros(self.c, m2, dtype=dt, device=dev)
+        uc = units % self.c
+        ue = (units // self.c) % 2
+        W3[uc, torch.arange(m2, device=dev)] = torch.where(ue == 0, 1.0, -1.0).to(dt)
+        if self.intercept:
+            W, b = U[:, :-1], U[:, -1].contiguous()
+        else:
+            W, b = U, torch.zeros(m1, dtype=dt, device=dev)
+        k = self.kernel_size
+        return ThreeLayerCNN(W.reshape(m1, self.in_channels, k, k), b, W2, W3, kernel_size=k,
+                             stride=self.stride, padding=self.padding)
+
+    def to_cvxpy(self):
+        return _cvxpy_three_layer(self)
+
+
+def _cvxpy_three_layer(prog: ThreeLayerCNNProgram):
+    import cvxpy as cp
+
+    X = _np_patches(prog.images.detach().cpu().double().numpy(), prog.kernel_size, prog.stride,
+                    prog.padding, prog.intercept)
+    G = prog.G.detach().cpu().double().numpy()
+    Y = prog.Y.detach().cpu().double().numpy()
+    Mout = prog.Mout.detach().cpu().double().numpy()
+    N = X.shape[0]
+    cons, pen = [], 0
+    Zcols = [0] * prog.c
+    V = {}
+    for l in range(prog.L):
+        for e, eps in enumerate((1.0, -1.0)):
+            for c in range(prog.c):
+                Hexpr = 0
+                for k in range(prog.K):
+                    for g in range(prog.Gn):
+                        D = (X[:, k] @ G[:, g] >= 0).astype(float)
+                        for s in range(2):
+                            v = cp.Variable(prog.h)
+                            V[(l, e, c, k, g, s)] = v
+                            cons.append(cp.multiply(2 * D - 1, X[:, k] @ v) >= 0)
+                            pen = pen + cp.norm(v, 2)
+                            Hexpr = Hexpr + (1 if s == 0 else -1) * cp.multiply(D, X[:, k] @ v)
+                cons.append(cp.multiply(2 * Mout[:, l] - 1, Hexpr) >= 0)
+                Zcols[c] = Zcols[c] + eps * cp.multiply(Mout[:, l], Hexpr)
+    Z = cp.hstack([cp.reshape(z, (N, 1), order="C") for z in Zcols])
+    problem = cp.Problem(cp.Minimize(_cvxpy_loss(prog.loss.name, Z, Y) + prog.reg * pen), cons)
+
+    def assemble() -> Tensor:
+        x = np.zeros(prog.shape)
+        for (l, e, c, k, g, s), v in V.items():
+            x[l, e, c, k, g, s] = v.value
+        return torch.as_tensor(x, dtype=prog.Y.dtype, device=prog.Y.device)
+
+    return problem, assemble
+
+
+# ===================================================================== solver driver
+def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
+          max_iter: int = 10000, max_time: float | None = None, check_every: int = 10,
+          x0: Tensor | None = None, verbose: int = 0, cvxpy_solver: str | None = None,
+          cvxpy_options: dict | None = None, refine_iters: int = 20):
+    """Solve a CNN program: ``"auto"`` (FISTA for gated, augmented Lagrangian for cone-
+    constrained), ``"fista"``, ``"al"`` or ``"cvxpy"`` (any installed CVXPY solver). Returns
+    ``(x, certificate, SolverResult)``; stops on the certified relative gap ``tol``.
+    ``refine_iters``: multiplier-refinement steps per certificate check (10x for the final one)."""
+    from ..solvers import augmented_lagrangian, fista
+    from ..solvers.cvxpy_backend import solve_cvxpy
+
+    if solver == "auto":
+        solver = "al" if prog.constrained else "fista"
+    x = prog.zeros() if x0 is None else x0
+    if solver == "cvxpy":
+        problem, assemble = prog.to_cvxpy()
+        res = solve_cvxpy(problem, solver=cvxpy_solver, verbose=bool(verbose),
+                          **(cvxpy_options or {}))
+        x = assemble()
+        cert = prog.certificate(x, refine=10 * refine_iters if prog.constrained else 0)
+        res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)
+        res.x = x
+        return x, cert, res
+    if solver == "fista":
+        if prog.constrained:
+            raise ValueError("solver='fista' solves unconstrained (gated) programs; use 'al'")
+
+        def monitor(x_, s_):
+            c_ = prog.certificate(x_)
+            return c_.primal, c_.gap, c_.relative_gap
+
+        res = fista(prog, x, step=1.0 / prog.lipschitz(), tol=tol, max_iter=max_iter,
+                    max_time=max_time, check_every=check_every, monitor=monitor,
+                    verbose=verbose)
+        return res.x, prog.certificate(res.x), res
+    if solver == "al":
+        if not prog.constrained:
+            raise ValueError("solver='al' is for cone-constrained programs; use 'fista'")
+
+        def monitor(x_, s_, sub):
+            c_ = prog.certificate(x_, sub.updated_multipliers(s_), refine=refine_iters)
+            return c_.primal, c_.gap, c_.relative_gap
+
+        C0 = prog.constraint(x)
+        mu0 = torch.zeros_like(C0)
+        res = augmented_lagrangian(prog, x, mu0, rho=prog.loss.smoothness, tol=tol,
+                                   max_iter=max_iter, max_time=max_time,
+                                   check_every=check_every, monitor=monitor, verbose=verbose)
+        cert = prog.certificate(res.x, res.extras["mu"], refine=10 * refine_iters)
+        return res.x, cert, res
+    raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'fista', 'al' or 'cvxpy'")
+
