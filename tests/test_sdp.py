@@ -89,9 +89,10 @@ def test_any_dual_estimate_gives_a_valid_lower_bound(seed):
         Gam = -Y + scale * torch.tensor(rng.standard_normal(Y.shape))
         om = scale * torch.tensor(rng.standard_normal(prob.n))
         N = scale * torch.tensor(rng.random((2 * prob.n, 2 * prob.n)))
-        b = prob.dual_bound(Gam, om, N)
-        assert b.value <= value + 1e-6
-        assert 0.0 <= b.theta <= 1.0
+        for upper in (None, 0.5 * float((Y * Y).sum()), value):
+            b = prob.dual_bound(Gam, om, N, upper=upper)
+            assert b.value <= value + 1e-6
+            assert 0.0 <= b.theta <= 1.0
 
 
 def test_sandwich_lower_bound_exact_optimum_network_2d():
@@ -134,7 +135,7 @@ def test_lowrank_solver_matches_cvxpy():
     assert abs(est - value) <= 1e-2 * value          # the relaxation's optimum is found
     assert fit.info["violation"] <= 1e-4
     assert fit.certificate.dual <= value + 1e-7      # the reported bound is proven
-    assert fit.certificate.dual >= 0.5 * value       # and not vacuous
+    assert fit.certificate.dual >= 0.8 * value       # and not vacuous
     assert fit.certificate.dual <= fit.certificate.primal
 
 

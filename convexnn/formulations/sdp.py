@@ -227,8 +227,16 @@ class SDPRelaxation:
             self._slater = (best, lam0(best))
         return self._slater
 
-    def dual_bound(self, Gamma: Tensor, omega: Tensor, N: Tensor) -> DualBound:
-        """Certified lower bound from any dual estimate (see the module docstring)."""
+    def dual_bound(self, Gamma: Tensor, omega: Tensor, N: Tensor,
+                   upper: float | None = None) -> DualBound:
+        """Certified lower bound from any dual estimate (see the module docstring).
+
+        With ``upper`` (any proven upper bound on p_SDP, e.g. ½||Y||² or a network's objective)
+        the trace bound is also used and the larger bound returned: every optimal Z is
+        balanced (rescaling u ↦ t u, v ↦ v / t keeps feasibility), so tr Z_uu = tr Z_vv ≤
+        upper/β and tr Z_bb ≤ ||X||² tr Z_uu (from M Λ Mᵀ = 0 and diag Λ_αβ = 0); hence
+        p_SDP ≥ −L*(Γ) + T·min(0, λ_min(S)) with T = (2 + ||X||²)·upper/β.
+        """
         Gamma = Gamma.to(torch.float64)
         omega = omega.to(torch.float64)
         N = N.to(torch.float64).clamp_min(0)
@@ -246,6 +254,10 @@ class SDPRelaxation:
         Y = self.Y.to(torch.float64)
         value = float(-sq.conjugate((1.0 - theta) * Gamma, Y))
         raw = float(-sq.conjugate(Gamma, Y))
+        if upper is not None and math.isfinite(upper):
+            x2 = float(torch.linalg.matrix_norm(self.X.double(), 2)) ** 2
+            T = (2.0 + x2) * max(float(upper), 0.0) / self.reg * (1 + 1e-12)
+            value = max(value, raw - T * eps)
         return DualBound(value=value, raw_value=raw, lam_min=lam, theta=theta, lam0=lam0,
                          delta=delta)
 
@@ -490,15 +502,18 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
         best: dict = {}
         last = {"o": math.inf}
 
+        y_norm = 0.5 * float((prob.Y * prob.Y).sum())  # Z = 0 is feasible: p_SDP ≤ ½||Y||²
+
         def certify(W_, y_, mu_, refine):
             Gam = prob.predictions(W_) - prob.Y
-            cands = [prob.dual_bound(Gam, y_, mu_)]
+            cands = [(Gam, y_, mu_)]
             if refine:
                 y2, mu2 = refine_multipliers(prob, W_, y_, mu_, iters=refine)
-                cands.append(prob.dual_bound(Gam, y2, mu2))
-            for b in cands:
+                cands.append((Gam, y2, mu2))
+            for cand in cands:
+                b = prob.dual_bound(*cand, upper=y_norm)
                 if "b" not in best or b.value > best["b"].value:
-                    best["b"] = b
+                    best["b"], best["d"] = b, cand
 
         def monitor(W_, y_, mu_):
             # the certified bound every outer step on small problems (eigvalsh of q x q);
@@ -537,6 +552,9 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     t1 = time.perf_counter()
     net = extract_network(prob, W, polish_iter=polish_iter)
     ub = net.objective(X[:, :-1] if intercept else X, Y, reg, "squared")
+    if solver == "lowrank":  # the network's objective tightens the trace bound
+        b2 = prob.dual_bound(*best["d"], upper=min(ub, 0.5 * float((prob.Y * prob.Y).sum())))
+        bound = b2 if b2.value > bound.value else bound
     lb = bound.value
     gap = max(ub - lb, 0.0)
     cert = Certificate(primal=ub, dual=lb, gap=gap, relative_gap=relative(gap, ub),
