@@ -1,8 +1,8 @@
-r"""Vector-output two-layer ReLU networks as copositive programs (Sahiner, Ergen, Pauly, Pilanci 2021).
+r"""Vector-output two-layer ReLU networks as copositive programs (Sahiner et al., ICLR 2021).
 
 Problem (weight decay β = ``reg``, loss summed over samples, X with a ones column for a bias)::
 
-    p* = min_{m, u_j ∈ R^d, v_j ∈ R^c}  L( Σ_j (X u_j)_+ v_jᵀ , Y ) + (β/2) Σ_j (||u_j||² + ||v_j||²)
+    p* = min_{m, u_j, v_j}  L( Σ_j (X u_j)_+ v_jᵀ , Y ) + (β/2) Σ_j (||u_j||² + ||v_j||²)
        = min  L( Σ_j (X u_j)_+ g_jᵀ , Y ) + β Σ_j ||g_j||   s.t. ||u_j|| = 1        (rescaling)
 
 Its convex (Fenchel) dual is the semi-infinite program ::
@@ -55,7 +55,8 @@ What this module computes, and what each is:
   rank one; over sampled patterns it bounds only the sampled program (scope "sampled patterns").
 * :func:`exact_sdp_reference` — an *independent* exact formulation for rank ≤ 3 used as the test
   reference: each cone K_p is triangulated into simplicial cones K_{p,t} (fan of its extreme
-  rays); the unit ball of ||·||_{*,K_p} is the convex hull of the union of those of ||·||_{*,K_{p,t}},
+  rays); the unit ball of ||·||_{*,K_p} is the convex hull of the union of the unit balls of
+  the ||·||_{*,K_{p,t}},
   and for a simplicial cone in dimension ≤ 4 the gauge is exactly
   min ½(tr A + tr B) s.t. [[A, V], [Vᵀ, B]] ⪰ 0, F_t A F_tᵀ ≥ 0 (its SDP dual is the dual-norm
   ball, i.e. copositivity of I − ΛΛᵀ on K_t, which equals PSD + F_tᵀ N F_t, N ≥ 0, by Diananda's
@@ -356,7 +357,8 @@ def _master_fista(Phi, Y, reg, loss, G0, tol, max_iter: int = 20000) -> np.ndarr
     Yk, t, Gp = G.clone(), 1.0, G.clone()
 
     def F(Gm):
-        return float(loss.value(P @ Gm, Yt)) + reg * float(torch.linalg.vector_norm(Gm, dim=1).sum())
+        pen = float(torch.linalg.vector_norm(Gm, dim=1).sum())
+        return float(loss.value(P @ Gm, Yt)) + reg * pen
 
     Fp = F(G)
     for it in range(max_iter):
@@ -403,38 +405,13 @@ def _objective(Phi, G, Y, reg, loss) -> tuple[float, np.ndarray]:
     return val, loss.grad(Ft, Yt).numpy()
 
 
-def _polish(X, Y, U, G, reg, loss, iters) -> np.ndarray:
-    """Local refinement of the atom directions: L-BFGS on the (non-convex) network objective
-    L((X W)_+ V) + (β/2)(||W||² + ||V||²) from the balanced network of the atoms. Only a
-    heuristic accelerator: its directions re-enter the master problem and the certificate
-    decides; returns unit directions."""
-    gn = np.linalg.norm(G, axis=1)
-    sq = np.sqrt(np.maximum(gn, 1e-300))
-    W = torch.as_tensor(U * sq[:, None]).requires_grad_(True)
-    V = torch.as_tensor(G / sq[:, None]).requires_grad_(True)
-    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y)
-    opt = torch.optim.LBFGS([W, V], lr=1.0, max_iter=iters, tolerance_grad=1e-12,
-                            tolerance_change=1e-15, history_size=30, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        f = loss.value(torch.relu(Xt @ W.T) @ V, Yt) + 0.5 * reg * ((W * W).sum() + (V * V).sum())
-        f.backward()
-        return f
-
-    opt.step(closure)
-    Wn = W.detach().numpy()
-    return Wn / np.maximum(np.linalg.norm(Wn, axis=1, keepdims=True), 1e-300)
-
-
 # ===================================================================== exact solver
 def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
                         patterns: PatternSet | None, faces: ConeFaces | None = None,
                         tol: float = 1e-6, max_iter: int = 200, max_time: float | None = None,
                         max_add: int | None = None, U0: np.ndarray | None = None,
                         pool: callable | None = None, master: str = "auto",
-                        polish: bool = True, polish_below: float = 1e-2,
-                        polish_iter: int = 300, verbose: int = 0) -> dict:
+                        verbose: int = 0) -> dict:
     """Column generation with the exact oracle over ``patterns`` (see module docstring).
 
     ``pool(round) -> ConeFaces`` optionally supplies a fresh set of patterns to scan each round
@@ -469,14 +446,6 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
             gn = np.linalg.norm(G, axis=1)
             keep = gn > 1e-10 * max(gn.max(), 1e-300)
             U, G, Phi = U[keep], G[keep], Phi[:, keep]
-        if polish and len(U) and cert is not None and cert.relative_gap < polish_below:
-            U2 = _polish(Xn, Yn, U, G, reg, lo, polish_iter)
-            Phi2 = np.maximum(Xn @ U2.T, 0.0)
-            G2 = solve_master(Phi2, Yn, reg, lo, backend=master)
-            if _objective(Phi2, G2, Yn, reg, lo)[0] < _objective(Phi, G, Yn, reg, lo)[0]:
-                gn = np.linalg.norm(G2, axis=1)
-                keep = gn > 1e-10 * max(gn.max(), 1e-300)
-                U, G, Phi = U2[keep], G2[keep], Phi2[:, keep]
         primal, lam = _objective(Phi, G, Yn, reg, lo)
         if pool is not None and it > 0:
             faces = pool(it)
@@ -618,3 +587,330 @@ def fit_column_generation(X, Y, reg: float, loss: str | Loss = "squared", *, int
                        f"{cert.n_patterns} patterns scanned in the last round; not a global "
                        "proof (use fit_exact / certify for that)")}
     return FitResult(net, cert, out["history"], info)
+
+
+# ================================================================ exact SDP reference
+def _extreme_rays(R: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Extreme rays (k x r, unit) of {u : R u ≥ 0} in R^r, r ≤ 3, by brute force, in fan order."""
+    r = R.shape[1]
+    if r == 1:
+        return np.array([[np.sign(y[0])]])
+    if r == 2:
+        cand = np.stack([-R[:, 1], R[:, 0]], 1)
+    else:
+        i, j = np.triu_indices(R.shape[0], 1)
+        cand = np.cross(R[i], R[j])
+        cand = cand[np.linalg.norm(cand, axis=1) > 1e-9]
+    cand = cand / np.linalg.norm(cand, axis=1, keepdims=True)
+    cand = np.concatenate([cand, -cand], 0)
+    cand = cand[(cand @ R.T).min(1) >= -1e-9]
+    _, keep = np.unique(np.round(cand, 9), axis=0, return_index=True)
+    cand = cand[np.sort(keep)]
+    if r == 3:  # order by angle around the interior direction
+        E = np.linalg.svd(y[None, :])[2][1:].T
+        C = cand @ E
+        cand = cand[np.argsort(np.arctan2(C[:, 1], C[:, 0]))]
+    return cand
+
+
+def exact_sdp_reference(X, Y, reg: float, patterns: PatternSet, *, solver: str = "CLARABEL",
+                        **options) -> dict:
+    """Independent exact CVXPY form of the copositive program for rank(X) ≤ 3, squared loss.
+
+    Every cone K_p is triangulated (fan of its extreme rays, found by brute force) into
+    simplicial cones K_{p,t} = E_t R^r_+, and ||V||_{*,K_p} = min Σ_t ||V_t||_{*,K_{p,t}} over
+    V = Σ_t V_t with ||V_t||_{*,K_t} = min ½(tr A + tr B) s.t. [[A, V_t], [V_tᵀ, B]] ⪰ 0,
+    E_t⁻¹ A E_t⁻ᵀ ≥ 0 — exact for r ≤ 4 (module docstring). Only meaningful with exhaustive
+    patterns; returns ``{"value", "prediction", "status", "seconds"}``.
+    """
+    import cvxpy as cp
+
+    Xn, Yn = _np(X), _np(Y)
+    if Yn.ndim == 1:
+        Yn = Yn[:, None]
+    B, Vr = _row_space(Xn)
+    r = Vr.shape[1]
+    if r > 3:
+        raise ValueError(f"exact_sdp_reference supports rank ≤ 3, got rank {r}")
+    c = Yn.shape[1]
+    G = _np(patterns.gates)
+    M = Xn @ G >= 0
+    rn = np.linalg.norm(B, axis=1)
+    nz = rn > 1e-9 * rn.max()
+    pred = 0
+    pen = 0
+    cons = []
+    for p in range(G.shape[1]):
+        R = (2.0 * M[nz, p] - 1.0)[:, None] * B[nz] / rn[nz, None]
+        rays = _extreme_rays(R, Vr.T @ G[:, p])
+        if r == 3:
+            simplices = [np.stack([rays[0], rays[k], rays[k + 1]], 1)
+                         for k in range(1, len(rays) - 1)]
+        else:
+            simplices = [rays.T]
+        DB = M[:, p:p + 1] * B
+        for E in simplices:
+            F = np.linalg.inv(E)
+            W = cp.Variable((r + c, r + c), PSD=True)
+            A, V = W[:r, :r], W[:r, r:]
+            cons.append(F @ A @ F.T >= 0)
+            pen = pen + 0.5 * (cp.trace(A) + cp.trace(W[r:, r:]))
+            pred = pred + DB @ V
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(pred - Yn) + reg * pen), cons)
+    t0 = time.perf_counter()
+    prob.solve(solver=solver, **options)
+    return {"value": float(prob.value), "prediction": np.asarray(pred.value),
+            "status": prob.status, "seconds": time.perf_counter() - t0}
+
+
+# ====================================================================== relaxation
+def relaxation_cvxpy(faces: ConeFaces, Y, reg: float, *, solver: str = "CLARABEL",
+                     **options) -> dict:
+    """The copositive relaxation (DNN outer approximation of C_p) over the patterns of ``faces``.
+
+    min_{G_p ⪰ 0} ½ tr(T) + β² Σ_p tr(G_p)  s.t. [[M, Y], [Yᵀ, T]] ⪰ 0, F_p G_p F_pᵀ ≥ 0,
+    M = I + 2 Σ_p (D_p B) G_p (D_p B)ᵀ (B = X V_r, so G_p lives in the r-dim row space; the
+    trace is invariant). Returns ``{"value", "G" (P, r, r), "Z" = M⁻¹Y, "status", "seconds"}``;
+    the value is the solver's (not a proof: see :func:`fit_relaxation`).
+    """
+    import cvxpy as cp
+
+    Yn = _np(Y)
+    if Yn.ndim == 1:
+        Yn = Yn[:, None]
+    n, c = Yn.shape
+    r, B, Mk = faces.r, faces.B, faces.masks
+    Gs = [cp.Variable((r, r), PSD=True) for _ in range(faces.P)]
+    Msum = np.eye(n)
+    expr = 0
+    cons = []
+    for p, Gp in enumerate(Gs):
+        DB = Mk[:, p:p + 1] * B
+        expr = expr + DB @ Gp @ DB.T
+        F = faces.F[p, :faces.n_facets[p]]
+        if len(F):
+            cons.append(F @ Gp @ F.T >= 0)
+    T = cp.Variable((c, c), symmetric=True)
+    Mexp = Msum + 2 * expr
+    cons.append(cp.bmat([[Mexp, Yn], [Yn.T, T]]) >> 0)
+    obj = 0.5 * cp.trace(T) + reg ** 2 * sum(cp.trace(Gp) for Gp in Gs)
+    prob = cp.Problem(cp.Minimize(obj), cons)
+    t0 = time.perf_counter()
+    prob.solve(solver=solver, **options)
+    if Gs[0].value is None:
+        raise RuntimeError(f"relaxation: solver status {prob.status}")
+    Gv = np.stack([(Gp.value + Gp.value.T) / 2 for Gp in Gs])
+    Mv = np.eye(n)
+    for p in range(faces.P):
+        DB = Mk[:, p:p + 1] * B
+        Mv += 2 * DB @ Gv[p] @ DB.T
+    Z = np.linalg.solve(Mv, Yn)
+    return {"value": float(prob.value), "G": Gv, "Z": Z, "status": prob.status,
+            "seconds": time.perf_counter() - t0}
+
+
+def _h_bound(faces: ConeFaces, lam: np.ndarray, exact: bool) -> np.ndarray:
+    """Per-pattern h_p: exact oracle, or the cone-dropped upper bound ||Λᵀ D_p X||₂."""
+    if exact:
+        return faces.oracle(lam)[0]
+    A = faces.reduced_operators(lam)
+    return torch.linalg.matrix_norm(A, ord=2).numpy()
+
+
+def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
+                   n_patterns: int | None = None, random_state=None, patterns: str = "auto",
+                   max_enumerate: int = 1000, solver: str = "CLARABEL",
+                   solver_options: dict | None = None, verbose: int = 0) -> FitResult:
+    """The copositive relaxation with a proven lower bound, a read-back network and tightness.
+
+    Patterns: ``"enumerate"`` (all; the bound is then a lower bound on the global optimum p*),
+    ``"sample"`` (``n_patterns`` sampled gates; the bound is a lower bound on the program over
+    those patterns only) or ``"auto"`` (enumerate when at most ``max_enumerate`` patterns).
+    ``info``: ``relaxation_value`` (solver objective, unverified), ``lower_bound`` (proven: dual
+    value at Z = M⁻¹Y rescaled to feasibility by the exact oracle, or by the cone-dropped norm
+    bound when the oracle is unavailable), ``upper_bound`` (objective of the read-back network),
+    ``tightness`` = (upper − lower) / upper, ``max_rank_ratio`` (λ₂/λ₁ of the G_p: 0 = rank one).
+    """
+    lo = get_loss(loss)
+    if lo.name != "squared":
+        raise ValueError(f"fit_relaxation supports the squared loss only, got {lo.name!r}")
+    Xn, Yn = _check_inputs(X, Y, reg)
+    t0 = time.perf_counter()
+    if patterns not in ("auto", "enumerate", "sample"):
+        raise ValueError(f"patterns must be 'auto', 'enumerate' or 'sample', got {patterns!r}")
+    enum = patterns == "enumerate" or (
+        patterns == "auto" and count_patterns(Xn)["bound"] <= max_enumerate)
+    if enum:
+        pats = enumerate_patterns(Xn, max_patterns=None if patterns == "enumerate"
+                                  else max_enumerate)
+    else:
+        if n_patterns is None:
+            raise ValueError("n_patterns is required when patterns are sampled")
+        pats = sample_gates(torch.as_tensor(Xn), n_patterns, random_state, kind="data",
+                            intercept_column=intercept)
+    exact_oracle = True
+    try:
+        faces = ConeFaces(Xn, pats.gates)
+    except ValueError:  # face enumeration too large: keep facets, bound h by norms
+        faces = ConeFaces(Xn, pats.gates, max_faces=None)
+        exact_oracle = False
+    rel = relaxation_cvxpy(faces, Yn, reg, solver=solver, **(solver_options or {}))
+    Z = rel["Z"]
+    lam = -Z  # ∇L at the relaxation's implied prediction Y − Z
+    h = _h_bound(faces, lam, exact_oracle)
+    lower, s = scaled_dual(lo, torch.as_tensor(lam), torch.as_tensor(Yn), float(h.max()), reg)
+    # read-back: eigenvectors of the G_p as hidden directions, output weights by the master
+    Gv = rel["G"]
+    w, V = np.linalg.eigh(Gv)  # ascending
+    wmax = max(float(w.max()), 1e-300)
+    dirs = []
+    ratios = []
+    for p in range(faces.P):
+        if w[p, -1] <= 1e-7 * wmax:
+            continue
+        ratios.append(w[p, -2] / w[p, -1] if faces.r > 1 else 0.0)
+        for k in range(faces.r):
+            if w[p, k] > 1e-4 * w[p, -1]:
+                y = V[p, :, k]
+                F = faces.F[p, :faces.n_facets[p]]
+                if len(F) and (F @ y).min() < (F @ -y).min():
+                    y = -y
+                dirs.append(faces.Vr @ y)
+    U = np.array(dirs).reshape(-1, Xn.shape[1])
+    Phi = np.maximum(Xn @ U.T, 0.0)
+    Gm = solve_master(Phi, Yn, reg, lo) if len(U) else np.zeros((0, Yn.shape[1]))
+    upper, _ = _objective(Phi, Gm, Yn, reg, lo)
+    dt, dev = _like(X)
+    net = atoms_to_network(U, Gm, intercept, dt, dev, tol=1e-12)
+    gap = max(upper - lower, 0.0)
+    scope = SCOPE_GLOBAL if (pats.exhaustive and exact_oracle) else SCOPE_SAMPLED
+    cert = Certificate(primal=upper, dual=lower, gap=gap, relative_gap=relative(gap, upper),
+                       scope=scope, problem=("copositive relaxation (Sahiner et al. 2021) over "
+                                             + ("all" if pats.exhaustive else "sampled")
+                                             + " activation patterns"),
+                       n_patterns=faces.P, dual_scale=s)
+    hist = History()
+    hist.append(0, upper, gap, cert.relative_gap, time.perf_counter() - t0)
+    info = {"method": "relaxation", "relaxation_value": rel["value"], "lower_bound": lower,
+            "upper_bound": upper, "tightness": cert.relative_gap, "solver_status": rel["status"],
+            "max_rank_ratio": float(max(ratios)) if ratios else 0.0,
+            "n_patterns": faces.P, "exhaustive": bool(pats.exhaustive),
+            "exact_oracle": exact_oracle, "seconds_solver": rel["seconds"],
+            "seconds_total": time.perf_counter() - t0, "n_neurons": net.n_neurons}
+    if verbose:
+        print(f"[relaxation] value={rel['value']:.8g} lower={lower:.8g} upper={upper:.8g} "
+              f"tightness={cert.relative_gap:.2e}")
+    return FitResult(net, cert, hist, info)
+
+
+# ============================================================================= SVD
+def _svd_certificate(net: TwoLayerNetwork, Xn, Yn, reg, lo, h_of_lam, problem, X_user):
+    F = net.forward(torch.as_tensor(X_user)).double()
+    Yt = torch.as_tensor(Yn)
+    primal = net.to(dtype=torch.float64).objective(torch.as_tensor(X_user), Yt, reg, lo)
+    lam = lo.grad(F, Yt)
+    h = h_of_lam(lam.numpy())
+    dual, s = scaled_dual(lo, lam, Yt, h, reg)
+    gap = max(primal - dual, 0.0)
+    return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
+                       scope=SCOPE_GLOBAL, problem=problem, dual_scale=s)
+
+
+def fit_svd(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
+            on_violation: str = "raise", tol: float = 1e-8,
+            max_patterns: int = DEFAULT_MAX_PATTERNS, random_state=None) -> FitResult:
+    """Closed-form soft-thresholded SVD solution, with its conditions checked (see module doc).
+
+    Conditions: (A) XXᵀ = I (whitened, n ≤ d) and every left singular vector a_k of Y with
+    σ_k > β sign-definite; or (B) XᵀX = I, X spike-free (verified exactly over all patterns;
+    refused when the arrangement is too large to enumerate) and X z_k sign-definite for the
+    retained left singular vectors z_k of XᵀY. ``on_violation="raise"`` refuses otherwise;
+    ``"warn"`` returns the soft-thresholded network anyway with a warning, ``info["conditions"]``
+    and an honest certificate (its lower bound uses only globally valid norm bounds).
+    """
+    lo = get_loss(loss)
+    if lo.name != "squared":
+        raise ValueError(f"fit_svd supports the squared loss only, got {lo.name!r}")
+    if on_violation not in ("raise", "warn"):
+        raise ValueError("on_violation must be 'raise' or 'warn'")
+    Xn, Yn = _check_inputs(X, Y, reg)
+    n, d = Xn.shape
+    t0 = time.perf_counter()
+    problems = []
+    whitened = n <= d and np.abs(Xn @ Xn.T - np.eye(n)).max() <= tol * 10
+    orthocols = n >= d and np.abs(Xn.T @ Xn - np.eye(d)).max() <= tol * 10
+    Xop = float(np.linalg.norm(Xn, 2))
+    if whitened:
+        case = "whitened"
+        Ua, S, Vt = np.linalg.svd(Yn, full_matrices=False)
+        Zdir = Xn.T @ Ua  # z_k = Xᵀ a_k (unit)
+        feats = Ua
+
+        def h_of_lam(lam):  # spike-free with ||X||₂ = 1: ||Λᵀ(Xu)_+|| ≤ ||Λ||₂
+            return float(np.linalg.norm(lam, 2))
+    elif orthocols:
+        case = "orthonormal columns"
+        Ua, S, Vt = np.linalg.svd(Xn.T @ Yn, full_matrices=False)
+        Zdir = Ua
+        feats = Xn @ Ua
+        cnt = count_patterns(Xn)["bound"]
+        spike_free = None
+        if cnt > max_patterns:
+            problems.append(f"spike-free property cannot be verified: {cnt:,} activation "
+                            f"patterns > max_patterns={max_patterns:,}")
+        else:
+            pats = enumerate_patterns(Xn, max_patterns=max_patterns)
+            fc = ConeFaces(Xn, pats.gates)
+            Pm = fc.masks.astype(float)
+            resid = max(float(np.abs((np.eye(n) - Xn @ Xn.T) @ (Pm[:, p:p + 1] * Xn)).max())
+                        for p in range(fc.P))
+            hx, _ = fc.oracle(Xn)  # max_{u∈K_p} ||Xᵀ D_p X u||
+            spike_free = resid <= 1e-8 and float(hx.max()) <= 1 + 1e-8
+            if not spike_free:
+                problems.append("X is not spike-free: some (Xu)_+ is not of the form Xz with "
+                                f"||z|| ≤ ||u|| (range residual {resid:.2e}, max ||Xᵀ(Xu)_+|| = "
+                                f"{float(hx.max()):.6f})")
+
+        def h_of_lam(lam):
+            if spike_free:  # (Xu)_+ = Xz, ||z|| ≤ 1  ⇒  ||Λᵀ(Xu)_+|| ≤ ||XᵀΛ||₂
+                return float(np.linalg.norm(Xn.T @ lam, 2))
+            return float(np.linalg.norm(lam, 2)) * Xop
+    else:
+        raise ValueError("fit_svd: the closed form needs whitened data (X Xᵀ = I, n ≤ d) or "
+                         "orthonormal columns (Xᵀ X = I) — neither holds for this X; use "
+                         "method='exact' or 'relaxation'")
+    keep = S > reg
+    a = feats[:, keep]
+    sgn = np.where(a.sum(0) >= 0, 1.0, -1.0)
+    a = a * sgn
+    bad = (a < -tol * np.abs(a).max(0, initial=1.0)).any(0) if a.size else np.zeros(0, bool)
+    if bad.any():
+        problems.append(f"{int(bad.sum())} of the {int(keep.sum())} retained singular vectors "
+                        "are not sign-definite: the ReLU cannot represent them, so the soft-"
+                        "thresholded SVD is only a lower bound")
+    scale = np.sqrt(S[keep] - reg)
+    U1 = (Zdir[:, keep] * sgn).T * scale[:, None]  # (k, d)
+    W2 = (Vt[keep].T * sgn) * scale[None, :]  # (c, k)
+    W1 = torch.as_tensor(U1)
+    if intercept:
+        net = TwoLayerNetwork(W1[:, :-1].contiguous(), W1[:, -1].contiguous(),
+                              torch.as_tensor(W2).contiguous())
+        X_user = Xn[:, :-1]
+    else:
+        net = TwoLayerNetwork(W1, torch.zeros(W1.shape[0], dtype=torch.float64),
+                              torch.as_tensor(W2).contiguous())
+        X_user = Xn
+    if problems and on_violation == "raise":
+        raise ValueError("fit_svd refused: " + "; ".join(problems))
+    if problems:
+        warnings.warn("fit_svd conditions violated: " + "; ".join(problems), RuntimeWarning,
+                      stacklevel=2)
+    cert = _svd_certificate(net, Xn, Yn, reg, lo, h_of_lam,
+                            f"soft-thresholded SVD ({case} data)", X_user)
+    hist = History()
+    hist.append(0, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
+    dt, dev = _like(X)
+    info = {"method": "svd", "case": case, "conditions_hold": not problems,
+            "conditions": problems, "n_neurons": net.n_neurons,
+            "singular_values": S.tolist(), "lower_bound": cert.dual, "upper_bound": cert.primal}
+    return FitResult(net.to(device=dev, dtype=dt), cert, hist, info)
