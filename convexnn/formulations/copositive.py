@@ -241,9 +241,14 @@ class ConeFaces:
             out += torch.einsum("np,nc,nr->pcr", self._M[s:e], L[s:e], self._B[s:e])
         return out
 
-    def oracle(self, Lam) -> tuple[np.ndarray, np.ndarray]:
-        """Exact h_p(Λ) for every pattern and unit maximisers u_p (P, d)."""
+    def oracle(self, Lam, collect_above: float | None = None):
+        """Exact h_p(Λ) for every pattern and unit maximisers u_p (P, d).
+
+        With ``collect_above = t`` also returns a third item: every feasible face maximiser whose
+        value ||Λᵀ D_p X u|| is ≥ t (unit directions, (N, d)) — e.g. all near-active atoms.
+        """
         A = self.reduced_operators(Lam)
+        collected = []
         best = torch.full((self.P,), -1.0, dtype=torch.float64)
         arg = torch.zeros(self.P, self.r, dtype=torch.float64)
         for k, pid, Q in self.groups:
@@ -263,6 +268,9 @@ class ConeFaces:
             feas = torch.maximum(mp, mm) >= -_FEAS_TOL
             val = torch.where(feas, val, torch.full_like(val, -1.0))
             y = y * sign[:, None]
+            if collect_above is not None:
+                sel = feas & (val >= collect_above ** 2)
+                collected.append(y[sel].numpy())
             # scatter-max per pattern (keep the argmax direction)
             cur = best.clone()
             best = best.scatter_reduce(0, pid, val, reduce="amax")
@@ -273,6 +281,9 @@ class ConeFaces:
             best[bad] = torch.linalg.matrix_norm(A[bad], ord=2) ** 2
         h = best.clamp_min(0).sqrt().numpy()
         U = (arg.numpy() @ self.Vr.T)
+        if collect_above is not None:
+            C = np.concatenate(collected, 0) if collected else np.zeros((0, self.r))
+            return h, U, C @ self.Vr.T
         return h, U
 
 
@@ -414,8 +425,9 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
                         verbose: int = 0) -> dict:
     """Column generation with the exact oracle over ``patterns`` (see module docstring).
 
-    ``pool(round) -> ConeFaces`` optionally supplies a fresh set of patterns to scan each round
-    (sampled mode); the certificate then covers the patterns scanned in the final round only.
+    ``pool(round) -> gates (d x P)`` optionally supplies a fresh set of patterns to scan each
+    round (sampled mode); the atoms' own patterns are always added to the scanned set, so the
+    certificate covers the program over (final pool ∪ patterns used by the network).
     Returns a dict with ``U`` (unit atoms, K x d), ``G`` (K x c), ``certificate``, ``history``,
     ``stop_reason``, ``h_max``, ``faces``.
     """
@@ -426,9 +438,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     n, d = Xn.shape
     c = Yn.shape[1]
     t0 = time.perf_counter()
-    if pool is not None:
-        faces = pool(0)
-    elif faces is None:
+    if pool is None and faces is None:
         faces = ConeFaces(Xn, patterns.gates)
     max_add = max_add if max_add is not None else max(10, 2 * c)
     U = np.zeros((0, d)) if U0 is None else np.asarray(U0, dtype=np.float64)
@@ -447,8 +457,10 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
             keep = gn > 1e-10 * max(gn.max(), 1e-300)
             U, G, Phi = U[keep], G[keep], Phi[:, keep]
         primal, lam = _objective(Phi, G, Yn, reg, lo)
-        if pool is not None and it > 0:
-            faces = pool(it)
+        if pool is not None:
+            pg = pool(it)
+            gates = np.concatenate([pg, U.T], 1) if len(U) else pg
+            faces = ConeFaces(Xn, gates)
         h, Umax = faces.oracle(lam)
         h_max = float(h.max()) if h.size else 0.0
         dual, s = scaled_dual(lo, torch.as_tensor(lam), torch.as_tensor(Yn), h_max, reg)
@@ -570,8 +582,8 @@ def fit_column_generation(X, Y, reg: float, loss: str | Loss = "squared", *, int
     def pool(round_):
         if round_ == 0 or refresh:
             ps = sample_gates(Xt, n_patterns, rng, kind=kind, intercept_column=intercept)
-            fixed["faces"] = ConeFaces(Xn, ps.gates)
-        return fixed["faces"]
+            fixed["gates"] = ps.gates.numpy()
+        return fixed["gates"]
 
     t0 = time.perf_counter()
     out = solve_exact_program(Xn, Yn, reg, loss, patterns=None, tol=tol, max_iter=max_iter,
@@ -584,8 +596,8 @@ def fit_column_generation(X, Y, reg: float, loss: str | Loss = "squared", *, int
             "upper_bound": cert.primal, "sampled_lower_bound": cert.dual,
             "seconds_total": time.perf_counter() - t0,
             "proved": (f"optimal to relative gap {cert.relative_gap:.2e} over the "
-                       f"{cert.n_patterns} patterns scanned in the last round; not a global "
-                       "proof (use fit_exact / certify for that)")}
+                       f"{cert.n_patterns} patterns (last pool plus the network's own patterns); "
+                       "not a global proof (use fit_exact / certify for that)")}
     return FitResult(net, cert, out["history"], info)
 
 
@@ -757,9 +769,16 @@ def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept:
     rel = relaxation_cvxpy(faces, Yn, reg, solver=solver, **(solver_options or {}))
     Z = rel["Z"]
     lam = -Z  # ∇L at the relaxation's implied prediction Y − Z
-    h = _h_bound(faces, lam, exact_oracle)
+    active = np.zeros((0, Xn.shape[1]))
+    if exact_oracle:
+        h, _, active = faces.oracle(lam, collect_above=0.999 * reg)
+    else:
+        h = _h_bound(faces, lam, False)
     lower, s = scaled_dual(lo, torch.as_tensor(lam), torch.as_tensor(Yn), float(h.max()), reg)
-    # read-back: eigenvectors of the G_p as hidden directions, output weights by the master
+    # read-back: hidden directions = eigenvectors of the G_p that lie in their cones, plus the
+    # maximisers of the (near-)active dual constraints at Z; output weights by the master
+    # problem. Every direction lies in a cone of the pattern set, so the network is feasible for
+    # the program over these patterns and its objective is ≥ that program's optimum ≥ lower.
     Gv = rel["G"]
     w, V = np.linalg.eigh(Gv)  # ascending
     wmax = max(float(w.max()), 1e-300)
@@ -775,8 +794,9 @@ def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept:
                 F = faces.F[p, :faces.n_facets[p]]
                 if len(F) and (F @ y).min() < (F @ -y).min():
                     y = -y
-                dirs.append(faces.Vr @ y)
-    U = np.array(dirs).reshape(-1, Xn.shape[1])
+                if not len(F) or (F @ y).min() >= -_FEAS_TOL:  # keep the network in the cones
+                    dirs.append(faces.Vr @ y)
+    U = np.concatenate([np.array(dirs).reshape(-1, Xn.shape[1]), active], 0)
     Phi = np.maximum(Xn @ U.T, 0.0)
     Gm = solve_master(Phi, Yn, reg, lo) if len(U) else np.zeros((0, Yn.shape[1]))
     upper, _ = _objective(Phi, Gm, Yn, reg, lo)
