@@ -55,6 +55,12 @@ min_V ½||H Vᵀ − Y||² + β Σ_k ||v_k|| with H = (X û_k)_+ (exactly the we
 after balancing each neuron), solved by FISTA; (3) local polishing of all weights by L-BFGS on
 the non-convex objective. The gap  network objective − certified lower bound  is the
 *tightness* reported; when it is ≈ 0 the network is a certified global optimum over all widths.
+
+**Solvers / limits.** ``solver="cvxpy"`` (Clarabel) is accurate and fast up to n ≈ 40–75.
+``solver="lowrank"`` (:mod:`convexnn.solvers.lowrank_sdp`, Burer–Monteiro AL) matches CVXPY on
+small n but converges slowly beyond n ≈ 40 (measured in benchmarks/results/sdp.md); its bound
+stays *valid* but becomes loose when it has not converged. Not implemented: the paper's TOS
+rounding, and the paper's test-set threshold tuning protocol (deliberately).
 """
 
 from __future__ import annotations
