@@ -3,7 +3,8 @@ r"""Containers for the convolutional networks read back from the convex CNN prog
 * :class:`ConvNetwork` — conv (m filters, bias) → ReLU (or gated ReLU) → pooling → Flatten →
   Linear (no bias)::
 
-      f(x) = A · vec( pool( σ(conv(x; U, b)) ) ),   objective  L(f(X), Y) + (β/2)(||U||² + ||b||² + ||A||²)
+      f(x) = A · vec( pool( σ(conv(x; U, b)) ) ),
+      objective  L(f(X), Y) + (β/2)(||U||² + ||b||² + ||A||²)
 
   pooling: ``"avg"`` / ``"max"`` with ``pool_size`` p (``AvgPool2d(p)`` / ``MaxPool2d(p)``)
   or global (``pool_size=None``: ``AdaptiveAvgPool2d(1)`` / ``AdaptiveMaxPool2d(1)``), or
@@ -156,10 +157,11 @@ class ConvNetwork:
     def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
         """Non-convex objective ``loss(f(X), Y) + (reg/2)·(||U||² + ||b||² + ||A||²)``."""
         Z = self.forward(X)
-        return float(get_loss(loss).value(Z, _targets(Y, Z)) + 0.5 * reg * self.penalty())
+        return float((get_loss(loss).value(Z, _targets(Y, Z)) + 0.5 * reg * self.penalty())
+                     .detach())
 
     def to_torch(self) -> nn.Module:
-        """``Sequential(Conv2d, ReLU, pool, Flatten, Linear)`` (gated: a :class:`GatedConvModule`)."""
+        """``Sequential(Conv2d, ReLU, pool, Flatten, Linear)``; gated: :class:`GatedConvModule`."""
         if self.activation == "gated":
             return GatedConvModule(self)
         m, C, k, _ = self.weight.shape
@@ -195,7 +197,8 @@ class ConvNetwork:
 
 @dataclass
 class CircularCNN:
-    """Circular CNN with one ReLU read back from :class:`~convexnn.formulations.cnn.CircularCNNProgram`."""
+    """Circular CNN (one ReLU), read back from
+    :class:`~convexnn.formulations.cnn.CircularCNNProgram`."""
 
     first_filters: Tensor  # (m, *spatial), ||·|| ≤ 1 each
     last_filters: Tensor  # (m, *spatial)
@@ -228,7 +231,8 @@ class CircularCNN:
         if bool((nrm > 1 + 1e-8).any()):
             raise ValueError("circular filters must have norm <= 1 (the model's constraint)")
         Z = self.forward(X)
-        return float(get_loss(loss).value(Z, _targets(Y, Z)) + 0.5 * reg * self.penalty())
+        return float((get_loss(loss).value(Z, _targets(Y, Z)) + 0.5 * reg * self.penalty())
+                     .detach())
 
     def to_torch(self) -> nn.Module:
         """CircularPad → Conv(1→m) → [CircularPad → grouped Conv (delta)]* → grouped valid Conv →

@@ -454,8 +454,9 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
 
     def repair(self, x: Tensor) -> Tensor:
         dirs = self.G.T[None, :, None, None, :].expand(self.shape)  # gate p in every cone (s,p,q,c)
-        margins = self.constraint(dirs.contiguous())
-        return _gate_repair(self, x, self.constraint(x), margins, dirs,
+        if getattr(self, "_margins", None) is None:
+            self._margins = self.constraint(dirs.contiguous())
+        return _gate_repair(self, x, self.constraint(x), self._margins, dirs,
                             lambda r: r.amax(dim=(0, 2)).permute(1, 2, 0, 3))
 
     def description(self) -> str:
@@ -699,7 +700,9 @@ class CircularCNNProgram(_ConeGroupProgram):
     def repair(self, x: Tensor) -> Tensor:
         gz = torch.einsum("dp,dft->pft", self.G, self.R)  # gates in Fourier coordinates
         dirs = gz[None, :, None].expand(self.shape).contiguous()
-        return _gate_repair(self, x, self.constraint(x), self.constraint(dirs), dirs,
+        if getattr(self, "_margins", None) is None:
+            self._margins = self.constraint(dirs)
+        return _gate_repair(self, x, self.constraint(x), self._margins, dirs,
                             lambda r: r.amax(0))
 
     def description(self) -> str:
@@ -741,7 +744,8 @@ def _factor_circular(e: Tensor) -> tuple[Tensor, Tensor]:
     dims = tuple(e.shape)
     d = e.numel()
     ndim = len(dims)
-    fe = torch.fft.fftn(e.to(torch.complex128) if e.dtype == torch.float64 else e.to(torch.complex64))
+    cdt = torch.complex128 if e.dtype == torch.float64 else torch.complex64
+    fe = torch.fft.fftn(e.to(cdt))
     l1 = float(fe.abs().sum()) / math.sqrt(d)  # ||ê||_1 for the unitary DFT
     if l1 == 0:
         return torch.zeros_like(e), torch.zeros_like(e)
@@ -985,11 +989,14 @@ def _cvxpy_three_layer(prog: ThreeLayerCNNProgram):
 def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
           max_iter: int = 10000, max_time: float | None = None, check_every: int = 10,
           x0: Tensor | None = None, verbose: int = 0, cvxpy_solver: str | None = None,
-          cvxpy_options: dict | None = None, refine_iters: int = 20):
+          cvxpy_options: dict | None = None, refine_iters: int = 0,
+          final_refine_iters: int = 200):
     """Solve a CNN program: ``"auto"`` (FISTA for gated, augmented Lagrangian for cone-
     constrained), ``"fista"``, ``"al"`` or ``"cvxpy"`` (any installed CVXPY solver). Returns
     ``(x, certificate, SolverResult)``; stops on the certified relative gap ``tol``.
-    ``refine_iters``: multiplier-refinement steps per certificate check (10x for the final one)."""
+    ``refine_iters`` / ``final_refine_iters``: multiplier-refinement steps
+    (:meth:`_ConeGroupProgram.refine_multipliers`) per monitoring check / for the returned
+    certificate (cone-constrained programs only)."""
     from ..solvers import augmented_lagrangian, fista
     from ..solvers.cvxpy_backend import solve_cvxpy
 
@@ -1001,7 +1008,7 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
         res = solve_cvxpy(problem, solver=cvxpy_solver, verbose=bool(verbose),
                           **(cvxpy_options or {}))
         x = assemble()
-        cert = prog.certificate(x, refine=10 * refine_iters if prog.constrained else 0)
+        cert = prog.certificate(x, refine=final_refine_iters if prog.constrained else 0)
         res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)
         res.x = x
         return x, cert, res
@@ -1030,7 +1037,7 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
         res = augmented_lagrangian(prog, x, mu0, rho=prog.loss.smoothness, tol=tol,
                                    max_iter=max_iter, max_time=max_time,
                                    check_every=check_every, monitor=monitor, verbose=verbose)
-        cert = prog.certificate(res.x, res.extras["mu"], refine=10 * refine_iters)
+        cert = prog.certificate(res.x, res.extras["mu"], refine=final_refine_iters)
         return res.x, cert, res
     raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'fista', 'al' or 'cvxpy'")
 

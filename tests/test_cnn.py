@@ -1,0 +1,268 @@
+"""Convex CNNs: every program against an independent CVXPY form, every read-back network
+against the convex objective, exported torch modules against the containers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convexnn.formulations.cnn import (
+    CircularCNNProgram,
+    ConvTwoLayerProgram,
+    ThreeLayerCNNProgram,
+    fourier_basis,
+    solve,
+)
+from convexnn.networks_cnn import load_cnn
+from convexnn.patches import (
+    enumerate_patch_patterns,
+    extract_patches,
+    patch_masks,
+    sample_patch_gates,
+)
+from convexnn.patterns import sample_gates
+
+cp = pytest.importorskip("cvxpy")
+DT = torch.float64
+
+
+def _data(N=6, C=1, H=4, W=4, c=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randn(N, C, H, W, generator=g, dtype=DT)
+    Y = torch.randn(N, c, generator=g, dtype=DT)
+    return imgs, Y
+
+
+def _check_against_cvxpy(prog, x, cert, rtol=2e-3):
+    xc, cert_c, res_c = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+    p_ref = res_c.extras["value"]
+    # our primal is attained by a feasible point: never below the optimum (up to CVXPY accuracy)
+    assert cert.primal >= p_ref - 1e-6 * max(1.0, abs(p_ref))
+    assert cert.primal <= p_ref + rtol * abs(p_ref)
+    # the certified lower bound is a lower bound of the independent optimum
+    assert cert.dual <= p_ref + 1e-6 * max(1.0, abs(p_ref))
+    assert cert.gap >= cert.primal - p_ref - 1e-7
+    return p_ref
+
+
+def _check_readback(prog, x, cert, images, Y, reg, loss="squared"):
+    net = prog.to_network(x)
+    obj = net.objective(images, Y, reg, loss)
+    assert obj == pytest.approx(cert.primal, rel=1e-7, abs=1e-9)
+    model = net.to_torch()
+    with torch.no_grad():
+        out = model(images) if not isinstance(prog, CircularCNNProgram) else model(images[:, None])
+    ref = net.forward(images)
+    assert torch.allclose(out, ref, atol=1e-10, rtol=1e-9)
+    return net
+
+
+# --------------------------------------------------------------------------- patches
+@pytest.mark.parametrize("stride,padding,intercept", [(1, 0, True), (2, 1, False), (1, 1, True)])
+def test_patches_match_conv2d(stride, padding, intercept):
+    imgs, _ = _data(N=3, C=2, H=5, W=6)
+    P = extract_patches(imgs, 3, stride, padding, intercept)
+    u = torch.randn(P.shape[2], dtype=DT)
+    W = u[:18].reshape(1, 2, 3, 3)
+    b = u[18:19] if intercept else None
+    ref = F.conv2d(imgs, W, b, stride=stride, padding=padding).flatten(1)
+    assert torch.allclose(P @ u, ref, atol=1e-12)
+    G = torch.randn(P.shape[2], 4, dtype=DT)
+    M = patch_masks(imgs, G, 3, stride, padding, intercept)
+    assert torch.equal(M, (P @ G >= 0).transpose(1, 2))
+
+
+def test_enumeration_is_exhaustive_rank2():
+    imgs, _ = _data(N=5, C=1, H=3, W=3)
+    ps = enumerate_patch_patterns(imgs, 1, intercept=True)  # h = 2: exact
+    assert ps.exhaustive
+    X = extract_patches(imgs, 1, intercept=True).reshape(-1, 2)
+    enum = {tuple(m) for m in (X @ ps.gates >= 0).T.int().tolist()}
+    dense = sample_gates(X, 20000, random_state=1)
+    sampled = {tuple(m) for m in (X @ dense.gates >= 0).T.int().tolist()}
+    assert sampled <= enum  # random gates never find a pattern the enumeration missed
+    assert len(enum) == len(sampled)  # and (here) find all of them
+    with pytest.raises(ValueError, match="rank"):
+        enumerate_patch_patterns(imgs, 2, intercept=True)
+
+
+# ------------------------------------------------------------------ two-layer CNN
+@pytest.mark.parametrize("pooling,pool_size,c", [("avg", None, 1), ("max", None, 1),
+                                                 ("avg", 2, 2), ("none", None, 1)])
+def test_two_layer_relu_matches_cvxpy(pooling, pool_size, c):
+    H = 4 if pooling == "none" else 5
+    imgs, Y = _data(N=6, H=H, W=H, c=c, seed=1)
+    reg = 0.1
+    pats = sample_patch_gates(imgs, 4, 3, intercept=True, random_state=0)
+    prog = ConvTwoLayerProgram(imgs, Y, pats, reg, "squared", "relu", kernel_size=3,
+                               pooling=pooling, pool_size=pool_size)
+    x, cert, _ = solve(prog, tol=1e-7, max_iter=3000)
+    _check_against_cvxpy(prog, x, cert)
+    _check_readback(prog, x, cert, imgs, Y, reg)
+    assert cert.scope == "sampled patterns"
+
+
+@pytest.mark.parametrize("pooling,pool_size", [("avg", None), ("avg", 2), ("max", 2)])
+def test_two_layer_gated_matches_cvxpy(pooling, pool_size):
+    imgs, Y = _data(N=6, H=5, W=5, c=2, seed=2)
+    reg = 0.05
+    pats = sample_patch_gates(imgs, 5, 3, intercept=True, random_state=0)
+    prog = ConvTwoLayerProgram(imgs, Y, pats, reg, "squared", "gated", kernel_size=3,
+                               pooling=pooling, pool_size=pool_size)
+    assert prog.nuclear
+    x, cert, res = solve(prog, tol=1e-8, max_iter=5000)
+    assert cert.relative_gap <= 1e-6
+    p_ref = _check_against_cvxpy(prog, x, cert, rtol=1e-5)
+    assert cert.dual <= p_ref <= cert.primal + 1e-7
+    _check_readback(prog, x, cert, imgs, Y, reg)
+
+
+def test_two_layer_cross_entropy_matches_cvxpy():
+    imgs, _ = _data(N=6, H=4, W=4, seed=3)
+    Y = torch.eye(2, dtype=DT)[torch.tensor([0, 1, 1, 0, 1, 0])]
+    pats = sample_patch_gates(imgs, 3, 3, intercept=True, random_state=0)
+    prog = ConvTwoLayerProgram(imgs, Y, pats, 0.5, "cross_entropy", "relu", kernel_size=3)
+    x, cert, _ = solve(prog, tol=1e-7, max_iter=3000)
+    _check_against_cvxpy(prog, x, cert)
+    _check_readback(prog, x, cert, imgs, Y, 0.5, "cross_entropy")
+
+
+def test_global_certificate_is_exact_against_adam():
+    """Enumerated patterns + global average pooling + scalar output: the program is exact, so
+    no CNN trained by Adam (any width) may beat the certified lower bound."""
+    imgs, Y = _data(N=6, C=1, H=3, W=3, seed=4)
+    reg = 0.05
+    pats = enumerate_patch_patterns(imgs, 1, intercept=True)  # 1x1 conv + bias: h = 2
+    prog = ConvTwoLayerProgram(imgs, Y, pats, reg, "squared", "relu", kernel_size=1)
+    x, cert, _ = solve(prog, tol=1e-6, max_iter=4000)
+    assert cert.scope == "global"
+    p_ref = _check_against_cvxpy(prog, x, cert)
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 1), torch.nn.ReLU(),
+                                    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                    torch.nn.Linear(8, 1, bias=False)).double()
+        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        for _ in range(250):
+            opt.zero_grad()
+            pen = sum((p ** 2).sum() for p in model.parameters())
+            obj = 0.5 * ((model(imgs) - Y) ** 2).sum() + 0.5 * reg * pen
+            obj.backward()
+            opt.step()
+        assert obj.item() >= cert.dual - 1e-8
+        assert obj.item() >= p_ref - 1e-6
+
+
+# --------------------------------------------------------------------- circular CNN
+def test_fourier_basis_l1():
+    R, w = fourier_basis((3, 4))
+    B = R.reshape(12, -1)
+    gram = B.T @ B  # orthonormal columns, plus zero columns padding self-conjugate groups
+    nz = torch.diag(gram) > 0.5
+    assert int(nz.sum()) == 12
+    assert torch.allclose(gram[nz][:, nz], torch.eye(12, dtype=DT), atol=1e-12)
+    e = torch.randn(12, dtype=DT)
+    z = torch.einsum("d,dft->ft", e, R)
+    l1 = torch.fft.fftn(e.reshape(3, 4), norm="ortho").abs().sum()
+    assert float((w * torch.linalg.vector_norm(z, dim=-1)).sum()) == pytest.approx(float(l1))
+
+
+@pytest.mark.parametrize("shape,n_circular", [((6,), 1), ((3, 4), 1), ((3, 4), 2)])
+def test_circular_matches_cvxpy(shape, n_circular):
+    g = torch.Generator().manual_seed(5)
+    N = 7
+    sig = torch.randn(N, *shape, generator=g, dtype=DT)
+    Y = torch.randn(N, 1, generator=g, dtype=DT)
+    reg = 0.1
+    pats = sample_gates(sig.reshape(N, -1), 5, random_state=0)
+    prog = CircularCNNProgram(sig, Y, pats, reg, "squared", n_circular=n_circular)
+    x, cert, _ = solve(prog, tol=1e-7, max_iter=3000)
+    _check_against_cvxpy(prog, x, cert)
+    net = _check_readback(prog, x, cert, sig, Y, reg)
+    nrm = torch.linalg.vector_norm(net.first_filters.flatten(1), dim=1)
+    assert bool((nrm <= 1 + 1e-9).all())
+    assert len(net.to_torch()) == 6 + 2 * (n_circular - 1)
+
+
+# ------------------------------------------------------------------- three-layer CNN
+def test_three_layer_matches_cvxpy():
+    imgs, Y = _data(N=6, H=4, W=4, seed=6)
+    reg = 0.1
+    pats = sample_patch_gates(imgs, 3, 3, intercept=True, random_state=0)
+    prog = ThreeLayerCNNProgram(imgs, Y, pats, reg, "squared", kernel_size=3, n_outer=3,
+                                random_state=0)
+    x, cert, _ = solve(prog, tol=1e-7, max_iter=3000)
+    p_ref = _check_against_cvxpy(prog, x, cert, rtol=5e-3)
+    _check_readback(prog, x, cert, imgs, Y, reg)
+    # the CVXPY solution reads back into a network with the same (non-convex) objective
+    xc, _, _ = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+    assert prog.to_network(xc).objective(imgs, Y, reg) == pytest.approx(p_ref, rel=1e-5)
+
+
+# ------------------------------------------------------------------------ estimators
+def _digits(n=60):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images[:n] / 16.0, d.target[:n]
+
+
+def test_classifier_fit_predict_export(tmp_path):
+    from convexnn.estimators.cnn import ConvexCNNClassifier
+
+    X, y = _digits(80)
+    clf = ConvexCNNClassifier(kernel_size=3, pooling="avg", pool_size=2, reg=1e-2,
+                              n_patterns=8, activation="gated", random_state=0, max_iter=300,
+                              tol=1e-6).fit(X, y)
+    assert clf.score(X, y) > 0.8
+    Xt = torch.as_tensor(X[:, None])
+    with torch.no_grad():
+        out = clf.to_torch()(Xt).numpy()
+    assert np.allclose(out, clf.decision_function(X), atol=1e-10)
+    Yenc = np.eye(len(clf.classes_))[np.searchsorted(clf.classes_, y)]
+    obj = clf.network_.objective(X, Yenc, 1e-2, "cross_entropy")
+    assert obj == pytest.approx(clf.certificate_.primal, rel=1e-8)
+    assert clf.certificate_.dual <= clf.certificate_.primal
+    path = tmp_path / "cnn.npz"
+    clf.network_.save(path)
+    net2 = load_cnn(path)
+    assert np.allclose(net2.forward(X).numpy(), clf.decision_function(X))
+    proba = clf.predict_proba(X)
+    assert np.allclose(proba.sum(1), 1)
+
+
+def test_relu_classifier_export_matches():
+    from convexnn.estimators.cnn import ConvexCNNClassifier
+
+    X, y = _digits(40)
+    clf = ConvexCNNClassifier(kernel_size=3, pooling="max", pool_size=3, reg=1e-1,
+                              n_patterns=3, random_state=0, max_iter=100).fit(X, y)
+    model = clf.to_torch()
+    assert isinstance(model[0], torch.nn.Conv2d) and isinstance(model[2], torch.nn.MaxPool2d)
+    with torch.no_grad():
+        out = model(torch.as_tensor(X[:, None])).numpy()
+    assert np.allclose(out, clf.decision_function(X), atol=1e-10)
+
+
+def test_regressor_and_errors():
+    from convexnn.estimators.cnn import ConvexCNNRegressor
+
+    X, _ = _digits(30)
+    y = X.mean((1, 2))
+    reg = ConvexCNNRegressor(kernel_size=2, reg=1e-2, n_patterns=4, activation="gated",
+                             random_state=0, max_iter=200).fit(X, y)
+    assert reg.predict(X).shape == (30,)
+    with pytest.raises(ValueError, match="NaN"):
+        ConvexCNNRegressor().fit(np.full((3, 4, 4), np.nan), np.zeros(3))
+    with pytest.raises(ValueError, match="shape"):
+        ConvexCNNRegressor().fit(np.zeros((3, 4)), np.zeros(3))
+    with pytest.raises(ValueError, match="reg"):
+        ConvexCNNRegressor(reg=0).fit(X, y)
+    with pytest.raises(ValueError, match="pooling"):
+        ConvexCNNRegressor(pooling="median").fit(X, y)
+    with pytest.raises(ValueError, match="does not fit"):
+        ConvexCNNRegressor(kernel_size=9).fit(X, y)
+    with pytest.raises(ValueError, match="fitted on"):
+        reg.predict(np.zeros((2, 5, 5)))
