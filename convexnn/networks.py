@@ -43,7 +43,8 @@ class GatedReLULayer(nn.Module):
 
     def __init__(self, weight: Tensor, bias: Tensor, gate_weight: Tensor, gate_bias: Tensor):
         super().__init__()
-        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0], dtype=weight.dtype,
+                                device=weight.device)
         with torch.no_grad():
             self.linear.weight.copy_(weight)
             self.linear.bias.copy_(bias)
@@ -134,11 +135,12 @@ class TwoLayerNetwork:
         """``nn.Sequential(Linear, ReLU, Linear)`` (or a gated layer) computing the same function."""
         m, d = self.first_layer_weights.shape
         W1 = self.first_layer_weights.detach()
-        out = nn.Linear(m, self.n_outputs, bias=False)
+        kw = {"dtype": W1.dtype, "device": W1.device}
+        out = nn.Linear(m, self.n_outputs, bias=False, **kw)
         with torch.no_grad():
             out.weight.copy_(self.second_layer_weights.detach())
         if self.activation == "relu":
-            first = nn.Linear(d, m)
+            first = nn.Linear(d, m, **kw)
             with torch.no_grad():
                 first.weight.copy_(W1)
                 first.bias.copy_(self.first_layer_bias.detach())

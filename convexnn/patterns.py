@@ -105,7 +105,8 @@ def sample_gates(X: Tensor, n_patterns: int, random_state: int | np.random.Gener
         G[feat] /= scale[:, None]
         if intercept_column:
             # through the midpoint of two random samples (generically no sample lies on it)
-            i, j = rng.integers(0, n, size=n_patterns), rng.integers(0, n, size=n_patterns)
+            i = rng.integers(0, n, size=n_patterns)
+            j = (i + rng.integers(1, n, size=n_patterns)) % n if n > 1 else i  # j ≠ i
             mid = 0.5 * (Xc[i][:, feat] + Xc[j][:, feat])
             G[d - 1] = -np.einsum("kd,dk->k", mid, G[feat])
     elif kind != "gaussian":

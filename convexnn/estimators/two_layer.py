@@ -1,0 +1,356 @@
+"""scikit-learn estimators for two-layer ReLU / gated-ReLU networks trained by convex programs.
+
+The fitted model minimises (papers' convention, loss summed over samples)
+
+    loss(f(X), Y) + (reg/2) (||W1||_F² + ||b1||² + ||W2||_F²)
+
+over two-layer networks f(x) = W2 relu(W1 x + b1) (``fit_intercept=True`` appends a ones column:
+the bias is regularised like the weights; there is no output offset). ``method`` selects the
+convex model:
+
+* ``"convex"`` (default): the convex program over sampled activation patterns
+  (:mod:`convexnn.formulations.two_layer`); certificate scope "sampled patterns".
+* ``"exact"``, ``"svd"``, ``"relaxation"``: vector-output copositive methods
+  (:mod:`convexnn.formulations.copositive`), ``"sdp"``: the completely positive program's SDP
+  relaxation (:mod:`convexnn.formulations.sdp`) — available when those modules are installed.
+
+After ``fit``: ``network_`` (the read-back non-convex network), ``certificate_`` (primal, dual,
+gap, relative_gap, scope), ``history_`` (per-checkpoint objective, gap, seconds), ``to_torch()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import (
+    add_intercept,
+    check_positive_int,
+    check_reg,
+    check_X,
+    check_X_y,
+    resolve_device,
+    resolve_dtype,
+    to_tensor,
+)
+from ..formulations.two_layer import TwoLayerProgram, solve
+from ..losses import get_loss
+from ..networks import TwoLayerNetwork, load_network
+from ..patterns import PatternSet, sample_gates
+from ..results import FitResult
+
+__all__ = ["ConvexReLURegressor", "ConvexReLUClassifier", "load_estimator", "METHODS"]
+
+#: method name -> "module:function" of a fitting backend returning a FitResult.
+METHODS: dict[str, str] = {
+    "exact": "convexnn.formulations.copositive:fit_exact",
+    "svd": "convexnn.formulations.copositive:fit_svd",
+    "relaxation": "convexnn.formulations.copositive:fit_relaxation",
+    "sdp": "convexnn.formulations.sdp:fit_sdp",
+}
+_SOLVERS = ("auto", "fista", "al", "active_set", "cvxpy")
+
+
+def _backend(method: str):
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected 'convex' or one of "
+                         f"{sorted(METHODS)}")
+    mod, fn = METHODS[method].split(":")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"method {method!r} is not available: {err}") from err
+
+
+class _ConvexTwoLayer(BaseEstimator):
+    """Shared fitting logic; see the module docstring."""
+
+    _loss_default = "squared"
+
+    def __init__(self, reg: float = 1e-3, *, n_patterns: int = 500, activation: str = "relu",
+                 method: str = "convex", fit_intercept: bool = True, gate_kind: str = "data",
+                 gates=None, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
+                 max_time: float | None = None, device: str = "cpu", dtype: str = "float64",
+                 random_state=None, verbose: int = 0, cvxpy_solver: str | None = None):
+        self.reg = reg
+        self.n_patterns = n_patterns
+        self.activation = activation
+        self.method = method
+        self.fit_intercept = fit_intercept
+        self.gate_kind = gate_kind
+        self.gates = gates
+        self.solver = solver
+        self.tol = tol
+        self.max_iter = max_iter
+        self.max_time = max_time
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+        self.cvxpy_solver = cvxpy_solver
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        check_reg(self.reg)
+        check_positive_int(self.n_patterns, "n_patterns")
+        check_positive_int(self.max_iter, "max_iter")
+        if self.activation not in ("relu", "gated"):
+            raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
+        if self.method != "convex" and self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; expected 'convex' or one of "
+                             f"{sorted(METHODS)}")
+        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
+            raise ValueError(f"tol must be > 0, got {self.tol!r}")
+        if self.max_time is not None and not (isinstance(self.max_time, (int, float))
+                                              and self.max_time > 0):
+            raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
+        if self.gate_kind not in ("gaussian", "data"):
+            raise ValueError(f"gate_kind must be 'gaussian' or 'data', got {self.gate_kind!r}")
+
+    def _loss_name(self) -> str:
+        return self._loss_default
+
+    # --------------------------------------------------------------------- fit
+    def _fit(self, Xa: np.ndarray, Y: np.ndarray):
+        self._check_params()
+        loss = get_loss(self._loss_name())
+        dtype, device = resolve_dtype(self.dtype), resolve_device(self.device)
+        X = to_tensor(Xa, dtype, device)
+        Yt = to_tensor(Y, dtype, device)
+        Xaug = add_intercept(X) if self.fit_intercept else X
+        t0 = time.perf_counter()
+        if self.method == "convex":
+            res = self._fit_convex(Xaug, Yt, loss)
+        else:
+            res = _backend(self.method)(Xaug, Yt, float(self.reg), loss,
+                                        intercept=bool(self.fit_intercept),
+                                        random_state=self.random_state, tol=self.tol,
+                                        max_time=self.max_time, verbose=self.verbose)
+        self.fit_time_ = time.perf_counter() - t0
+        self.network_ = res.network
+        self.certificate_ = res.certificate
+        self.history_ = res.history.as_dict()
+        self.fit_info_ = res.info
+        self.n_features_in_ = Xa.shape[1]
+        return self
+
+    def _fit_convex(self, Xaug: torch.Tensor, Yt: torch.Tensor, loss) -> FitResult:
+        if self.gates is not None:
+            G = np.asarray(self.gates, dtype=np.float64)
+            if G.ndim != 2 or G.shape[0] != Xaug.shape[1]:
+                raise ValueError(f"gates must have shape ({Xaug.shape[1]}, P) (features"
+                                 f"{' + 1 for the intercept' if self.fit_intercept else ''} x "
+                                 f"patterns), got {G.shape}")
+            if not np.isfinite(G).all():
+                raise ValueError("gates contain NaN or infinity")
+            patterns = PatternSet(torch.as_tensor(G, dtype=Xaug.dtype, device=Xaug.device))
+        else:
+            patterns = sample_gates(Xaug, self.n_patterns, self.random_state,
+                                    kind=self.gate_kind, intercept_column=self.fit_intercept)
+        if patterns.n_patterns == 0:
+            raise ValueError("no usable activation pattern (every gate gives the all-zero mask)")
+        prog = TwoLayerProgram(Xaug, Yt, patterns, float(self.reg), loss, self.activation,
+                               intercept=bool(self.fit_intercept))
+        x, cert, res = solve(prog, solver=self.solver, tol=self.tol, max_iter=self.max_iter,
+                             max_time=self.max_time, verbose=self.verbose,
+                             cvxpy_solver=self.cvxpy_solver)
+        self.patterns_ = patterns.gates.detach().cpu().numpy()
+        self.stop_reason_ = res.stop_reason
+        self.n_iter_ = res.n_iter
+        return FitResult(prog.to_network(x), cert, res.history,
+                         {"stop_reason": res.stop_reason, "n_iter": res.n_iter})
+
+    # ----------------------------------------------------------------- predict
+    def _decision(self, X) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        Xa = check_X(X, n_features=self.n_features_in_)
+        net = self.network_
+        with torch.no_grad():
+            Z = net.forward(to_tensor(Xa, net.first_layer_weights.dtype,
+                                      net.first_layer_weights.device))
+        return Z.detach().cpu().numpy()
+
+    def to_torch(self) -> torch.nn.Module:
+        """The fitted network as a torch module computing the same outputs as ``predict``."""
+        check_is_fitted(self, "network_")
+        return self.network_.to_torch()
+
+    def objective(self, X, y) -> float:
+        """Non-convex training objective of the fitted network on (X, y)."""
+        check_is_fitted(self, "network_")
+        Xa, ya = check_X_y(X, y)
+        Y = self._encode_targets(ya, fitting=False)
+        return self.network_.objective(Xa, Y, float(self.reg), self._loss_name())
+
+    # --------------------------------------------------------------------- I/O
+    def save(self, path: str | Path) -> None:
+        """Save the fitted model: network arrays in ``path`` (.npz) + ``path``.json metadata.
+
+        Loading executes no code (no pickle): see :func:`load_estimator`.
+        """
+        check_is_fitted(self, "network_")
+        if not isinstance(self.network_, TwoLayerNetwork):
+            raise TypeError("save() supports two-layer networks only")
+        path = Path(path)
+        self.network_.save(path)
+        params = {k: v for k, v in self.get_params().items() if k != "gates"}
+        meta = {"class": type(self).__name__, "params": params,
+                "n_features_in": int(self.n_features_in_),
+                "certificate": self.certificate_.as_dict(),
+                "extra": self._extra_state()}
+        Path(str(path) + ".json").write_text(json.dumps(meta, default=str))
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra(self, extra: dict) -> None:
+        pass
+
+
+class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
+    """Two-layer ReLU regression trained to the optimum of its convex program (squared loss).
+
+    Parameters
+    ----------
+    reg : weight decay β > 0 (user units; the loss is summed over samples).
+    n_patterns : number of gate vectors sampled (distinct patterns kept).
+    activation : ``"relu"`` (cone-constrained program) or ``"gated"`` (gated ReLU network).
+    method : ``"convex"`` or a registered method (``"exact"``, ``"svd"``, ``"relaxation"``,
+        ``"sdp"``).
+    fit_intercept : give the first layer a (regularised) bias via a ones column.
+    gate_kind : ``"data"`` (scale-aware hyperplanes through data midpoints) or ``"gaussian"``.
+    gates : optional user gates, shape (n_features [+1], P); overrides sampling.
+    solver : ``"auto"``, ``"fista"`` (gated), ``"al"``, ``"active_set"``, ``"cvxpy"`` (ReLU).
+    tol : stop when the certified relative duality gap is ≤ tol.
+    max_iter, max_time : iteration and wall-clock limits (the reason is in ``stop_reason_``).
+    device, dtype : torch device (``"cpu"``, ``"cuda"``) and ``"float32"`` / ``"float64"``.
+    """
+
+    def _encode_targets(self, y: np.ndarray, fitting: bool) -> np.ndarray:
+        ya = y.astype(np.float64)
+        if not np.isfinite(ya).all():
+            raise ValueError("y contains NaN or infinity")
+        if fitting:
+            self._y_1d = ya.ndim == 1
+        return ya[:, None] if ya.ndim == 1 else ya
+
+    def fit(self, X, y):
+        Xa, ya = check_X_y(X, y)
+        return self._fit(Xa, self._encode_targets(ya, fitting=True))
+
+    def predict(self, X) -> np.ndarray:
+        Z = self._decision(X)
+        return Z[:, 0] if getattr(self, "_y_1d", False) else Z
+
+    def _extra_state(self) -> dict:
+        return {"y_1d": bool(self._y_1d)}
+
+    def _load_extra(self, extra: dict) -> None:
+        self._y_1d = bool(extra["y_1d"])
+
+
+class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
+    """Two-layer ReLU classifier trained to the optimum of its convex program.
+
+    ``loss``: ``"cross_entropy"`` (softmax over one output per class, default), ``"logistic"``
+    (binary problems; one output) or ``"squared"`` (one-hot targets, as in the papers'
+    vector-output experiments). Other parameters as in :class:`ConvexReLURegressor`.
+    """
+
+    def __init__(self, reg: float = 1e-3, *, loss: str = "cross_entropy", n_patterns: int = 500,
+                 activation: str = "relu", method: str = "convex", fit_intercept: bool = True,
+                 gate_kind: str = "data", gates=None, solver: str = "auto", tol: float = 1e-6,
+                 max_iter: int = 10000, max_time: float | None = None, device: str = "cpu",
+                 dtype: str = "float64", random_state=None, verbose: int = 0,
+                 cvxpy_solver: str | None = None):
+        super().__init__(reg, n_patterns=n_patterns, activation=activation, method=method,
+                         fit_intercept=fit_intercept, gate_kind=gate_kind, gates=gates,
+                         solver=solver, tol=tol, max_iter=max_iter, max_time=max_time,
+                         device=device, dtype=dtype, random_state=random_state,
+                         verbose=verbose, cvxpy_solver=cvxpy_solver)
+        self.loss = loss
+
+    def _loss_name(self) -> str:
+        return self.loss
+
+    def _encode_targets(self, y: np.ndarray, fitting: bool) -> np.ndarray:
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D class labels, got shape {y.shape}")
+        if fitting:
+            get_loss(self.loss)  # unknown loss → clear error
+            enc = LabelEncoder().fit(y)
+            self.classes_ = enc.classes_
+            if len(self.classes_) < 2:
+                raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier "
+                                 "needs at least two")
+            if self.loss == "logistic" and len(self.classes_) != 2:
+                raise ValueError(f"loss='logistic' is binary; y has {len(self.classes_)} "
+                                 "classes (use loss='cross_entropy')")
+        idx = np.searchsorted(self.classes_, y)
+        if (idx >= len(self.classes_)).any() or (self.classes_[np.minimum(
+                idx, len(self.classes_) - 1)] != y).any():
+            raise ValueError("y contains labels not seen during fit")
+        if self.loss == "logistic":
+            return (2.0 * idx - 1.0)[:, None]
+        return np.eye(len(self.classes_))[idx]
+
+    def fit(self, X, y):
+        Xa, ya = check_X_y(X, y, multi_output=False)
+        return self._fit(Xa, self._encode_targets(ya, fitting=True))
+
+    def decision_function(self, X) -> np.ndarray:
+        Z = self._decision(X)
+        return Z[:, 0] if Z.shape[1] == 1 else Z
+
+    def predict_proba(self, X) -> np.ndarray:
+        Z = self._decision(X)
+        if self.loss == "logistic":
+            p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
+            return np.stack([1 - p, p], axis=1)
+        if self.loss == "cross_entropy":
+            Z = Z - Z.max(axis=1, keepdims=True)
+            E = np.exp(Z)
+            return E / E.sum(axis=1, keepdims=True)
+        # squared loss on one-hot targets: scores clipped to [0, 1] and renormalised
+        P = np.clip(Z, 0, None) + 1e-12
+        return P / P.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        Z = self._decision(X)
+        if self.loss == "logistic":
+            return self.classes_[(Z[:, 0] >= 0).astype(int)]
+        return self.classes_[np.argmax(Z, axis=1)]
+
+    def _extra_state(self) -> dict:
+        return {"classes": self.classes_.tolist()}
+
+    def _load_extra(self, extra: dict) -> None:
+        self.classes_ = np.asarray(extra["classes"])
+
+
+def load_estimator(path: str | Path):
+    """Load an estimator saved by ``save`` (JSON + npz; no code is executed)."""
+    from ..certificates import Certificate
+
+    path = Path(path)
+    meta = json.loads(Path(str(path) + ".json").read_text())
+    classes = {"ConvexReLURegressor": ConvexReLURegressor,
+               "ConvexReLUClassifier": ConvexReLUClassifier}
+    if meta.get("class") not in classes:
+        raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
+    est = classes[meta["class"]](**meta["params"])
+    est.network_ = load_network(path)
+    est.n_features_in_ = meta["n_features_in"]
+    est.certificate_ = Certificate(**meta["certificate"])
+    est._load_extra(meta["extra"])
+    return est

@@ -1,0 +1,169 @@
+"""The two-layer convex programs against CVXPY, certificates, read-back identity, reverse map."""
+
+import numpy as np
+import pytest
+import torch
+
+from convexnn.formulations.two_layer import TwoLayerProgram, solve
+from convexnn.networks import TwoLayerNetwork
+from convexnn.solvers import fista
+
+from .helpers import classification_targets, regression_problem
+
+REG = 0.1
+
+
+def _reference(prog, solver="CLARABEL"):
+    _, cert, res = solve(prog, solver="cvxpy", cvxpy_solver=solver)
+    return res.extras["value"], cert
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_gated_fista_matches_cvxpy(c):
+    X, Y, ps = regression_problem(n=30, c=c, P=10)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", "gated", intercept=True)
+    ref, _ = _reference(prog)
+    x, cert, res = solve(prog, solver="fista", tol=1e-7, max_iter=20000)
+    assert res.stop_reason == "gap_tolerance"
+    assert cert.primal == pytest.approx(ref, rel=1e-6)
+    assert cert.dual <= ref * (1 + 1e-8) and cert.primal >= ref * (1 - 1e-8)
+    assert cert.scope == "sampled patterns"
+
+
+@pytest.mark.parametrize("loss,c", [("logistic", 1), ("cross_entropy", 3)])
+def test_gated_classification_losses_match_cvxpy(loss, c):
+    X, _, ps = regression_problem(n=30, P=8)
+    Y = classification_targets(30, c if c > 1 else 2, loss)
+    prog = TwoLayerProgram(X, Y, ps, 1.0, loss, "gated", intercept=True)
+    ref, _ = _reference(prog)
+    _, cert, _ = solve(prog, solver="fista", tol=1e-7, max_iter=30000)
+    assert cert.primal == pytest.approx(ref, rel=1e-6)
+    assert cert.dual <= ref + 1e-7
+
+
+@pytest.mark.parametrize("c", [1, 2])
+def test_relu_active_set_matches_cvxpy(c):
+    X, Y, ps = regression_problem(n=25, c=c, P=6, seed=1)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", "relu", intercept=True)
+    ref, cert_ref = _reference(prog)
+    x, cert, _ = solve(prog, solver="active_set", tol=1e-8)
+    assert cert.primal == pytest.approx(ref, rel=1e-6)
+    assert cert.relative_gap <= 1e-6
+    # the CVXPY solution, certified with its own multipliers, is also tight
+    assert cert_ref.relative_gap <= 1e-5
+
+
+def test_relu_matches_scs_as_second_reference():
+    X, Y, ps = regression_problem(n=20, P=5, seed=2)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", "relu", intercept=True)
+    ref_clarabel, _ = _reference(prog, "CLARABEL")
+    ref_scs, _ = _reference(prog, "SCS")
+    assert ref_scs == pytest.approx(ref_clarabel, rel=1e-3)  # SCS is a low-accuracy solver
+
+
+def test_relu_augmented_lagrangian_approaches_cvxpy():
+    """The matrix-free AL is slow to high accuracy; check it gets close and stays honest."""
+    X, Y, ps = regression_problem(n=20, P=6, seed=3)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", "relu", intercept=True)
+    ref, _ = _reference(prog)
+    x, cert, _ = solve(prog, solver="al", tol=1e-9, max_iter=3000)
+    assert cert.primal == pytest.approx(ref, rel=1e-3)
+    tol = 1e-7 * abs(ref)  # CVXPY's own accuracy
+    assert cert.dual <= ref + tol and ref <= cert.primal + tol  # a valid bracket, whatever the gap
+    assert cert.constraint_violation < 1e-2
+
+
+def test_certificate_bounds_true_gap_along_the_path():
+    """At every early iterate, gap ≥ primal − p* and dual ≤ p* (p* from CVXPY)."""
+    X, Y, ps = regression_problem(n=30, c=2, P=10, seed=4)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", "gated", intercept=True)
+    ref, _ = _reference(prog)
+    x = prog.zeros()
+    for iters in (1, 3, 10, 30, 100):
+        x = fista(prog, x, step=1e-3, tol=0, max_iter=iters).x
+        cert = prog.certificate(x)
+        assert cert.dual <= ref + 1e-9
+        assert cert.gap >= cert.primal - ref - 1e-9
+
+
+def test_relu_certificate_is_honest_for_infeasible_iterates():
+    X, Y, ps = regression_problem(n=25, P=6, seed=5)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", "relu", intercept=True)
+    ref, _ = _reference(prog)
+    torch.manual_seed(0)
+    for scale in (0.01, 0.1, 1.0):
+        x = scale * torch.randn(prog.shape, dtype=torch.float64)  # violates the cones
+        cert = prog.certificate(x)
+        assert cert.dual <= ref + 1e-9
+        assert cert.primal >= ref - 1e-9  # primal of a repaired, feasible point
+        net = prog.to_network(prog.repair(x))
+        assert net.objective(X[:, :-1], Y, REG) == pytest.approx(cert.primal, rel=1e-9)
+
+
+@pytest.mark.parametrize("act,c", [("relu", 1), ("relu", 2), ("gated", 1), ("gated", 3)])
+def test_network_objective_equals_convex_optimum(act, c):
+    X, Y, ps = regression_problem(n=25, c=c, P=6, seed=6)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", act, intercept=True)
+    x, cert, _ = solve(prog, tol=1e-8, max_iter=20000)
+    net = prog.to_network(x)
+    assert net.objective(X[:, :-1], Y, REG) == pytest.approx(cert.primal, rel=1e-8)
+    assert net.objective(X[:, :-1], Y, REG) == pytest.approx(prog.objective(x), rel=1e-7)
+    # weights are balanced: each neuron's ||u||² + ||v||² equals 2 ||u|| ||v||
+    u = torch.cat([net.first_layer_weights, net.first_layer_bias[:, None]], 1).norm(dim=1)
+    v = net.second_layer_weights.norm(dim=0)
+    assert torch.allclose(u, v, rtol=1e-9)
+
+
+def test_reverse_map_of_a_foreign_network():
+    """A network trained elsewhere maps to convex variables with the same objective."""
+    X, Y, _ = regression_problem(n=30, seed=7)
+    g = torch.Generator().manual_seed(0)
+    W1 = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    b1 = torch.randn(5, generator=g, dtype=torch.float64)
+    W2 = torch.randn(1, 5, generator=g, dtype=torch.float64)
+    # balance neurons so that weight decay equals the group penalty
+    s = (W2.abs()[0] / torch.cat([W1, b1[:, None]], 1).norm(dim=1)).sqrt()
+    net = TwoLayerNetwork(W1 * s[:, None], b1 * s, W2 / s)
+    prog, x = TwoLayerProgram.from_network(net, X, Y, REG, intercept=True)
+    assert prog.objective(x) == pytest.approx(net.objective(X[:, :-1], Y, REG), rel=1e-10)
+    cert = prog.certificate(x)
+    assert cert.primal == pytest.approx(net.objective(X[:, :-1], Y, REG), rel=1e-10)
+    assert cert.dual <= cert.primal
+    # and solving over the network's own patterns can only improve on it
+    _, cert2, _ = solve(prog, solver="cvxpy")
+    assert cert2.primal <= cert.primal + 1e-9
+
+
+def test_float32_agrees_with_float64():
+    X, Y, ps = regression_problem(n=25, P=6, seed=8)
+    p64 = TwoLayerProgram(X, Y, ps, REG, "squared", "gated", intercept=True)
+    p32 = TwoLayerProgram(X.float(), Y.float(), ps.to(dtype=torch.float32), REG, "squared",
+                          "gated", intercept=True)
+    _, c64, _ = solve(p64, tol=1e-6, max_iter=20000)
+    _, c32, _ = solve(p32, tol=1e-4, max_iter=20000)
+    assert c32.primal == pytest.approx(c64.primal, rel=1e-3)
+
+
+def test_bad_program_arguments():
+    X, Y, ps = regression_problem(n=10, P=3)
+    with pytest.raises(ValueError, match="reg"):
+        TwoLayerProgram(X, Y, ps, 0.0)
+    with pytest.raises(ValueError, match="activation"):
+        TwoLayerProgram(X, Y, ps, 1.0, activation="tanh")
+    prog = TwoLayerProgram(X, Y, ps, 1.0, activation="relu")
+    with pytest.raises(ValueError, match="solver"):
+        solve(prog, solver="newton")
+    with pytest.raises(ValueError, match="gated"):
+        solve(prog, solver="fista")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    X, Y, ps = regression_problem(n=25, P=6)
+    pc = TwoLayerProgram(X, Y, ps, REG, "squared", "gated", intercept=True)
+    pg = TwoLayerProgram(X.cuda(), Y.cuda(), ps.to(device="cuda"), REG, "squared", "gated",
+                         intercept=True)
+    _, cc, _ = solve(pc, tol=1e-7)
+    _, cg, _ = solve(pg, tol=1e-7)
+    assert cg.primal == pytest.approx(cc.primal, rel=1e-6)
+    assert np.isfinite(cg.gap)
