@@ -36,42 +36,42 @@ def _as_float_array(A, name: str) -> np.ndarray:
     if hasattr(A, "toarray") and not isinstance(A, np.ndarray):  # scipy sparse
         raise TypeError(f"{name}: sparse input is not supported; pass a dense array")
     arr = np.asarray(A)
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}")
     if arr.dtype == object:
-        try:
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be numeric; got an object array") from err
+        arr = arr.astype(np.float64)  # a non-numeric entry raises TypeError here
     if arr.dtype.kind in "US":
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if arr.dtype.kind == "c":
-        raise ValueError(f"{name} must be real, got complex dtype {arr.dtype}")
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
     return arr.astype(np.float64, copy=False)
 
 
-def check_X(X, *, n_features: int | None = None, name: str = "X") -> np.ndarray:
+def check_X(X, *, n_features: int | None = None, name: str = "X",
+            owner: str = "the estimator") -> np.ndarray:
     """A finite 2-D float array with at least one sample (and ``n_features`` columns)."""
     arr = _as_float_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}. "
                          "Reshape your data with X.reshape(-1, 1) for a single feature.")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: got 0 samples (shape {arr.shape})")
+        raise ValueError(f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a minimum of 1 "
+                         "is required.")
     if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features (shape {arr.shape})")
+        raise ValueError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+                         "required.")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinity")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the estimator was fitted "
-                         f"with {n_features} features")
+        raise ValueError(f"{name} has {arr.shape[1]} features, but {owner} is expecting "
+                         f"{n_features} features as input")
     return arr
 
 
 def check_X_y(X, y, *, multi_output: bool = True) -> tuple[np.ndarray, np.ndarray]:
     Xa = check_X(X)
     if y is None:
-        raise ValueError("y is required (got None)")
+        raise ValueError("this estimator requires y to be passed, but the target y is None")
     ya = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
     if ya.ndim not in (1, 2) or (ya.ndim == 2 and not multi_output and ya.shape[1] != 1):
         raise ValueError(f"y must be 1-D (n_samples,) or 2-D (n_samples, n_outputs), got shape "
@@ -97,7 +97,10 @@ def check_positive_int(value, name: str) -> int:
 
 
 def to_tensor(A: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(A), dtype=dtype, device=device)
+    A = np.ascontiguousarray(A)
+    if not A.flags.writeable:  # torch cannot wrap read-only memory
+        A = A.copy()
+    return torch.as_tensor(A, dtype=dtype, device=device)
 
 
 def add_intercept(X: torch.Tensor) -> torch.Tensor:

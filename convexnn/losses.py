@@ -4,8 +4,8 @@ Every loss is a convex function ``L(Z)`` of the prediction matrix ``Z`` (n x c) 
 targets ``Y`` (n x c), summed over samples (the papers' convention, not a mean):
 
 * ``squared``:        L(Z) = 1/2 ||Z - Y||_F^2,                      L*(Λ) = 1/2 ||Λ||^2 + <Λ, Y>
-* ``logistic``:       L(z) = Σ_i log(1 + exp(-y_i z_i)), y ∈ {±1},   L*(λ) = Σ t log t + (1-t) log(1-t),
-                      t = -y λ ∈ [0, 1]
+* ``logistic``:       L(z) = Σ_i log(1 + exp(-y_i z_i)), y ∈ {±1},
+                      L*(λ) = Σ t log t + (1-t) log(1-t),  t = -y λ ∈ [0, 1]
 * ``cross_entropy``:  L(Z) = Σ_i logsumexp(Z_i) - <Z_i, Y_i>, Y one-hot,
                       L*(Λ) = Σ_i Σ_k P_ik log P_ik with P = Λ + Y in the simplex (row-wise)
 

@@ -72,7 +72,8 @@ class TwoLayerNetwork:
         if self.first_layer_weights.ndim != 2:
             raise ValueError("first_layer_weights must be (m, d)")
         if self.first_layer_bias.shape != (m,):
-            raise ValueError(f"first_layer_bias must be ({m},), got {tuple(self.first_layer_bias.shape)}")
+            raise ValueError(f"first_layer_bias must be ({m},), got "
+                             f"{tuple(self.first_layer_bias.shape)}")
         if self.second_layer_weights.ndim != 2 or self.second_layer_weights.shape[1] != m:
             raise ValueError(f"second_layer_weights must be (c, {m})")
         if self.activation not in ("relu", "gated"):
@@ -132,7 +133,7 @@ class TwoLayerNetwork:
 
     # ------------------------------------------------------------------ export
     def to_torch(self) -> nn.Module:
-        """``nn.Sequential(Linear, ReLU, Linear)`` (or a gated layer) computing the same function."""
+        """``nn.Sequential(Linear, ReLU, Linear)`` (or a gated layer) with the same outputs."""
         m, d = self.first_layer_weights.shape
         W1 = self.first_layer_weights.detach()
         kw = {"dtype": W1.dtype, "device": W1.device}
@@ -147,8 +148,8 @@ class TwoLayerNetwork:
             model = nn.Sequential(first, nn.ReLU(), out)
         else:
             model = nn.Sequential(
-                GatedReLULayer(W1, self.first_layer_bias.detach(), self.gate_weights.detach(),
-                               self.gate_bias.detach()),
+                GatedReLULayer(W1, self.first_layer_bias.detach(),
+                               self.gate_weights.detach(), self.gate_bias.detach()),
                 out,
             )
         return model.to(dtype=W1.dtype, device=W1.device)

@@ -8,7 +8,7 @@ Sampling draws gates at random and keeps one gate per distinct pattern (deduplic
 exact 64-bit modular hash of each mask column, accumulated over row chunks). A sampled set is a
 subset of all patterns: the convex program over it is a restriction whose optimum is ≥ the
 global optimum p*. ``exhaustive=True`` marks a set known to contain every pattern (exact
-enumeration, see :func:`enumerate_patterns`), which makes the program exact.
+enumeration, see :func:`convexnn.arrangements.enumerate_patterns`), which makes the program exact.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class PatternSet:
         return pattern_masks(X, self.gates)
 
     def to(self, device=None, dtype=None) -> PatternSet:
-        return PatternSet(self.gates.to(device=device, dtype=dtype), self.exhaustive, dict(self.info))
+        return PatternSet(self.gates.to(device=device, dtype=dtype), self.exhaustive,
+                          dict(self.info))
 
 
 def pattern_masks(X: Tensor, gates: Tensor) -> Tensor:
@@ -88,7 +89,8 @@ def sample_gates(X: Tensor, n_patterns: int, random_state: int | np.random.Gener
       * ``"gaussian"`` — g ~ N(0, I_d), as in the papers' code.
       * ``"data"`` — scale-aware hyperplanes through data points: g_j ~ N(0, 1/σ_j²) on the
         features and, when ``intercept_column`` (X's last column is all ones), the offset puts
-        the hyperplane through the midpoint of two random samples. Patterns are then invariant to feature scaling.
+        the hyperplane through the midpoint of two random samples. Patterns are then invariant
+        to feature scaling.
     Returns at most ``n_patterns`` gates (fewer after deduplication).
     """
     if n_patterns < 1:

@@ -157,7 +157,7 @@ def test_bad_hyperparameters(reg_data, params, match):
 
 def test_classifier_errors(clf_data):
     X, y = clf_data
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         cn.ConvexReLUClassifier(**FAST).fit(X, np.zeros(len(y)))
     with pytest.raises(ValueError, match="unknown loss"):
         cn.ConvexReLUClassifier(loss="hinge", **FAST).fit(X, y)

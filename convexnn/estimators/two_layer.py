@@ -23,12 +23,15 @@ from __future__ import annotations
 import importlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import (
@@ -173,7 +176,7 @@ class _ConvexTwoLayer(BaseEstimator):
     # ----------------------------------------------------------------- predict
     def _decision(self, X) -> np.ndarray:
         check_is_fitted(self, "network_")
-        Xa = check_X(X, n_features=self.n_features_in_)
+        Xa = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
         net = self.network_
         with torch.no_grad():
             Z = net.forward(to_tensor(Xa, net.first_layer_weights.dtype,
@@ -236,6 +239,11 @@ class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
     device, dtype : torch device (``"cpu"``, ``"cuda"``) and ``"float32"`` / ``"float64"``.
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
     def _encode_targets(self, y: np.ndarray, fitting: bool) -> np.ndarray:
         ya = y.astype(np.float64)
         if not np.isfinite(ya).all():
@@ -284,14 +292,19 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
         return self.loss
 
     def _encode_targets(self, y: np.ndarray, fitting: bool) -> np.ndarray:
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected; it is "
+                          "flattened", DataConversionWarning, stacklevel=3)
+            y = y.ravel()
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D class labels, got shape {y.shape}")
         if fitting:
             get_loss(self.loss)  # unknown loss → clear error
+            check_classification_targets(y)  # continuous targets → "Unknown label type"
             enc = LabelEncoder().fit(y)
             self.classes_ = enc.classes_
             if len(self.classes_) < 2:
-                raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier "
+                raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier "
                                  "needs at least two")
             if self.loss == "logistic" and len(self.classes_) != 2:
                 raise ValueError(f"loss='logistic' is binary; y has {len(self.classes_)} "
@@ -309,21 +322,25 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
         return self._fit(Xa, self._encode_targets(ya, fitting=True))
 
     def decision_function(self, X) -> np.ndarray:
+        """Scores: (n,) for binary problems (positive means ``classes_[1]``), else (n, c)."""
         Z = self._decision(X)
-        return Z[:, 0] if Z.shape[1] == 1 else Z
+        if Z.shape[1] == 1:
+            return Z[:, 0]
+        return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
 
     def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities: the sigmoid / softmax of the network's outputs.
+
+        For ``loss="squared"`` the outputs regress one-hot targets and their softmax is only a
+        monotone score, not a calibrated probability.
+        """
         Z = self._decision(X)
         if self.loss == "logistic":
             p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
             return np.stack([1 - p, p], axis=1)
-        if self.loss == "cross_entropy":
-            Z = Z - Z.max(axis=1, keepdims=True)
-            E = np.exp(Z)
-            return E / E.sum(axis=1, keepdims=True)
-        # squared loss on one-hot targets: scores clipped to [0, 1] and renormalised
-        P = np.clip(Z, 0, None) + 1e-12
-        return P / P.sum(axis=1, keepdims=True)
+        Z = Z - Z.max(axis=1, keepdims=True)
+        E = np.exp(Z)
+        return E / E.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
         Z = self._decision(X)

@@ -44,8 +44,8 @@ def _reduced_cvxpy(prog, groups, rows, solver, options):
         if not idx:
             cols.append(np.zeros((n, 1)))
             continue
-        F = np.hstack([(1.0 if groups[j][0] == 0 else -1.0) * M[:, groups[j][1]:groups[j][1] + 1] * X
-                       for j in idx])
+        F = np.hstack([(1.0 if groups[j][0] == 0 else -1.0)
+                       * M[:, groups[j][1]:groups[j][1] + 1] * X for j in idx])
         cols.append(cp.reshape(F @ cp.vec(U[idx].T, order="F"), (n, 1), order="F"))
     Z = cp.hstack(cols) if c > 1 else cols[0]
     cons = []

@@ -1,4 +1,6 @@
-r"""Convex programs of two-layer ReLU and gated-ReLU networks (Pilanci & Ergen 2020; Mishkin et al. 2022).
+r"""Convex programs of two-layer ReLU and gated-ReLU networks.
+
+Sources: Pilanci & Ergen (ICML 2020); Mishkin, Sahiner & Pilanci (ICML 2022).
 
 Data X (n x d, with a ones column when the first layer has a bias), targets Y (n x c), weight
 decay β = ``reg``, patterns D_p = diag(1[X g_p ≥ 0]), p = 1..P (see :mod:`convexnn.patterns`),
@@ -254,8 +256,9 @@ class TwoLayerProgram:
             margin = (self.X @ self.G).abs()[:, None, :, None]
             ratio = torch.where(viol > 0, viol / margin.clamp_min(1e-300), torch.zeros_like(viol))
             t = ratio.amax(0)  # (S, P, c)
-            hopeless = ~torch.isfinite(t) | (t * torch.linalg.vector_norm(self.G, dim=0)[None, :, None]
-                                              > 1e-6 * (1 + torch.linalg.vector_norm(x, dim=2)))
+            gnorm = torch.linalg.vector_norm(self.G, dim=0)[None, :, None]
+            hopeless = ~torch.isfinite(t) | (
+                t * gnorm > 1e-6 * (1 + torch.linalg.vector_norm(x, dim=2)))
             t = torch.where(hopeless, torch.zeros_like(t), t)
             x = x + t[:, :, None, :] * self.G.T[None, :, :, None]
             x = x * (~hopeless)[:, :, None, :]
@@ -453,7 +456,6 @@ def to_cvxpy(prog: TwoLayerProgram):
     Returns ``(problem, variables)`` where ``variables[s][p]`` is the d x c block x[s, p].
     """
     import cvxpy as cp
-    import numpy as np
 
     X = prog.X.detach().cpu().double().numpy()
     Y = prog.Y.detach().cpu().double().numpy()
@@ -491,7 +493,6 @@ def to_cvxpy(prog: TwoLayerProgram):
 
 def cvxpy_solution(prog: TwoLayerProgram, V) -> Tensor:
     """Assemble the CVXPY variable values into x of shape (S, P, d, c)."""
-    import numpy as np
 
     arr = np.stack([np.stack([v.value for v in row]) for row in V])
     return torch.as_tensor(arr, dtype=prog.X.dtype, device=prog.X.device)
@@ -525,7 +526,6 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
     FISTA for gated; for ReLU the interior point when the program is small enough to afford
     (see :func:`_interior_point_fits`), else the augmented Lagrangian.
     """
-    import numpy as np
 
     from ..solvers import augmented_lagrangian, fista
     from ..solvers.cvxpy_backend import solve_cvxpy

@@ -28,6 +28,8 @@ def solve_cvxpy(problem, solver: str | None = None, verbose: bool = False,
     seconds = time.perf_counter() - t0
     if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
         raise RuntimeError(f"CVXPY solver {solver or 'default'} returned status {problem.status}")
-    return SolverResult(x=None, history=History(), stop_reason=StopReason.CONVERGED, n_iter=0,
+    stats = getattr(problem, "solver_stats", None)
+    n_iter = int(getattr(stats, "num_iters", 0) or 0) or 1
+    return SolverResult(x=None, history=History(), stop_reason=StopReason.CONVERGED, n_iter=n_iter,
                         seconds=seconds, extras={"status": problem.status,
                                                  "value": problem.value})

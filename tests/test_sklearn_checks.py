@@ -1,0 +1,16 @@
+"""scikit-learn's estimator checks (small, fast settings). No check is skipped."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import convexnn as cn
+
+FAST = {"n_patterns": 8, "random_state": 0, "tol": 1e-4, "max_iter": 2000}
+
+
+@parametrize_with_checks([
+    cn.ConvexReLURegressor(activation="gated", **FAST),
+    cn.ConvexReLUClassifier(activation="gated", loss="squared", **FAST),
+    cn.ConvexReLURegressor(activation="relu", **{**FAST, "n_patterns": 4}),
+])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
