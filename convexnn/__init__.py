@@ -6,14 +6,31 @@ Quick start::
     est = cn.ConvexReLURegressor(reg=1e-3, n_patterns=200, random_state=0).fit(X, y)
     est.certificate_   # primal, dual, gap, relative_gap, scope
     est.to_torch()     # nn.Sequential(Linear, ReLU, Linear)
+    cn.certify(network, X, y, reg)   # prove (or refute) global optimality of any network
 """
 
+from .arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 from .certificates import Certificate
-from .estimators import ConvexReLUClassifier, ConvexReLURegressor, load_estimator
+from .certify import GlobalCertificate, certify
+from .estimators import (
+    ConvexCNNClassifier,
+    ConvexCNNRegressor,
+    ConvexParallelReLUClassifier,
+    ConvexParallelReLURegressor,
+    ConvexReLUClassifier,
+    ConvexReLURegressor,
+    load_estimator,
+)
 from .losses import get_loss
 from .networks import TwoLayerNetwork, load_network
+from .networks_parallel import ParallelReLUNetwork, load_parallel_network
 from .patterns import PatternSet, sample_gates
 
-__all__ = ["Certificate", "ConvexReLURegressor", "ConvexReLUClassifier", "load_estimator",
-           "TwoLayerNetwork", "load_network", "PatternSet", "sample_gates", "get_loss"]
+__all__ = [
+    "ConvexReLURegressor", "ConvexReLUClassifier", "ConvexCNNClassifier", "ConvexCNNRegressor",
+    "ConvexParallelReLURegressor", "ConvexParallelReLUClassifier", "load_estimator",
+    "certify", "Certificate", "GlobalCertificate", "TwoLayerNetwork", "load_network",
+    "ParallelReLUNetwork", "load_parallel_network", "PatternSet", "sample_gates",
+    "enumerate_patterns", "count_patterns", "ArrangementTooLarge", "get_loss",
+]
 __version__ = "0.1.0"

@@ -10,9 +10,13 @@ convex model:
 
 * ``"convex"`` (default): the convex program over sampled activation patterns
   (:mod:`convexnn.formulations.two_layer`); certificate scope "sampled patterns".
-* ``"exact"``, ``"svd"``, ``"relaxation"``: vector-output copositive methods
-  (:mod:`convexnn.formulations.copositive`), ``"sdp"``: the completely positive program's SDP
-  relaxation (:mod:`convexnn.formulations.sdp`) — available when those modules are installed.
+* ``"exact"`` (global optimum for low-rank data, certificate scope "global"), ``"svd"``
+  (soft-thresholded SVD, conditions checked), ``"relaxation"`` (copositive relaxation: lower
+  bound, read-back network, tightness), ``"column_generation"`` (active-set over sampled
+  patterns): the vector-output copositive methods of :mod:`convexnn.formulations.copositive`;
+  ``"sdp"``: the completely positive program's SDP relaxation
+  (:mod:`convexnn.formulations.sdp`). ``method_options`` passes extra keyword arguments to them
+  (e.g. ``{"on_violation": "warn"}`` for ``"svd"``).
 
 After ``fit``: ``network_`` (the read-back non-convex network), ``certificate_`` (primal, dual,
 gap, relative_gap, scope), ``history_`` (per-checkpoint objective, gap, seconds), ``to_torch()``.
@@ -21,6 +25,7 @@ gap, relative_gap, scope), ``history_`` (per-checkpoint objective, gap, seconds)
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import time
 import warnings
@@ -57,6 +62,7 @@ METHODS: dict[str, str] = {
     "exact": "convexnn.formulations.copositive:fit_exact",
     "svd": "convexnn.formulations.copositive:fit_svd",
     "relaxation": "convexnn.formulations.copositive:fit_relaxation",
+    "column_generation": "convexnn.formulations.copositive:fit_column_generation",
     "sdp": "convexnn.formulations.sdp:fit_sdp",
 }
 _SOLVERS = ("auto", "fista", "al", "active_set", "cvxpy")
@@ -82,7 +88,8 @@ class _ConvexTwoLayer(BaseEstimator):
                  method: str = "convex", fit_intercept: bool = True, gate_kind: str = "data",
                  gates=None, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
                  max_time: float | None = None, device: str = "cpu", dtype: str = "float64",
-                 random_state=None, verbose: int = 0, cvxpy_solver: str | None = None):
+                 random_state=None, verbose: int = 0, cvxpy_solver: str | None = None,
+                 method_options: dict | None = None):
         self.reg = reg
         self.n_patterns = n_patterns
         self.activation = activation
@@ -99,6 +106,7 @@ class _ConvexTwoLayer(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.cvxpy_solver = cvxpy_solver
+        self.method_options = method_options
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -135,10 +143,21 @@ class _ConvexTwoLayer(BaseEstimator):
         if self.method == "convex":
             res = self._fit_convex(Xaug, Yt, loss)
         else:
-            res = _backend(self.method)(Xaug, Yt, float(self.reg), loss,
-                                        intercept=bool(self.fit_intercept),
-                                        random_state=self.random_state, tol=self.tol,
-                                        max_time=self.max_time, verbose=self.verbose)
+            fn = _backend(self.method)
+            accepted = inspect.signature(fn).parameters
+            common = {"random_state": self.random_state, "tol": self.tol,
+                      "max_time": self.max_time, "verbose": self.verbose,
+                      "n_patterns": self.n_patterns, "max_iter": self.max_iter}
+            if self.n_patterns == 500 and self.method in ("exact", "svd", "relaxation"):
+                common.pop("n_patterns")  # keep the method's own default (e.g. enumeration)
+            kwargs = {k: v for k, v in common.items() if k in accepted}
+            options = dict(self.method_options or {})
+            unknown = set(options) - set(accepted)
+            if unknown:
+                raise ValueError(f"method {self.method!r} does not take options "
+                                 f"{sorted(unknown)}; it takes {sorted(accepted)}")
+            res = fn(Xaug, Yt, float(self.reg), loss.name, intercept=bool(self.fit_intercept),
+                     **{**kwargs, **options})
         self.fit_time_ = time.perf_counter() - t0
         self.network_ = res.network
         self.certificate_ = res.certificate
@@ -280,12 +299,13 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
                  gate_kind: str = "data", gates=None, solver: str = "auto", tol: float = 1e-6,
                  max_iter: int = 10000, max_time: float | None = None, device: str = "cpu",
                  dtype: str = "float64", random_state=None, verbose: int = 0,
-                 cvxpy_solver: str | None = None):
+                 cvxpy_solver: str | None = None, method_options: dict | None = None):
         super().__init__(reg, n_patterns=n_patterns, activation=activation, method=method,
                          fit_intercept=fit_intercept, gate_kind=gate_kind, gates=gates,
                          solver=solver, tol=tol, max_iter=max_iter, max_time=max_time,
                          device=device, dtype=dtype, random_state=random_state,
-                         verbose=verbose, cvxpy_solver=cvxpy_solver)
+                         verbose=verbose, cvxpy_solver=cvxpy_solver,
+                         method_options=method_options)
         self.loss = loss
 
     def _loss_name(self) -> str:
