@@ -218,7 +218,8 @@ class CircularCNN:
         return X.reshape(X.shape[0], *sp)
 
     def forward(self, X) -> Tensor:
-        return self.to_torch()(self._signals(X)[:, None])
+        with torch.no_grad():
+            return self.to_torch()(self._signals(X)[:, None])
 
     __call__ = forward
 

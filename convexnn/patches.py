@@ -53,9 +53,12 @@ def conv_output_shape(H: int, W: int, kernel_size: int, stride: int = 1,
 
 def extract_patches(images: Tensor, kernel_size: int, stride: int = 1, padding: int = 0,
                     intercept: bool = False) -> Tensor:
-    """Patches (N, K, h) of ``images`` (N, C, H, W) via ``unfold`` (O(N K h) memory)."""
-    P = F.unfold(images, kernel_size, padding=padding, stride=stride)  # (N, C k k, K)
-    P = P.transpose(1, 2)
+    """Patches (N, K, h) of ``images`` (N, C, H, W) via strided ``Tensor.unfold`` views
+    (O(N K h) memory; ``F.unfold``/im2col was found very slow for float64 on CPU)."""
+    N, C = images.shape[:2]
+    Xp = F.pad(images, (padding,) * 4) if padding else images
+    P = Xp.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)  # (N, C, Ho, Wo, k, k)
+    P = P.permute(0, 2, 3, 1, 4, 5).reshape(N, -1, C * kernel_size * kernel_size)
     if intercept:
         P = torch.cat([P, torch.ones(*P.shape[:2], 1, dtype=P.dtype, device=P.device)], 2)
     return P

@@ -16,8 +16,12 @@ All programs share one shape (class :class:`_ConeGroupProgram`)::
 with the last axis of x the group axis. Dual (any μ ≥ 0, Λ): −L*(Λ) ≤ optimum whenever
 ||(AᵀΛ − Bᵀμ)_g|| ≤ β w_g for every group; the certificate takes Λ = ∇L at a feasible point
 (repaired along the gates when possible), μ from the augmented Lagrangian, and scales both
-until feasible — a valid lower bound for any μ ≥ 0. The reported primal value is the
-objective of a feasible point, equal to the read-back network's non-convex objective.
+until feasible — a valid lower bound for any μ ≥ 0. The reported primal value is always the
+non-convex objective of an actual network: the read-back of the (gate-repaired) feasible
+point, or of the raw iterate when that network is better (its neurons may then use patterns
+outside the sampled set, so on sampled sets primal < dual can happen and only means the
+network beats the restricted program). ``solve`` returns the point whose read-back network
+attains the primal value.
 
 1. **Two-layer CNN** :class:`ConvTwoLayerProgram` — conv (m filters u_j ∈ R^h) → ReLU →
    pooling (a windows W_q: global/local average, global/local max, or none) → Flatten →
@@ -215,14 +219,33 @@ class _ConeGroupProgram:
     def certificate(self, x: Tensor, mu: Tensor | None = None, refine: int = 0) -> Certificate:
         """Duality-gap certificate at x (``mu``: AL multipliers ≥ 0, shaped like C; ``refine``:
         projected-gradient steps improving μ for the fixed Λ, see :meth:`refine_multipliers`)."""
+        return self.certify(x, mu, refine)[0]
+
+    def certify(self, x: Tensor, mu: Tensor | None = None,
+                refine: int = 0) -> tuple[Certificate, Tensor]:
+        """Certificate and the point whose read-back network attains its primal value.
+
+        Primal: the convex objective when x is feasible; otherwise the smaller of the objective
+        at the gate-repaired feasible point and the true non-convex objective of the network
+        read back from x (both are objectives of actual networks, hence valid upper bounds).
+        Dual: −L*(sΛ) with Λ = ∇L at that point's predictions and s scaling (Λ, μ) to dual
+        feasibility — a lower bound of the program's optimum for any μ ≥ 0.
+        """
         viol = self.max_violation(x)
-        xr = self.repair(x) if (self.constrained and viol > 0) else x
-        if xr is None:  # no repair: certify the read-back network's true objective
-            Z = self.predict(x)
-            primal = self.to_network(x).objective(self.data, self.Y, self.reg, self.loss)
-        else:
-            Z = self.predict(xr)
-            primal = float(self.loss.value(Z, self.Y) + self.penalty(xr))
+        point = x
+        Z = self.predict(x)
+        primal = float(self.loss.value(Z, self.Y) + self.penalty(x))
+        if self.constrained and viol > 0:
+            net = self.to_network(x)
+            Zn = net.forward(self.data).to(Z)
+            primal = net.objective(self.data, self.Y, self.reg, self.loss)
+            Z = Zn
+            xr = self.repair(x)
+            if xr is not None:
+                Zr = self.predict(xr)
+                pr = float(self.loss.value(Zr, self.Y) + self.penalty(xr))
+                if pr <= primal:
+                    point, Z, primal = xr, Zr, pr
         lam = self.loss.grad(Z, self.Y)
         y = self.predict_adjoint(lam)
         h = self.dual_ratio(y)  # μ = 0: the cone-free bound
@@ -233,10 +256,11 @@ class _ConeGroupProgram:
             h = min(h, self.dual_ratio(y - self.constraint_adjoint(mu)))
         dual, s = scaled_dual(self.loss, lam, self.Y, h, self.reg)
         gap = max(primal - dual, 0.0)
-        return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
+        cert = Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
                            scope=self.scope(), problem=self.description(),
                            n_patterns=int(self.patterns.n_patterns), dual_scale=s,
                            constraint_violation=viol)
+        return cert, point
 
     def _constraint_norm2(self) -> float:
         """Power-iteration estimate of ||B||² (cached)."""
@@ -425,14 +449,15 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
         return x[0] - x[1] if self.S == 2 else x[0]
 
     def predict(self, x: Tensor) -> Tensor:
-        V = self._V(x)  # (P, a, c, h)
-        out = [torch.einsum("nqph,pqch->nc", E, V) for _, _, E in self._chunks()]
+        V = self._V(x).permute(1, 0, 3, 2).reshape(-1, self.c)  # (a·P·h, c), E's layout
+        out = [E.reshape(E.shape[0], -1) @ V for _, _, E in self._chunks()]
         return torch.cat(out, 0)
 
     def predict_adjoint(self, R: Tensor) -> Tensor:
         g = 0
         for s, e, E in self._chunks():
-            g = g + torch.einsum("nqph,nc->pqch", E, R[s:e])
+            g = g + E.reshape(e - s, -1).T @ R[s:e]  # (a·P·h, c)
+        g = g.reshape(self.a, self.P, self.h, self.c).permute(1, 0, 3, 2)
         return torch.stack([g, -g]) if self.S == 2 else g[None]
 
     def constraint(self, x: Tensor) -> Tensor:
@@ -993,7 +1018,9 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
           final_refine_iters: int = 200):
     """Solve a CNN program: ``"auto"`` (FISTA for gated, augmented Lagrangian for cone-
     constrained), ``"fista"``, ``"al"`` or ``"cvxpy"`` (any installed CVXPY solver). Returns
-    ``(x, certificate, SolverResult)``; stops on the certified relative gap ``tol``.
+    ``(x, certificate, SolverResult)``; stops on the certified relative gap ``tol``. The
+    returned x is the point whose read-back network attains ``certificate.primal`` (the gate-
+    repaired iterate, or the raw iterate when its network is better; ``result.x`` is raw).
     ``refine_iters`` / ``final_refine_iters``: multiplier-refinement steps
     (:meth:`_ConeGroupProgram.refine_multipliers`) per monitoring check / for the returned
     certificate (cone-constrained programs only)."""
@@ -1007,8 +1034,7 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
         problem, assemble = prog.to_cvxpy()
         res = solve_cvxpy(problem, solver=cvxpy_solver, verbose=bool(verbose),
                           **(cvxpy_options or {}))
-        x = assemble()
-        cert = prog.certificate(x, refine=final_refine_iters if prog.constrained else 0)
+        cert, x = prog.certify(assemble(), refine=final_refine_iters if prog.constrained else 0)
         res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)
         res.x = x
         return x, cert, res
@@ -1037,7 +1063,7 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
         res = augmented_lagrangian(prog, x, mu0, rho=prog.loss.smoothness, tol=tol,
                                    max_iter=max_iter, max_time=max_time,
                                    check_every=check_every, monitor=monitor, verbose=verbose)
-        cert = prog.certificate(res.x, res.extras["mu"], refine=final_refine_iters)
-        return res.x, cert, res
+        cert, x = prog.certify(res.x, res.extras["mu"], refine=final_refine_iters)
+        return x, cert, res
     raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'fista', 'al' or 'cvxpy'")
 

@@ -1,0 +1,389 @@
+r"""Exact global optimum of two-layer CNNs with global sum (or average) pooling, for tiny filters.
+
+The copositive machinery of :mod:`convexnn.formulations.copositive` (exact enumeration of the
+activation patterns, exact cone-constrained PCA oracle, fully corrective column generation) run
+on the *stacked patch matrix*, so the cost is exponential only in the filter size h, not in the
+input dimension (Sahiner et al. 2021 §CNNs; Ergen & Pilanci 2021; papers.md §2.5).
+
+Model (signals (N, C, L) with a ``Conv1d``, or images (N, C, H, W) with a ``Conv2d``; K conv
+output positions; patch x_{i,k} ∈ R^h, h = C·k (1-D) or C·k² (2-D), plus a ones entry when the
+filters have a bias)::
+
+    f(x_i) = Σ_j ( Σ_k (x_{i,k}ᵀ u_j)_+ ) v_jᵀ             (global sum pooling)
+    p* = min_{m, u_j, v_j}  L(f(X), Y) + (β/2) Σ_j (||u_j||² + ||v_j||²)
+
+(u_j includes the bias, so the bias is weight-decayed, as in the rest of the library). With
+``pooling="avg"`` the inner sum is a mean (``AdaptiveAvgPool``); since (t/K)_+ = t_+/K this is the
+same program on the patches scaled by 1/K.
+
+Convex form. Let X = [x_{1,1}; …; x_{1,K}; x_{2,1}; …] ∈ R^{NK × h} (sample-major, as
+:func:`convexnn.patches.stacked_patches`) and S ∈ {0,1}^{N × NK} the row-to-sample summation, so
+the pooled feature of a filter u is S (X u)_+. Every (u, v) pair is an atom S (X u)_+ vᵀ, and
+the problem is exactly the vector-output program of :mod:`~convexnn.formulations.copositive` with
+the feature map u ↦ S (X u)_+ instead of u ↦ (X u)_+. Grouping u by the activation pattern D_p of
+the *stacked* matrix (cones K_p = {u : (2D_p − I) X u ≥ 0}) gives the copositive program ::
+
+    min  L( Σ_p S D_p X V_p , Y ) + β Σ_p ||V_p||_{*,K_p}
+
+(the brief's Σ_j 1ᵀ D_j^{(i)} X_i Z_j per sample is row i of S D_j X Z_j). Its dual constraint is
+h(Λ) = max_p max_{u ∈ K_p, ||u|| ≤ 1} ||Λᵀ S D_p X u|| ≤ β, and Λᵀ S = (Sᵀ Λ)ᵀ: the *unchanged*
+exact oracle (:class:`~convexnn.formulations.copositive.ConeFaces`) on the stacked patch matrix
+with each sample's dual row copied to its K patches. Weak duality is the same argument
+(Fenchel–Young, Cauchy–Schwarz, ||u|| ||v|| ≤ ½(||u||² + ||v||²)), so −L*(sΛ),
+s = min(1, β / max_p h_p(Λ)), is a proven lower bound on p* over networks of *any* width once all
+patterns of X are enumerated (:func:`convexnn.arrangements.enumerate_patterns`; the number of
+patterns is O((NK)^{r−1}), r = rank X ≤ h).
+
+:func:`fit_exact_cnn` alternates the master problem (group lasso over the pooled features of the
+current unit filters, :func:`~convexnn.formulations.copositive.solve_master`) with the exact oracle,
+adding the maximisers of violated patterns, until the certified relative gap is ≤ ``tol``; then
+``certificate.scope == "global"``. The primal value is the objective of the returned network
+(:class:`SumPoolCNN`, one filter per atom, balanced ||u|| = ||v||). Refuses (with the count) when
+the arrangement of the stacked patch matrix is larger than ``max_patterns``, and when the face
+enumeration of the oracle exceeds ``max_faces``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..arrangements import ArrangementTooLarge, enumerate_patterns
+from ..certificates import SCOPE_GLOBAL, Certificate, relative, scaled_dual
+from ..losses import Loss, get_loss
+from ..patches import extract_patches
+from ..results import FitResult
+from ..solvers.base import History, StopReason
+from .copositive import ConeFaces, solve_master
+
+__all__ = ["fit_exact_cnn", "SumPoolCNN", "GlobalPool", "cnn_patch_matrix", "POOLINGS"]
+
+POOLINGS = ("sum", "avg")
+DEFAULT_MAX_PATTERNS = 20_000
+
+
+# =========================================================================== patches
+def _as_input(X) -> Tensor:
+    """(N, L) → (N, 1, L); (N, C, L) and (N, C, H, W) unchanged; float64."""
+    Xt = X if isinstance(X, Tensor) else torch.as_tensor(np.asarray(X))
+    Xt = Xt.detach().to(torch.float64)
+    if Xt.ndim == 2:
+        Xt = Xt[:, None]
+    if Xt.ndim not in (3, 4):
+        raise ValueError("inputs must be signals (N, L) / (N, C, L) or images (N, C, H, W); got "
+                         f"shape {tuple(Xt.shape)}")
+    return Xt
+
+
+def _patches_1d(signals: Tensor, k: int, stride: int, padding: int, intercept: bool) -> Tensor:
+    """Patches (N, K, C·k) of signals (N, C, L), laid out like ``Conv1d.weight.reshape(m, -1)``."""
+    N = signals.shape[0]
+    Xp = F.pad(signals, (padding, padding)) if padding else signals
+    P = Xp.unfold(2, k, stride).permute(0, 2, 1, 3).reshape(N, -1, signals.shape[1] * k)
+    if intercept:
+        P = torch.cat([P, torch.ones(*P.shape[:2], 1, dtype=P.dtype)], 2)
+    return P
+
+
+def cnn_patch_matrix(X, kernel_size: int, stride: int = 1, padding: int = 0,
+                     intercept: bool = True) -> tuple[np.ndarray, int]:
+    """The stacked patch matrix (N·K, h) (sample-major) and K, for 1-D or 2-D inputs.
+
+    2-D images use :func:`convexnn.patches.extract_patches` (the CNN work's patch code); 1-D
+    signals the same layout with a 1-D window.
+    """
+    Xt = _as_input(X)
+    if Xt.ndim == 4:
+        P = extract_patches(Xt, kernel_size, stride, padding, intercept)
+    else:
+        if Xt.shape[2] + 2 * padding < kernel_size:
+            raise ValueError(f"kernel_size={kernel_size} with padding={padding} does not fit "
+                             f"signals of length {Xt.shape[2]}")
+        P = _patches_1d(Xt, kernel_size, stride, padding, intercept)
+    return P.reshape(-1, P.shape[2]).numpy(), int(P.shape[1])
+
+
+# ========================================================================= container
+class GlobalPool(nn.Module):
+    """Global sum (or mean) over all spatial positions: (N, m, *spatial) → (N, m)."""
+
+    def __init__(self, kind: str = "sum"):
+        super().__init__()
+        if kind not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {kind!r}")
+        self.kind = kind
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flatten(2)
+        return x.sum(2) if self.kind == "sum" else x.mean(2)
+
+
+@dataclass
+class SumPoolCNN:
+    """conv (m filters, bias) → ReLU → global sum (or mean) pooling → Linear (no bias).
+
+    ``weight`` is (m, C, k) for 1-D signals or (m, C, k, k) for images; objective
+    ``L(f(X), Y) + (β/2)(||weight||² + ||bias||² + ||linear_weight||²)``.
+    """
+
+    weight: Tensor
+    bias: Tensor  # (m,)
+    linear_weight: Tensor  # (c, m)
+    stride: int = 1
+    padding: int = 0
+    pooling: str = "sum"
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.weight.ndim not in (3, 4):
+            raise ValueError("weight must be (m, C, k) or (m, C, k, k)")
+        if self.weight.shape[0] == 0:  # all-zero model: one zero filter
+            z = torch.zeros(1, *self.weight.shape[1:], dtype=self.weight.dtype,
+                            device=self.weight.device)
+            self.weight, self.bias = z, torch.zeros(1, dtype=z.dtype, device=z.device)
+            self.linear_weight = torch.zeros(self.linear_weight.shape[0], 1, dtype=z.dtype,
+                                             device=z.device)
+
+    @property
+    def n_filters(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def kernel_size(self) -> int:
+        return int(self.weight.shape[-1])
+
+    def _input(self, X) -> Tensor:
+        Xt = X if isinstance(X, Tensor) else torch.as_tensor(np.asarray(X))
+        Xt = Xt.to(dtype=self.weight.dtype, device=self.weight.device)
+        if self.weight.ndim == 3 and Xt.ndim == 2:
+            Xt = Xt[:, None]
+        return Xt
+
+    def features(self, X) -> Tensor:
+        """Pooled activations (N, m)."""
+        conv = F.conv1d if self.weight.ndim == 3 else F.conv2d
+        pre = conv(self._input(X), self.weight, self.bias, stride=self.stride,
+                   padding=self.padding)
+        return GlobalPool(self.pooling)(torch.relu(pre))
+
+    def forward(self, X) -> Tensor:
+        return self.features(X) @ self.linear_weight.T
+
+    __call__ = forward
+
+    def penalty(self) -> Tensor:
+        return (self.weight ** 2).sum() + (self.bias ** 2).sum() + (self.linear_weight ** 2).sum()
+
+    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
+        """Non-convex objective ``loss(f(X), Y) + (reg/2)·(||U||² + ||b||² + ||A||²)``."""
+        Z = self.forward(X)
+        Yt = Y if isinstance(Y, Tensor) else torch.as_tensor(np.asarray(Y))
+        Yt = Yt.to(dtype=Z.dtype, device=Z.device)
+        Yt = Yt[:, None] if Yt.ndim == 1 else Yt
+        return float((get_loss(loss).value(Z, Yt) + 0.5 * reg * self.penalty()).detach())
+
+    def to_torch(self) -> nn.Module:
+        """``Sequential(Conv1d/Conv2d, ReLU, GlobalPool, Linear(bias=False))``."""
+        m, C = self.weight.shape[:2]
+        Conv = nn.Conv1d if self.weight.ndim == 3 else nn.Conv2d
+        fk = {"dtype": self.weight.dtype, "device": self.weight.device}
+        conv = Conv(C, m, self.kernel_size, stride=self.stride, padding=self.padding, bias=True,
+                    **fk)
+        lin = nn.Linear(m, self.linear_weight.shape[0], bias=False, **fk)
+        with torch.no_grad():
+            conv.weight.copy_(self.weight)
+            conv.bias.copy_(self.bias)
+            lin.weight.copy_(self.linear_weight)
+        return nn.Sequential(conv, nn.ReLU(), GlobalPool(self.pooling), lin)
+
+    @classmethod
+    def from_torch(cls, model: nn.Sequential) -> SumPoolCNN:
+        """Inverse of :meth:`to_torch` (a ``Sequential(Conv, ReLU, GlobalPool, Linear)``)."""
+        conv, _, pool, lin = model
+        b = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels,
+                                                                  dtype=conv.weight.dtype)
+        return cls(conv.weight.detach().clone(), b.detach().clone(),
+                   lin.weight.detach().clone(), int(conv.stride[0]), int(conv.padding[0]),
+                   pool.kind)
+
+    def to(self, device=None, dtype=None) -> SumPoolCNN:
+        return SumPoolCNN(self.weight.to(device=device, dtype=dtype),
+                          self.bias.to(device=device, dtype=dtype),
+                          self.linear_weight.to(device=device, dtype=dtype), self.stride,
+                          self.padding, self.pooling)
+
+    def save(self, path: str | Path) -> None:
+        arrays = {k: getattr(self, k).detach().cpu().numpy()
+                  for k in ("weight", "bias", "linear_weight")}
+        meta = {"format": "convexnn.SumPoolCNN", "version": 1, "stride": self.stride,
+                "padding": self.padding, "pooling": self.pooling}
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SumPoolCNN:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["__meta__"]).decode())
+            if meta.get("format") != "convexnn.SumPoolCNN":
+                raise ValueError(f"{path}: not a SumPoolCNN file")
+            t = {k: torch.from_numpy(np.array(data[k])) for k in ("weight", "bias",
+                                                                    "linear_weight")}
+        return cls(t["weight"], t["bias"], t["linear_weight"], meta["stride"], meta["padding"],
+                   meta["pooling"])
+
+
+def _atoms_to_cnn(U: np.ndarray, G: np.ndarray, shape: tuple[int, ...], intercept: bool,
+                  stride: int, padding: int, pooling: str) -> SumPoolCNN:
+    """One filter per atom S (X u_k)_+ g_kᵀ (unit u_k), balanced:
+    u = u_k √||g_k||, v = g_k / √||g_k||."""
+    nrm = np.linalg.norm(G, axis=1)
+    keep = nrm > 0
+    U, G, nrm = U[keep], G[keep], nrm[keep]
+    un = np.linalg.norm(U, axis=1)
+    s = np.sqrt(nrm * un)
+    W1 = U / np.maximum(un, 1e-300)[:, None] * s[:, None]
+    W2 = (G / np.maximum(nrm, 1e-300)[:, None] * s[:, None]).T
+    h0 = int(np.prod(shape))
+    W = torch.as_tensor(W1[:, :h0].reshape(len(W1), *shape).copy())
+    b = torch.as_tensor(W1[:, h0].copy()) if intercept else torch.zeros(len(W1),
+                                                                         dtype=torch.float64)
+    return SumPoolCNN(W, b, torch.as_tensor(W2.copy()), stride, padding, pooling)
+
+
+# ============================================================================ solver
+def _pooled(Xs: np.ndarray, U: np.ndarray, n: int, K: int) -> np.ndarray:
+    """S (X U ᵀ)_+ : (n, m)."""
+    if len(U) == 0:
+        return np.zeros((n, 0))
+    return np.maximum(Xs @ U.T, 0.0).reshape(n, K, len(U)).sum(1)
+
+
+def fit_exact_cnn(images, Y, reg: float, loss: str | Loss = "squared", *, kernel_size: int,
+                  stride: int = 1, padding: int = 0, intercept: bool = True,
+                  pooling: str = "sum", tol: float = 1e-6, max_iter: int = 200,
+                  max_time: float | None = None, max_patterns: int = DEFAULT_MAX_PATTERNS,
+                  max_faces: int | None = 2_000_000, master: str = "auto",
+                  verbose: int = 0) -> FitResult:
+    """Global optimum of the two-layer CNN with global sum pooling (module docstring), exact.
+
+    ``images``: signals (N, L) / (N, C, L) (``Conv1d``) or images (N, C, H, W) (``Conv2d``);
+    ``Y`` (N,) or (N, c). Enumerates every activation pattern of the stacked patch matrix
+    (refusing with the count when its bound exceeds ``max_patterns``) and runs column generation
+    with the exact cone-constrained PCA oracle until the *global* certified relative gap is
+    ≤ ``tol``. Returns a :class:`~convexnn.results.FitResult` whose network is a
+    :class:`SumPoolCNN` attaining ``certificate.primal``; ``certificate.dual`` is a proven lower
+    bound on the objective of every network of this architecture, of any width.
+    """
+    from .._validation import check_reg
+
+    check_reg(reg)
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    lo = get_loss(loss)
+    t0 = time.perf_counter()
+    Xin = _as_input(images)
+    Yn = (Y.detach().cpu().double().numpy() if isinstance(Y, Tensor)
+          else np.asarray(Y, dtype=np.float64))
+    Yn = Yn[:, None] if Yn.ndim == 1 else Yn
+    n = Xin.shape[0]
+    if Yn.ndim != 2 or Yn.shape[0] != n or n == 0:
+        raise ValueError(f"images ({n} samples) and Y {Yn.shape} must be non-empty with matching "
+                         "rows")
+    if not (torch.isfinite(Xin).all() and np.isfinite(Yn).all()):
+        raise ValueError("images or Y contains NaN or infinity")
+    Xs, K = cnn_patch_matrix(Xin, kernel_size, stride, padding, intercept)
+    if pooling == "avg":
+        Xs = Xs / K
+    h = Xs.shape[1]
+    try:
+        pats = enumerate_patterns(Xs, max_patterns=max_patterns)
+    except ArrangementTooLarge as e:
+        e.args = (f"fit_exact_cnn refused: the stacked patch matrix ({n}·{K} = {n * K} patches, "
+                  f"filter size h = {h}, rank {e.rank}, {e.n_hyperplanes} distinct hyperplanes) "
+                  f"has up to {e.count:,} activation patterns, above max_patterns={e.limit:,}. "
+                  "Use fewer samples/positions, a smaller filter (or no bias), or raise "
+                  "max_patterns.",)
+        raise
+    t_enum = time.perf_counter() - t0
+    try:
+        faces = ConeFaces(Xs, pats.gates, max_faces=max_faces)
+    except ValueError as e:
+        raise ValueError(f"fit_exact_cnn refused: {e}") from None
+    t_faces = time.perf_counter() - t0 - t_enum
+
+    c = Yn.shape[1]
+    U = np.zeros((0, h))
+    G = np.zeros((0, c))
+    hist = History()
+    reason = StopReason.MAX_ITER
+    max_add = max(10, 2 * c)
+    problem = ("two-layer CNN with global " + pooling + " pooling (copositive program over all "
+               "activation patterns of the stacked patch matrix, exact cone-constrained PCA "
+               "oracle)")
+    for it in range(max_iter + 1):
+        Phi = _pooled(Xs, U, n, K)
+        if len(U):
+            G = solve_master(Phi, Yn, reg, lo, G0=G, backend=master)
+            gn = np.linalg.norm(G, axis=1)
+            keep = gn > 1e-10 * max(gn.max(), 1e-300)
+            U, G, Phi = U[keep], G[keep], Phi[:, keep]
+        Ft = torch.as_tensor(Phi @ G)
+        Yt = torch.as_tensor(Yn)
+        primal = float(lo.value(Ft, Yt)) + reg * float(np.linalg.norm(G, axis=1).sum())
+        lam = lo.grad(Ft, Yt)
+        hp, Umax = faces.oracle(np.repeat(lam.numpy(), K, axis=0))  # dual rows Sᵀ Λ
+        h_max = float(hp.max()) if hp.size else 0.0
+        dual, s = scaled_dual(lo, lam, Yt, h_max, reg)
+        gap = max(primal - dual, 0.0)
+        rel = relative(gap, primal)
+        el = time.perf_counter() - t0
+        hist.append(it, primal, gap, rel, el)
+        if verbose:
+            print(f"[exact-cnn] it={it:4d} filters={len(U):4d} obj={primal:.10e} gap={gap:.3e} "
+                  f"rel={rel:.3e} h_max/β={h_max / reg:.6f} t={el:.2f}s")
+        cert = Certificate(primal=primal, dual=dual, gap=gap, relative_gap=rel,
+                           scope=SCOPE_GLOBAL, problem=problem, n_patterns=faces.P, dual_scale=s)
+        if rel <= tol:
+            reason = StopReason.GAP
+            break
+        if it == max_iter:
+            break
+        if max_time is not None and el >= max_time:
+            reason = StopReason.MAX_TIME
+            break
+        viol = np.nonzero(hp > reg * (1 + 1e-12))[0]
+        new = Umax[viol[np.argsort(-hp[viol])][:max_add]]
+        new = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-300)
+        if len(U) and len(new):
+            new = new[(new @ U.T).max(1) <= 1 - 1e-13]
+        if len(new) == 0:
+            reason = StopReason.STALLED
+            break
+        U = np.concatenate([U, new], 0)
+        G = np.concatenate([G, np.zeros((len(new), c))], 0)
+
+    C = Xin.shape[1]
+    shape = (C, kernel_size) if Xin.ndim == 3 else (C, kernel_size, kernel_size)
+    net = _atoms_to_cnn(U, G, shape, intercept, stride, padding, pooling)
+    info = {"method": "exact_cnn", "stop_reason": reason, "n_patterns": pats.n_patterns,
+            "rank": pats.info["rank"], "n_faces": faces.n_faces, "n_positions": K,
+            "n_patch_rows": n * K, "filter_size": h, "n_filters": int((np.linalg.norm(
+                G, axis=1) > 0).sum()), "lower_bound": cert.dual, "upper_bound": cert.primal,
+            "h_max_over_reg": h_max / reg, "seconds_enumeration": t_enum,
+            "seconds_faces": t_faces, "seconds_total": time.perf_counter() - t0,
+            "optimal": cert.relative_gap <= tol}
+    if cert.relative_gap > tol:
+        warnings.warn(f"fit_exact_cnn stopped ({reason}) at certified relative gap "
+                      f"{cert.relative_gap:.2e} > tol={tol:.1e}; the certificate still bounds "
+                      "the sub-optimality", RuntimeWarning, stacklevel=2)
+    return FitResult(net, cert, hist, info)
