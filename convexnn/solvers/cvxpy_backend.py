@@ -32,4 +32,5 @@ def solve_cvxpy(problem, solver: str | None = None, verbose: bool = False,
     n_iter = int(getattr(stats, "num_iters", 0) or 0) or 1
     return SolverResult(x=None, history=History(), stop_reason=StopReason.CONVERGED, n_iter=n_iter,
                         seconds=seconds, extras={"status": problem.status,
-                                                 "value": problem.value})
+                                                 "value": problem.value,
+                                                 "solve_time": getattr(stats, "solve_time", None)})
