@@ -103,6 +103,7 @@ group): O(N K S P c) memory is inherent to the ReLU programs (also for the multi
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -131,6 +132,8 @@ class _ConeGroupProgram:
     constrained: bool = True
     nuclear: bool = False
     exact: bool = False  # exact program for the network (given all patterns)
+    working_set: bool = False  # cutting planes over the cone rows (see ConvTwoLayerProgram)
+    n_working_rows: int = 0
 
     def _setup(self, Y: Tensor, reg: float, loss: str | Loss) -> None:
         if reg <= 0:
@@ -221,40 +224,65 @@ class _ConeGroupProgram:
         projected-gradient steps improving μ for the fixed Λ, see :meth:`refine_multipliers`)."""
         return self.certify(x, mu, refine)[0]
 
-    def certify(self, x: Tensor, mu: Tensor | None = None,
-                refine: int = 0) -> tuple[Certificate, Tensor]:
+    def network_objective(self, x: Tensor) -> tuple[Tensor, float]:
+        """Predictions and non-convex objective of the network read back from x (the default
+        builds the network; subclasses compute it without materialising all filters)."""
+        net = self.to_network(x)
+        Z = net.forward(self.data).to(self.Y)
+        return Z, net.objective(self.data, self.Y, self.reg, self.loss)
+
+    def certify(self, x: Tensor, mu: Tensor | None = None, refine: int = 0,
+                lam: Tensor | None = None,
+                check_violation: bool = True) -> tuple[Certificate, Tensor]:
         """Certificate and the point whose read-back network attains its primal value.
 
         Primal: the convex objective when x is feasible; otherwise the smaller of the objective
-        at the gate-repaired feasible point and the true non-convex objective of the network
-        read back from x (both are objectives of actual networks, hence valid upper bounds).
-        Dual: −L*(sΛ) with Λ = ∇L at that point's predictions and s scaling (Λ, μ) to dual
-        feasibility — a lower bound of the program's optimum for any μ ≥ 0.
+        at the repaired feasible point (when the program has a repair) and the true non-convex
+        objective of the network read back from x (both are objectives of actual networks,
+        hence valid upper bounds). Programs with ``primal_is_network = True`` always report the
+        read-back network's objective (equal to the convex objective when x is feasible), which
+        needs no feasibility check. Dual: −L*(sΛ) with Λ = ∇L at that point's predictions and s
+        scaling (Λ, μ) to dual feasibility — a lower bound of the program's optimum for any
+        μ ≥ 0 (μ lives on the rows of :meth:`constraint`, a subset of the cone rows when working
+        sets are used; the missing rows get μ = 0). ``lam``: a second candidate Λ (e.g. a
+        splitting solver's loss-gradient estimate, which must lie in the domain of L*); the
+        larger of the two lower bounds is reported. ``check_violation``: measure the largest
+        violation of the full cone constraints (``Certificate.constraint_violation``; NaN
+        when skipped).
         """
-        viol = self.max_violation(x)
         point = x
-        Z = self.predict(x)
-        primal = float(self.loss.value(Z, self.Y) + self.penalty(x))
-        if self.constrained and viol > 0:
-            net = self.to_network(x)
-            Zn = net.forward(self.data).to(Z)
-            primal = net.objective(self.data, self.Y, self.reg, self.loss)
-            Z = Zn
-            xr = self.repair(x)
-            if xr is not None:
-                Zr = self.predict(xr)
-                pr = float(self.loss.value(Zr, self.Y) + self.penalty(xr))
-                if pr <= primal:
-                    point, Z, primal = xr, Zr, pr
-        lam = self.loss.grad(Z, self.Y)
-        y = self.predict_adjoint(lam)
-        h = self.dual_ratio(y)  # μ = 0: the cone-free bound
-        if self.constrained and mu is not None:
-            h = min(h, self.dual_ratio(y - self.constraint_adjoint(mu)))
-        if self.constrained and refine > 0:
-            mu = self.refine_multipliers(y, mu, refine)
-            h = min(h, self.dual_ratio(y - self.constraint_adjoint(mu)))
-        dual, s = scaled_dual(self.loss, lam, self.Y, h, self.reg)
+        if self.constrained and getattr(self, "primal_is_network", False):
+            viol = self.max_violation(x) if check_violation else math.nan
+            Z, primal = self.network_objective(x)
+        else:
+            viol = self.max_violation(x)
+            Z = self.predict(x)
+            primal = float(self.loss.value(Z, self.Y) + self.penalty(x))
+            if self.constrained and viol > 0:
+                Z, primal = self.network_objective(x)
+                xr = self.repair(x)
+                if xr is not None:
+                    Zr = self.predict(xr)
+                    pr = float(self.loss.value(Zr, self.Y) + self.penalty(xr))
+                    if pr <= primal:
+                        point, Z, primal = xr, Zr, pr
+        best = None  # (dual, s, Λ, Aᵀ Λ, h)
+        for cand in (self.loss.grad(Z, self.Y), lam):
+            if cand is None:
+                continue
+            y = self.predict_adjoint(cand)
+            h = self.dual_ratio(y)  # μ = 0: the cone-free bound
+            if self.constrained and mu is not None:
+                h = min(h, self.dual_ratio(y - self.constraint_adjoint(mu)))
+            d_c, s_c = scaled_dual(self.loss, cand, self.Y, h, self.reg)
+            if math.isfinite(d_c) and (best is None or d_c > best[0]):
+                best = (d_c, s_c, cand, y, h)
+        dual, s, lam_b, y, h = best
+        if self.constrained and refine > 0:  # improve μ for the better candidate only
+            mu_r = self.refine_multipliers(y, mu, refine)
+            h_r = self.dual_ratio(y - self.constraint_adjoint(mu_r))
+            if h_r < h:
+                dual, s = scaled_dual(self.loss, lam_b, self.Y, h_r, self.reg)
         gap = max(primal - dual, 0.0)
         cert = Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
                            scope=self.scope(), problem=self.description(),
@@ -365,7 +393,8 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
                  loss: str | Loss = "squared", activation: str = "relu", *, kernel_size: int,
                  stride: int = 1, padding: int = 0, intercept: bool = True,
                  pooling: str = "avg", pool_size: int | None = None, chunk_size: int = 256,
-                 cache_limit: int = 30_000_000):
+                 cache_limit: int = 30_000_000, working_set: bool | None = None,
+                 init_rows: int = 24):
         if activation not in ("relu", "gated"):
             raise ValueError(f"activation must be 'relu' or 'gated', got {activation!r}")
         self._setup(Y, reg, loss)
@@ -399,8 +428,19 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
         self._E = None
         if N * self.a * self.P * self.h <= cache_limit or self.constrained:
             self._E = self._features(0, N)
+        self.primal_is_network = True
         if self.constrained:
             self._build_constraints()
+            n_rows = N * self.win.size
+            if working_set is None:  # all rows while the row tensor stays small
+                working_set = self.P * self.a * n_rows * self.h > 2_000_000
+            if working_set:
+                self.set_working_rows(*self.initial_rows(int(init_rows)))
+            else:
+                idx = torch.arange(n_rows, device=images.device).expand(self.P, self.a, n_rows)
+                self.set_working_rows(idx, torch.ones(idx.shape, dtype=torch.bool,
+                                                      device=images.device))
+            self.working_set = bool(working_set)
 
     # ------------------------------------------------------------- features
     def _window_patches(self, s: int, e: int) -> Tensor:
@@ -456,33 +496,168 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
     def predict_adjoint(self, R: Tensor) -> Tensor:
         g = 0
         for s, e, E in self._chunks():
-            g = g + E.reshape(e - s, -1).T @ R[s:e]  # (a·P·h, c)
+            g = g + (R[s:e].T @ E.reshape(e - s, -1)).T  # (a·P·h, c)
         g = g.reshape(self.a, self.P, self.h, self.c).permute(1, 0, 3, 2)
         return torch.stack([g, -g]) if self.S == 2 else g[None]
 
-    def constraint(self, x: Tensor) -> Tensor:
-        """C[n, q, k, s, p, c] ≥ 0 (shape (N, a, Kq, S, P, c))."""
-        T = torch.einsum("nqkh,spqch->nqkspc", self._Xw, x)
-        C = self._alpha[:, :, :, None, :, None] * T
+    # ------------------------------------------------------------ cone rows
+    # The cone K_{pq} has one row b per (sample n, window position k): b = α x_{n,k} (+ γ x_{n,k*}
+    # for max pooling), b·v ≥ 0. Solvers see the rows of a *working set* W_{pq} (all rows for
+    # small problems): ``constraint`` / ``constraint_adjoint`` act on W. Rows outside W are
+    # checked by :meth:`violated_rows` / :meth:`max_violation` (in sample chunks) and added by
+    # the cutting-plane driver; a multiplier vector on W extended by zeros is a valid μ ≥ 0 of
+    # the full program, so certificates never depend on W.
+    def _full_rows_chunk(self, x: Tensor, s: int, e: int) -> Tensor:
+        """All cone rows applied to x for samples s..e: (n, a, Kq, S, P, c)."""
+        T = torch.einsum("nqkh,spqch->nqkspc", self._Xw[s:e], x)
+        C = self._alpha[s:e, :, :, None, :, None] * T
         if self._gamma is not None:
-            Ts = torch.einsum("nqph,spqch->nqspc", self._Xstar, x)
-            C = C + self._gamma[:, :, :, None, :, None] * Ts[:, :, None]
+            Ts = torch.einsum("nqph,spqch->nqspc", self._Xstar[s:e], x)
+            C = C + self._gamma[s:e, :, :, None, :, None] * Ts[:, :, None]
         return C
 
-    def constraint_adjoint(self, Mu: Tensor) -> Tensor:
-        W = self._alpha[:, :, :, None, :, None] * Mu
-        g = torch.einsum("nqkh,nqkspc->spqch", self._Xw, W)
-        if self._gamma is not None:
-            Wg = (self._gamma[:, :, :, None, :, None] * Mu).sum(2)
-            g = g + torch.einsum("nqph,nqspc->spqch", self._Xstar, Wg)
-        return g
+    def _row_chunks(self):
+        per = max(1, 20_000_000 // max(1, self.a * self.win.size * self.S * self.P * self.c))
+        for s in range(0, self.N, per):
+            yield s, min(s + per, self.N)
 
-    def repair(self, x: Tensor) -> Tensor:
-        dirs = self.G.T[None, :, None, None, :].expand(self.shape)  # gate p in every cone (s,p,q,c)
-        if getattr(self, "_margins", None) is None:
-            self._margins = self.constraint(dirs.contiguous())
-        return _gate_repair(self, x, self.constraint(x), self._margins, dirs,
-                            lambda r: r.amax(dim=(0, 2)).permute(1, 2, 0, 3))
+    def _row_vectors(self, p_i: Tensor, q_i: Tensor, flat: Tensor) -> Tensor:
+        """Row vectors b (..., h) of cones (p, q) for flat row indices n·Kq + k."""
+        Kq = self.win.size
+        n_i, k_i = flat // Kq, flat % Kq
+        b = self._alpha[n_i, q_i, k_i, p_i][..., None] * self._Xw[n_i, q_i, k_i]
+        if self._gamma is not None:
+            b = b + self._gamma[n_i, q_i, k_i, p_i][..., None] * self._Xstar[n_i, q_i, p_i]
+        return b
+
+    def _cone_index(self, R: int) -> tuple[Tensor, Tensor]:
+        dev = self.images.device
+        p_i = torch.arange(self.P, device=dev)[:, None, None].expand(self.P, self.a, R)
+        q_i = torch.arange(self.a, device=dev)[None, :, None].expand(self.P, self.a, R)
+        return p_i, q_i
+
+    def set_working_rows(self, idx: Tensor, valid: Tensor) -> None:
+        """Use rows ``idx`` (P, a, R) (flat n·Kq + k; entries with ``valid`` False are padding)
+        as the working set of every cone (p, q)."""
+        p_i, q_i = self._cone_index(idx.shape[2])
+        self._Bw = self._row_vectors(p_i, q_i, idx) * valid[..., None].to(self.Y.dtype)
+        self._ws_idx, self._ws_valid = idx, valid
+        self._bn2 = None
+
+    @property
+    def n_working_rows(self) -> int:
+        """Number of (valid) cone rows the solvers currently see."""
+        return int(self._ws_valid.sum()) if self.constrained else 0
+
+    def initial_rows(self, r: int) -> tuple[Tensor, Tensor]:
+        """The r rows of every cone with the smallest normalised margin b·g_p / ||b|| at its own
+        gate (the hyperplanes closest to g_p: the likeliest facets of the cone)."""
+        n_rows = self.N * self.win.size
+        r = max(1, min(int(r), n_rows))
+        Gn = self.G / torch.linalg.vector_norm(self.G, dim=0).clamp_min(1e-300)
+        best_v = best_i = None
+        per = max(1, 20_000_000 // max(1, self.a * self.win.size * self.P))
+        for s in range(0, self.N, per):
+            e = min(s + per, self.N)
+            Xw = self._Xw[s:e]  # (n, a, Kq, h)
+            al = self._alpha[s:e]  # (n, a, Kq, P)
+            bg = al * (Xw @ Gn)
+            nb2 = al ** 2 * (Xw ** 2).sum(-1, keepdim=True)
+            if self._gamma is not None:
+                Xs, ga = self._Xstar[s:e], self._gamma[s:e]  # (n, a, P, h), (n, a, Kq, P)
+                bg = bg + ga * (Xs * Gn.T[None, None]).sum(-1)[:, :, None]
+                nb2 = (nb2 + ga ** 2 * (Xs ** 2).sum(-1)[:, :, None]
+                       + 2 * al * ga * torch.einsum("nqkh,nqph->nqkp", Xw, Xs))
+            nb = nb2.clamp_min(0).sqrt()
+            marg = bg / nb.clamp_min(1e-300)
+            marg = torch.where(nb > 1e-12 * float(nb.max()), marg,
+                               torch.full_like(marg, math.inf))
+            v = marg.permute(3, 1, 0, 2).reshape(self.P, self.a, -1)  # (P, a, n·Kq)
+            i = torch.arange(s * self.win.size, e * self.win.size,
+                             device=v.device).expand_as(v)
+            if best_v is not None:
+                v, i = torch.cat([best_v, v], 2), torch.cat([best_i, i], 2)
+            k = min(r, v.shape[2])
+            best_v, sel = torch.topk(v, k, dim=2, largest=False)
+            best_i = torch.gather(i, 2, sel)
+        return best_i, torch.isfinite(best_v)
+
+    def violated_rows(self, x: Tensor, per_cone: int, rel_tol: float = 1e-9
+                      ) -> tuple[Tensor, Tensor, float]:
+        """Up to ``per_cone`` most violated rows outside the working set for every cone, scored
+        by max over the cone's groups (s, c) of −b·x_g / ||x_g|| (non-zero groups only).
+        Returns (idx, valid, largest score)."""
+        nrm = torch.linalg.vector_norm(x, dim=-1)  # (S, P, a, c)
+        thr = 1e-9 * float(nrm.max()) if nrm.numel() else 0.0
+        inv = torch.where(nrm > thr, 1.0 / nrm.clamp_min(1e-300), torch.zeros_like(nrm))
+        inv = inv.permute(2, 0, 1, 3)  # (a, S, P, c)
+        inws = torch.zeros(self.P, self.a, self.N * self.win.size, dtype=torch.bool,
+                           device=x.device)
+        inws.scatter_(2, self._ws_idx, self._ws_valid)
+        best_v = best_i = None
+        for s, e in self._row_chunks():
+            C = self._full_rows_chunk(x, s, e)  # (n, a, Kq, S, P, c)
+            sc = (-C * inv[None, :, None]).amax(dim=(3, 5))  # (n, a, Kq, P)
+            v = sc.permute(3, 1, 0, 2).reshape(self.P, self.a, -1)
+            i = torch.arange(s * self.win.size, e * self.win.size,
+                             device=v.device).expand_as(v)
+            v = torch.where(inws[:, :, s * self.win.size:e * self.win.size],
+                            torch.full_like(v, -math.inf), v)
+            if best_v is not None:
+                v, i = torch.cat([best_v, v], 2), torch.cat([best_i, i], 2)
+            k = min(per_cone, v.shape[2])
+            best_v, sel = torch.topk(v, k, dim=2)
+            best_i = torch.gather(i, 2, sel)
+        top = float(best_v.max()) if best_v.numel() else -math.inf
+        return best_i, best_v > rel_tol, top
+
+    def add_rows(self, idx: Tensor, valid: Tensor) -> int:
+        """Append rows to the working sets (cones with fewer new rows are padded); returns the
+        number of rows added."""
+        n_new = int(valid.sum())
+        if n_new == 0:
+            return 0
+        keep = valid.any(dim=(0, 1))  # drop all-padding columns
+        idx, valid = idx[:, :, keep], valid[:, :, keep]
+        self.set_working_rows(torch.cat([self._ws_idx, torch.where(valid, idx, 0)], 2),
+                              torch.cat([self._ws_valid, valid], 2))
+        return n_new
+
+    def constraint(self, x: Tensor) -> Tensor:
+        """Working-set rows applied to x: C[s, p, q, c, r] ≥ 0 (shape (S, P, a, c, R))."""
+        return torch.einsum("pqrh,spqch->spqcr", self._Bw, x)
+
+    def constraint_adjoint(self, Mu: Tensor) -> Tensor:
+        return torch.einsum("pqrh,spqcr->spqch", self._Bw, Mu)
+
+    def max_violation(self, x: Tensor) -> float:
+        """Largest violation max(−b·x_g, 0) over *all* cone rows (sample chunks)."""
+        if not self.constrained:
+            return 0.0
+        v = 0.0
+        for s, e in self._row_chunks():
+            v = max(v, float((-self._full_rows_chunk(x, s, e)).clamp_min(0).max()))
+        return v
+
+    def network_objective(self, x: Tensor) -> tuple[Tensor, float]:
+        """Predictions and objective of the read-back network (true ReLU of every block,
+        pooled), computed from x in sample chunks without building the filters."""
+        if not self.constrained:
+            Z = self.predict(x)
+            return Z, float(self.loss.value(Z, self.Y) + self.penalty(x))
+        out = []
+        for s, e in self._row_chunks():
+            T = torch.einsum("nqkh,spqch->nqkspc", self._Xw[s:e], x).clamp_min(0)
+            if self.pooling == "max":
+                pooled = T.amax(2)
+            else:
+                pooled = T.sum(2) * self.win.weight
+            out.append((pooled[:, :, 0] - pooled[:, :, 1]).sum(dim=(1, 2)))
+        Z = torch.cat(out, 0)
+        return Z, float(self.loss.value(Z, self.Y) + self.penalty(x))
+
+    def repair(self, x: Tensor) -> None:
+        return None  # the certified primal is always the read-back network's objective
 
     def description(self) -> str:
         pool = f"{self.pooling} pooling" + ("" if self.pool_size is None or self.pooling == "none"
@@ -1010,25 +1185,162 @@ def _cvxpy_three_layer(prog: ThreeLayerCNNProgram):
     return problem, assemble
 
 
+# ============================================================ ADMM for the two-layer CNN
+def _snap_to_domain(loss: Loss, lam: Tensor, Y: Tensor) -> Tensor:
+    """The nearest point of dom L* along the obvious projection (a splitting solver's estimate
+    of ∇L is in the domain only up to round-off); the dual bound is evaluated exactly there."""
+    if loss.name == "cross_entropy":
+        P = (lam + Y).clamp_min(0)
+        P = P / P.sum(1, keepdim=True).clamp_min(1e-300)
+        return P - Y
+    if loss.name == "logistic":
+        return -Y * (-Y * lam).clamp(0.0, 1.0)
+    return lam
+
+
+class _ADMMSplitting:
+    """:class:`ConvTwoLayerProgram` in the protocol of :func:`convexnn.solvers.admm.admm`:
+    A x = predictions, B x = the working-set cone rows, y-block weight γ.
+
+    The normal matrix K = AᵀA + γ² I + BᵀB is cheap to invert: BᵀB is block diagonal with one
+    h x h block per group, and the block depends only on the cone (p, q), not on the sign s or
+    the class c: M_{pq} = Σ_{b ∈ W_{pq}} b bᵀ. (With all rows of an average-pooling cone,
+    b = ±x_{n,k} and M_{pq} = Σ_{k∈W_q} X_kᵀ X_k is even the same for every gate.) So
+    K₀ = γ² I + BᵀB = blockdiag(C_{pq}⁻¹) (C = I/γ² for the gated program, which has no B), and
+    K is inverted once per working set, by the cheaper of
+
+    * sample space (Woodbury): K⁻¹ = K₀⁻¹ − K₀⁻¹ Aᵀ N⁻¹ A K₀⁻¹ with the n x n matrix
+      N = I + S Σ_{p,q} E_{pq} C_{pq} E_{pq}ᵀ (the same for every class: the program is
+      output-separable);
+    * feature space: on v − w the matrix is blockdiag(C_{pq}⁻¹) + S EᵀE ((a P h) square), on
+      v + w it is blockdiag(C_{pq}⁻¹).
+
+    γ² = mean over cones of tr(M_{pq})/h (gated: the mean of tr(Σ_{k∈W_q} X_kᵀ X_k)/h), so the
+    splitting is invariant to rescaling the images.
+    """
+
+    def __init__(self, prog: ConvTwoLayerProgram, memory_limit: int = 60_000_000):
+        self.prog = prog
+        self.has_cone = prog.constrained
+        E = prog._E if prog._E is not None else prog._features(0, prog.N)
+        self.E = E  # (N, a, P, h)
+        N, a, P, h = E.shape
+        S = prog.S
+        eye = torch.eye(h, dtype=E.dtype, device=E.device)
+        if self.has_cone:
+            M = torch.einsum("pqrh,pqrj->pqhj", prog._Bw, prog._Bw)  # (P, a, h, h)
+            g2 = float(torch.diagonal(M, dim1=2, dim2=3).sum()) / (P * a * h)
+        else:
+            g2 = 0.0
+            for s_ in range(0, N, prog.chunk):
+                Xw = prog._window_patches(s_, min(s_ + prog.chunk, N))
+                g2 += float((Xw ** 2).sum())
+            g2 /= a * h
+            M = torch.zeros(P, a, h, h, dtype=E.dtype, device=E.device)
+        self.gamma = math.sqrt(max(g2, 1e-300))
+        Cinv = self.gamma ** 2 * eye + M
+        self.C = torch.linalg.inv(Cinv)
+        self.C = 0.5 * (self.C + self.C.transpose(2, 3))
+        aPh = a * P * h
+        cost_n = N * N * aPh + N ** 3 / 3 if N * N <= memory_limit else math.inf
+        cost_f = aPh * aPh * N + aPh ** 3 / 3 if aPh * aPh <= memory_limit else math.inf
+        if not math.isfinite(min(cost_n, cost_f)):
+            raise MemoryError(f"ADMM normal equations too large (n = {N}, a·P·h = {aPh}); use "
+                              "fewer samples or patterns, or solver='al' / 'fista'")
+        self.space = "samples" if cost_n <= cost_f else "features"
+        self._last = self._Ax = None
+        Ef = E.reshape(N, aPh)
+        if self.space == "samples":
+            EC = torch.einsum("nqph,pqhj->nqpj", E, self.C).reshape(N, aPh)
+            Nm = S * (EC @ Ef.T)
+            Nm = 0.5 * (Nm + Nm.T)
+            Nm.diagonal().add_(1.0)
+            self.chol = torch.linalg.cholesky(Nm)
+        else:
+            G = S * (Ef.T @ Ef)
+            Gv = G.view(a, P, h, a, P, h)
+            for q in range(a):
+                for p in range(P):
+                    Gv[q, p, :, q, p, :] += Cinv[p, q]
+            self.chol = torch.linalg.cholesky(G)
+
+    # ------------------------------------------------------------ protocol
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        p = self.prog
+        # A x for the x returned by the last sample-space solve is t = N⁻¹ A x₀ (Woodbury:
+        # A K⁻¹ r = A x₀ − (N − I) N⁻¹ A x₀ = N⁻¹ A x₀), which saves one product with A
+        Ax = self._Ax if self._last is x else p.predict(x)
+        return Ax, (p.constraint(x) if self.has_cone else None)
+
+    def adjoint(self, r: Tensor, q: Tensor | None) -> Tensor:
+        g = self.prog.predict_adjoint(r)
+        if q is not None:
+            g = g + self.prog.constraint_adjoint(q)
+        return g
+
+    def _K0inv(self, x: Tensor) -> Tensor:
+        return torch.einsum("pqhj,spqcj->spqch", self.C, x)
+
+    def solve_normal(self, rhs: Tensor) -> Tensor:
+        p = self.prog
+        if self.space == "samples":
+            x0 = self._K0inv(rhs)
+            t = torch.cholesky_solve(p.predict(x0), self.chol)
+            x = x0 - self._K0inv(p.predict_adjoint(t))
+            self._last, self._Ax = x, t
+            return x
+        a, P, h, c = p.a, p.P, p.h, p.c
+
+        def feat(v):  # (P, a, c, h) -> (a·P·h, c) in E's layout
+            return v.permute(1, 0, 3, 2).reshape(a * P * h, c)
+
+        def unfeat(m):
+            return m.reshape(a, P, h, c).permute(1, 0, 3, 2)
+
+        if self.has_cone:
+            s_ = self._K0inv((rhs[0] + rhs[1])[None])[0]
+            d_ = unfeat(torch.cholesky_solve(feat(rhs[0] - rhs[1]), self.chol))
+            return torch.stack([0.5 * (s_ + d_), 0.5 * (s_ - d_)])
+        return unfeat(torch.cholesky_solve(feat(rhs[0]), self.chol))[None]
+
+    def prox_f(self, v: Tensor, t: float, warm: Tensor | None = None) -> Tensor:
+        return self.prog.loss.prox(v, self.prog.Y, t, Z0=warm)
+
+    def prox_g(self, v: Tensor, t: float) -> Tensor:
+        return self.prog.prox(v, t)
+
+
 # ===================================================================== solver driver
 def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
           max_iter: int = 10000, max_time: float | None = None, check_every: int = 10,
           x0: Tensor | None = None, verbose: int = 0, cvxpy_solver: str | None = None,
           cvxpy_options: dict | None = None, refine_iters: int = 0,
-          final_refine_iters: int = 200):
-    """Solve a CNN program: ``"auto"`` (FISTA for gated, augmented Lagrangian for cone-
-    constrained), ``"fista"``, ``"al"`` or ``"cvxpy"`` (any installed CVXPY solver). Returns
-    ``(x, certificate, SolverResult)``; stops on the certified relative gap ``tol``. The
-    returned x is the point whose read-back network attains ``certificate.primal`` (the gate-
-    repaired iterate, or the raw iterate when its network is better; ``result.x`` is raw).
-    ``refine_iters`` / ``final_refine_iters``: multiplier-refinement steps
-    (:meth:`_ConeGroupProgram.refine_multipliers`) per monitoring check / for the returned
-    certificate (cone-constrained programs only)."""
-    from ..solvers import augmented_lagrangian, fista
+          final_refine_iters: int = 200, round_iters: int = 50, add_rows: int | None = None):
+    """Solve a CNN program and certify the result.
+
+    ``solver``: ``"auto"`` (FISTA for gated programs; for cone-constrained ones ADMM on
+    :class:`ConvTwoLayerProgram` and the augmented Lagrangian otherwise), ``"admm"``,
+    ``"fista"``, ``"al"`` or ``"cvxpy"`` (any installed CVXPY solver, ``cvxpy_solver``). Returns
+    ``(x, certificate, SolverResult)``; stops on the certified relative gap ``tol`` or
+    ``max_iter`` / ``max_time``. The returned x is the point whose read-back network attains
+    ``certificate.primal``. ``refine_iters`` / ``final_refine_iters``: multiplier-refinement
+    steps (:meth:`_ConeGroupProgram.refine_multipliers`) per monitoring check (AL only) / for
+    the returned certificate (cone-constrained programs only).
+
+    Cutting planes (cone programs whose ``working_set`` is on): the solver runs in rounds of
+    ``round_iters`` iterations (doubling, at most 800); after each round the ``add_rows``
+    (default: the program's initial count) most violated rows outside the working set of every
+    cone are added and the solver is warm-started (ADMM re-factorises its normal matrix). The
+    certificate is always for the full program (μ = 0 on rows outside the working set).
+    """
+    from ..solvers import fista
     from ..solvers.cvxpy_backend import solve_cvxpy
 
     if solver == "auto":
-        solver = "al" if prog.constrained else "fista"
+        if not prog.constrained:
+            solver = "fista"
+        else:
+            solver = "admm" if isinstance(prog, ConvTwoLayerProgram) else "al"
     x = prog.zeros() if x0 is None else x0
     if solver == "cvxpy":
         problem, assemble = prog.to_cvxpy()
@@ -1050,20 +1362,119 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
                     max_time=max_time, check_every=check_every, monitor=monitor,
                     verbose=verbose)
         return res.x, prog.certificate(res.x), res
-    if solver == "al":
-        if not prog.constrained:
-            raise ValueError("solver='al' is for cone-constrained programs; use 'fista'")
+    if solver == "al" and not prog.constrained:
+        raise ValueError("solver='al' is for cone-constrained programs; use 'fista'")
+    if solver == "admm" and not isinstance(prog, ConvTwoLayerProgram):
+        raise ValueError("solver='admm' is implemented for ConvTwoLayerProgram; use 'al'")
+    if solver not in ("al", "admm"):
+        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'admm', 'fista', 'al' "
+                         "or 'cvxpy'")
+    return _solve_rounds(prog, x, solver, tol=tol, max_iter=max_iter, max_time=max_time,
+                         check_every=check_every, verbose=verbose, refine_iters=refine_iters,
+                         final_refine_iters=final_refine_iters, round_iters=round_iters,
+                         add_rows=add_rows)
 
-        def monitor(x_, s_, sub):
-            c_ = prog.certificate(x_, sub.updated_multipliers(s_), refine=refine_iters)
-            return c_.primal, c_.gap, c_.relative_gap
 
-        C0 = prog.constraint(x)
-        mu0 = torch.zeros_like(C0)
-        res = augmented_lagrangian(prog, x, mu0, rho=prog.loss.smoothness, tol=tol,
-                                   max_iter=max_iter, max_time=max_time,
-                                   check_every=check_every, monitor=monitor, verbose=verbose)
-        cert, x = prog.certify(res.x, res.extras["mu"], refine=final_refine_iters)
-        return x, cert, res
-    raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'fista', 'al' or 'cvxpy'")
+def _solve_rounds(prog: _ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
+                  max_iter: int, max_time: float | None, check_every: int, verbose: int,
+                  refine_iters: int, final_refine_iters: int, round_iters: int,
+                  add_rows: int | None):
+    """ADMM / augmented Lagrangian, in cutting-plane rounds when the program uses working sets
+    (see :func:`solve`). ADMM certificates also try the solver's loss-gradient estimate ρu
+    (snapped into dom L*) and use its multipliers μ = (−ρw)_+; the factorisation time is part
+    of the reported clock."""
+    from ..solvers import augmented_lagrangian
+    from ..solvers.admm import admm
+    from ..solvers.base import History, SolverResult, StopReason
 
+    t0 = time.perf_counter()
+    hist = History()
+    ws = bool(getattr(prog, "working_set", False)) and prog.constrained
+    add = int(add_rows) if add_rows is not None else int(getattr(prog, "init_rows", 24))
+    round_len = max(int(round_iters), check_every) if ws else max_iter
+    total, rounds, setup, added = 0, 0, 0.0, 0
+    mu = torch.zeros_like(prog.constraint(x)) if prog.constrained else None
+    lam = None
+    warm, split, rho = None, None, (1.0 if inner == "admm" else prog.loss.smoothness)
+    reason = StopReason.MAX_ITER
+    while True:
+        start = time.perf_counter() - t0
+        if max_time is not None and start >= max_time:
+            reason = StopReason.MAX_TIME
+            break
+        n_it = min(max_iter - total, round_len)
+        if n_it <= 0:
+            reason = StopReason.MAX_ITER
+            break
+        left = None if max_time is None else max_time - start
+        if inner == "admm":
+            if split is None:
+                ts = time.perf_counter()
+                split = _ADMMSplitting(prog)
+                setup += time.perf_counter() - ts
+                left = None if left is None else max(left - (time.perf_counter() - ts), 0.0)
+
+            def monitor(y, lam_, mu_):
+                c_, _ = prog.certify(y, mu_, lam=_snap_to_domain(prog.loss, lam_, prog.Y),
+                                     check_violation=False)
+                return c_.primal, c_.gap, c_.relative_gap
+
+            res = admm(split, x, rho=rho, tol=tol, max_iter=n_it, max_time=left,
+                       check_every=check_every, monitor=monitor, verbose=verbose, warm=warm)
+            warm = res.extras
+            lam = _snap_to_domain(prog.loss, res.extras["lam"], prog.Y)
+            if prog.constrained:
+                mu = res.extras["mu"]
+        else:
+            def monitor(x_, s_, sub):
+                c_, _ = prog.certify(x_, sub.updated_multipliers(s_), refine=refine_iters,
+                                     check_violation=False)
+                return c_.primal, c_.gap, c_.relative_gap
+
+            res = augmented_lagrangian(prog, x, mu, rho=rho, tol=tol, max_iter=n_it,
+                                       max_time=left, check_every=check_every,
+                                       monitor=monitor, verbose=verbose)
+            mu, rho = res.extras["mu"], res.extras["rho"]
+        x = res.x
+        h = res.history
+        for i in range(len(h)):
+            hist.append(h.iteration[i] + total, h.objective[i], h.gap[i], h.relative_gap[i],
+                        h.seconds[i] + start)
+        total += res.n_iter
+        rounds += 1
+        if res.stop_reason in (StopReason.GAP, StopReason.MAX_TIME):
+            reason = res.stop_reason
+            break
+        if res.stop_reason == StopReason.STALLED and not ws:
+            reason = res.stop_reason
+            break
+        if not ws:
+            continue
+        idx, valid, top = prog.violated_rows(x, add)
+        R_old = mu.shape[-1]
+        n_new = prog.add_rows(idx, valid)
+        added += n_new
+        if verbose:
+            print(f"[cnn] round {rounds}: {total} iterations, +{n_new} cone rows "
+                  f"(largest relative violation {top:.2e}, working rows "
+                  f"{prog.n_working_rows})")
+        if n_new:
+            C_new = prog.constraint(x)[..., R_old:]
+            mu = torch.cat([mu, torch.zeros_like(C_new)], -1)
+            if warm is not None:
+                warm = dict(warm)
+                warm["s"] = torch.cat([warm["s"], C_new.clamp_min(0)], -1)
+                warm["w"] = torch.cat([warm["w"], torch.zeros_like(C_new)], -1)
+                split = None
+        round_len = min(2 * round_len, 800)
+    cert, xb = prog.certify(x, mu, refine=final_refine_iters if prog.constrained else 0,
+                            lam=lam)
+    if inner == "admm" and warm is not None:
+        rho = warm["rho"]
+    return xb, cert, SolverResult(
+        x=x, history=hist, stop_reason=reason, n_iter=total,
+        seconds=time.perf_counter() - t0,
+        extras={"mu": mu, "rho": rho, "rounds": rounds, "rows_added": added,
+                "working_rows": prog.n_working_rows if prog.constrained else 0,
+                "setup_seconds": setup,
+                "normal_space": None if split is None else split.space})
