@@ -16,10 +16,12 @@ size (Ergen & Pilanci 2021). We keep gates, never NK × P masks; masks are recom
 
 * :func:`sample_patch_gates` — random gates (Gaussian or data-aware, via
   :func:`convexnn.patterns.sample_gates`) deduplicated by their stacked mask.
-* :func:`enumerate_patch_patterns` — *exact* enumeration when rank([X_1; …; X_K]) ≤ 2 (e.g.
-  1-D signals with kernel 2, or kernel 1 plus a bias): an angular sweep in the row space. Every
-  u ∈ R^h lies in the closed cone of a full-dimensional region, so the regions' patterns
-  suffice for exact programs. Higher ranks: use sampling (the set is then a restriction).
+* :func:`enumerate_patch_patterns` — *exact* enumeration of every pattern of the stacked patch
+  matrix: an angular sweep when its rank is ≤ 2 (1x1 kernel plus a bias, 1-D kernel 2), the
+  cell enumeration of :mod:`convexnn.arrangements` otherwise (small filters, e.g. 2x2; refused
+  with the count beyond ``max_patterns``). Every u ∈ R^h lies in the closed cone of a
+  full-dimensional region, so the regions' patterns suffice for exact programs. Larger filters:
+  use sampling (the program is then a restriction).
 """
 
 from __future__ import annotations
@@ -167,19 +169,32 @@ def _angular_sweep(Xr: np.ndarray) -> np.ndarray:
 
 def enumerate_patch_patterns(images: Tensor, kernel_size: int, stride: int = 1,
                              padding: int = 0, intercept: bool = False, *,
-                             rank_tol: float = 1e-10) -> PatternSet:
-    """All patterns of the stacked patch matrix, exactly, when its rank is ≤ 2.
+                             rank_tol: float = 1e-10,
+                             max_patterns: int | None = 20_000) -> PatternSet:
+    """All activation patterns of the stacked patch matrix [X_1; …; X_K] (N·K x h), exactly.
 
-    Projects onto the row space (SVD), sweeps the angle and keeps one gate per full-dimensional
-    region (``exhaustive=True``). Raises ``ValueError`` for rank > 2 (use sampling).
+    Rank ≤ 2 (e.g. 1-D signals with kernel 2, or a 1x1 kernel plus a bias): project onto the
+    row space (SVD) and sweep the angle, one gate per full-dimensional region. Higher ranks:
+    the cell enumeration of :func:`convexnn.arrangements.enumerate_patterns` (exponential only
+    in the rank r ≤ h: O((N·K)^{r−1}) patterns), which refuses with the count
+    (:class:`~convexnn.arrangements.ArrangementTooLarge`, a ``ValueError``) when its bound
+    exceeds ``max_patterns`` — use :func:`sample_patch_gates` then. Every u ∈ R^h lies in the
+    closed cone of a full-dimensional region, so these patterns suffice for exact programs;
+    the result has ``exhaustive=True``.
     """
     X = stacked_patches(images, kernel_size, stride, padding, intercept)
     Xn = X.detach().cpu().double().numpy()
     _, s, Vt = np.linalg.svd(Xn, full_matrices=False)
     r = int((s > rank_tol * max(s[0] if s.size else 0.0, 1e-300)).sum())
     if r > 2:
-        raise ValueError(f"exact patch-pattern enumeration is implemented for rank ≤ 2; the "
-                         f"stacked patch matrix has rank {r}: use sample_patch_gates")
+        from .arrangements import enumerate_patterns
+
+        ps = enumerate_patterns(Xn, max_patterns=max_patterns)
+        gates = torch.as_tensor(ps.gates.detach().cpu().numpy(), dtype=X.dtype,
+                                device=X.device)
+        info = dict(ps.info)
+        info.update({"kind": "enumerated", "rank": r, "source": "patches"})
+        return PatternSet(gates, exhaustive=True, info=info)
     if r == 0:
         G = np.zeros((X.shape[1], 1))
         G[0, 0] = 1.0

@@ -3,6 +3,8 @@ against the convex objective, exported torch modules against the containers."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -98,8 +100,28 @@ def test_enumeration_is_exhaustive_rank2():
     sampled = {tuple(m) for m in (X @ dense.gates >= 0).T.int().tolist()}
     assert sampled <= enum  # random gates never find a pattern the enumeration missed
     assert len(enum) == len(sampled)  # and (here) find all of them
-    with pytest.raises(ValueError, match="rank"):
-        enumerate_patch_patterns(imgs, 2, intercept=True)
+
+
+def test_enumeration_2x2_kernels_and_refusal():
+    """2x2 kernel + bias (h = 5, rank 5): cell enumeration of the stacked patch matrix; dense
+    random gates find no pattern it missed."""
+    from convexnn.arrangements import ArrangementTooLarge
+
+    imgs, _ = _data(N=4, C=1, H=3, W=3)
+    ps = enumerate_patch_patterns(imgs, 2, intercept=True)
+    assert ps.exhaustive and ps.info["rank"] == 5
+    X = extract_patches(imgs, 2, intercept=True).reshape(-1, 5)
+    enum = {tuple(m) for m in (X @ ps.gates >= 0).T.int().tolist()}
+    assert len(enum) == ps.n_patterns  # one gate per pattern
+    # 16 generic hyperplanes through 0 in R^5 cut it into 2 Σ_{k<5} C(15, k) cells; the
+    # all-inactive one is dropped (it contributes no feature)
+    assert len(enum) == 2 * sum(math.comb(15, k) for k in range(5)) - 1
+    dense = sample_gates(X, 50000, random_state=2)
+    sampled = {tuple(m) for m in (X @ dense.gates >= 0).T.int().tolist()}
+    assert sampled <= enum  # (random gates find only about half of these thin cells)
+    with pytest.raises(ArrangementTooLarge, match="patterns"):
+        enumerate_patch_patterns(_data(N=30, H=6, W=6)[0], 2, intercept=True,
+                                 max_patterns=1000)
 
 
 # ------------------------------------------------------------------ two-layer CNN
@@ -116,6 +138,48 @@ def test_two_layer_relu_matches_cvxpy(pooling, pool_size, c):
     _check_against_cvxpy(prog, x, cert)
     _check_readback(prog, x, cert, imgs, Y, reg)
     assert cert.scope == "sampled patterns"
+
+
+@pytest.mark.parametrize("pooling,pool_size,c,loss,solver", [
+    ("avg", 2, 2, "squared", "admm"), ("max", None, 1, "squared", "admm"),
+    ("none", None, 2, "cross_entropy", "admm"), ("avg", None, 1, "squared", "admm")])
+def test_cutting_planes_match_full_program(pooling, pool_size, c, loss, solver):
+    """Working sets of 2 rows per cone: the solver must find the missing cone rows itself and
+    still reach the optimum of the full program (CVXPY sees every row); the certificate's μ
+    lives on the working rows only and must still give a valid lower bound."""
+    H = 4 if pooling == "none" else 5
+    imgs, Y = _data(N=8, H=H, W=H, c=c, seed=7)
+    if loss == "cross_entropy":
+        Y = torch.eye(c, dtype=DT)[torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])]
+    reg = 0.1
+    pats = sample_patch_gates(imgs, 4, 3, intercept=True, random_state=1)
+    prog = ConvTwoLayerProgram(imgs, Y, pats, reg, loss, "relu", kernel_size=3,
+                               pooling=pooling, pool_size=pool_size, working_set=True,
+                               init_rows=2)
+    n_all = prog.P * prog.a * prog.N * prog.win.size
+    assert prog.n_working_rows <= 2 * prog.P * prog.a < n_all
+    x, cert, res = solve(prog, solver=solver, tol=1e-4, max_iter=6000, round_iters=20,
+                         add_rows=6)
+    assert res.extras["rows_added"] > 0 and prog.n_working_rows < n_all
+    p_ref = _check_against_cvxpy(prog, x, cert)
+    assert cert.relative_gap <= 1e-3
+    assert cert.constraint_violation <= 1e-3 * max(1.0, float(x.abs().max()))
+    assert cert.dual <= p_ref + 1e-7 * max(1.0, abs(p_ref))
+    _check_readback(prog, x, cert, imgs, Y, reg, loss)
+    with pytest.raises(ValueError, match="working_set"):
+        solve(prog, solver="al")
+
+
+def test_admm_gated_matches_fista():
+    imgs, Y = _data(N=7, H=5, W=5, c=2, seed=8)
+    pats = sample_patch_gates(imgs, 4, 3, intercept=True, random_state=0)
+    prog = ConvTwoLayerProgram(imgs, Y, pats, 0.05, "squared", "gated", kernel_size=3,
+                               pooling="avg", pool_size=2)
+    xa, ca, ra = solve(prog, solver="admm", tol=1e-6, max_iter=6000)
+    xf, cf, _ = solve(prog, solver="fista", tol=1e-6, max_iter=6000)
+    assert ca.relative_gap <= 1e-5 and ra.stop_reason == "gap_tolerance"
+    assert ca.primal == pytest.approx(cf.primal, rel=2e-5)
+    assert ca.dual <= cf.primal + 1e-9 and cf.dual <= ca.primal + 1e-9
 
 
 @pytest.mark.parametrize("pooling,pool_size", [("avg", None), ("avg", 2), ("max", 2)])
