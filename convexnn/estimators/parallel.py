@@ -4,15 +4,24 @@
 f(x) = Σ_k ( Σ_j (w_kjᵀ x + b_kj)_+ a_kj )_+ v_k  (``depth=3``, ``width`` = m neurons per
 sub-network; ``depth=2``: f(x) = Σ_k (w_kᵀx + b_k)_+ v_k) with objective
 ``loss(f(X), Y) + reg · R(θ)``, R the l2 path norm per sub-network summed over sub-networks
-(:mod:`convexnn.networks_parallel`), by solving the exact convex program over sampled activation
-pattern blocks (:mod:`convexnn.formulations.parallel`). ``rank=r`` switches to the
-polynomial-time approximation (program on the rank-r truncation of [X, 1]); its guarantee
-factor is reported in ``fit_info_['approximation']``.
+(:mod:`convexnn.networks_parallel`), by solving the exact convex program
+(:mod:`convexnn.formulations.parallel`) over pattern blocks:
+
+* ``method="cg"`` (default): column generation (:mod:`convexnn.formulations.parallel_cg`) —
+  start from ``n_patterns`` sampled blocks, repeatedly add the blocks whose dual constraint a
+  batched pattern search finds violated, re-solve (``max_rounds``, ``max_new``, ``n_starts``,
+  ``max_time``);
+* ``method="sampled"``: the program over ``n_patterns`` sampled blocks only.
+
+``rank=r`` switches to the polynomial-time approximation (program on the rank-r truncation of
+[X, 1]); its guarantee factor is reported in ``fit_info_['approximation']``.
 
 Fitted attributes: ``network_`` (:class:`ParallelReLUNetwork`), ``certificate_`` (duality gap of
-the read-back network for the sampled program, scope "sampled patterns"), ``history_``,
-``fit_info_``, ``n_features_in_``. The number K of sub-networks is chosen by the group
-sparsity of the solution (``network_.n_subnetworks``).
+the read-back network for the program over the blocks used: optimal over those blocks, scope
+"sampled patterns"; no global claim), ``history_``, ``fit_info_`` (for ``"cg"``: the rounds and
+the last search's largest ⟨−Λ, g⟩/β — above 1 proves the network is not globally optimal),
+``n_features_in_``. The number K of sub-networks is chosen by the group sparsity of the solution
+(``network_.n_subnetworks``).
 """
 
 from __future__ import annotations
@@ -33,17 +42,19 @@ from .._validation import (
     resolve_dtype,
     to_tensor,
 )
-from ..formulations.parallel import fit_parallel
+from ..formulations.parallel import SOLVERS, fit_parallel
 
 __all__ = ["ConvexParallelReLURegressor", "ConvexParallelReLUClassifier"]
 
 
 class _ParallelBase(BaseEstimator):
     def __init__(self, depth: int = 3, width: int = 2, reg: float = 1e-3,
-                 n_patterns: int = 100, loss: str = "auto", random_state=None,
+                 n_patterns: int = 20, loss: str = "auto", random_state=None,
                  device: str = "cpu", dtype: str = "float64", solver: str = "auto",
-                 tol: float = 1e-4, max_iter: int = 5000, max_time: float | None = None,
-                 verbose: int = 0, rank: int | None = None, gate_kind: str = "gaussian"):
+                 tol: float = 1e-6, max_iter: int = 5000, max_time: float | None = None,
+                 verbose: int = 0, rank: int | None = None, gate_kind: str = "gaussian",
+                 method: str = "cg", max_rounds: int = 30, max_new: int = 40,
+                 n_starts: int = 128):
         self.depth = depth
         self.width = width
         self.reg = reg
@@ -59,6 +70,10 @@ class _ParallelBase(BaseEstimator):
         self.verbose = verbose
         self.rank = rank
         self.gate_kind = gate_kind
+        self.method = method
+        self.max_rounds = max_rounds
+        self.max_new = max_new
+        self.n_starts = n_starts
 
     def _check_params(self) -> None:
         if self.depth not in (2, 3) or isinstance(self.depth, bool):
@@ -72,20 +87,33 @@ class _ParallelBase(BaseEstimator):
             raise ValueError(f"tol must be > 0, got {self.tol!r}")
         if self.rank is not None:
             check_positive_int(self.rank, "rank")
-        if self.solver not in ("al", "auto", "cvxpy"):
-            raise ValueError(f"solver must be 'al', 'auto' or 'cvxpy', got {self.solver!r}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.method not in ("cg", "sampled"):
+            raise ValueError(f"method must be 'cg' or 'sampled', got {self.method!r}")
+        if not (isinstance(self.max_rounds, (int, np.integer)) and self.max_rounds >= 0) \
+                or isinstance(self.max_rounds, bool):
+            raise ValueError(f"max_rounds must be an integer >= 0, got {self.max_rounds!r}")
+        check_positive_int(self.max_new, "max_new")
+        check_positive_int(self.n_starts, "n_starts")
+        if self.max_time is not None and not (isinstance(self.max_time, (int, float))
+                                              and self.max_time > 0):
+            raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
 
     def _fit(self, X, Yenc: np.ndarray, loss: str):
         self._check_params()
         dt, dev = resolve_dtype(self.dtype), resolve_device(self.device)
         Xt = add_intercept(to_tensor(X, dt, dev))
         Yt = to_tensor(Yenc, dt, dev)
+        cg = {"max_rounds": int(self.max_rounds), "max_new": int(self.max_new),
+              "n_starts": int(self.n_starts)}
         res = fit_parallel(Xt, Yt, reg=float(self.reg), depth=int(self.depth),
                            width=int(self.width), n_patterns=int(self.n_patterns), loss=loss,
                            random_state=self.random_state, intercept=True, rank=self.rank,
-                           solver=self.solver, tol=float(self.tol), max_iter=int(self.max_iter),
-                           max_time=self.max_time, verbose=int(self.verbose),
-                           gate_kind=self.gate_kind)
+                           method=self.method, solver=self.solver, tol=float(self.tol),
+                           max_iter=int(self.max_iter), max_time=self.max_time,
+                           verbose=int(self.verbose), gate_kind=self.gate_kind,
+                           cg_options=cg if self.method == "cg" else None)
         self.network_ = res.network
         self.certificate_ = res.certificate
         self.history_ = res.history

@@ -76,6 +76,7 @@ read-back identity "non-convex path-regularised objective = convex objective" in
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -245,12 +246,25 @@ class ParallelProgram:
     def zeros(self) -> Tensor:
         return torch.zeros(self.shape, dtype=self.X.dtype, device=self.X.device)
 
+    #: where the blocks came from, for :meth:`description` (the certificate's scope text)
+    block_source: str = "sampled"
+
     def description(self) -> str:
-        if self.depth == 2:
-            return "parallel depth-2: cone-constrained group lasso over the sampled blocks"
         out = "" if self.c == 1 else " (single-output sub-networks)"
-        return (f"path-regularised parallel depth-3 (width {self.m}){out}: cone-constrained "
-                "group lasso over the sampled pattern blocks")
+        head = ("parallel depth-2" if self.depth == 2
+                else f"path-regularised parallel depth-3 (width {self.m}){out}")
+        return (f"{head}: cone-constrained group lasso over {self.B} {self.block_source} "
+                "pattern blocks (a restriction of the exact program)")
+
+    def subset(self, keep: Tensor) -> ParallelProgram:
+        """The program over the blocks selected by the boolean mask ``keep``."""
+        b = self.blocks
+        blk = ParallelBlocks(b.gates[keep], b.signs[keep], b.outputs[keep], b.eps[keep],
+                             dict(b.info))
+        sub = ParallelProgram(self.X, self.Y, blk, self.reg, self.loss, depth=self.depth,
+                              intercept=self.intercept)
+        sub.block_source = self.block_source
+        return sub
 
     # ------------------------------------------------------------ kernels
     def linear(self, x: Tensor) -> Tensor:
@@ -295,7 +309,7 @@ class ParallelProgram:
 
     # ------------------------------------------------------------ penalty
     def group_norms(self, x: Tensor) -> Tensor:
-        return torch.linalg.vector_norm(x.reshape(self.B, -1), dim=1)
+        return torch.linalg.vector_norm(x.reshape(self.B, self.m * self.d), dim=1)
 
     def penalty(self, x: Tensor) -> Tensor:
         return self.reg * self.group_norms(x).sum()
@@ -555,34 +569,52 @@ def cvxpy_multipliers(prog: ParallelProgram, problem) -> tuple[Tensor, Tensor] |
     return (torch.as_tensor(nu1, **kw).clamp_min(0), torch.as_tensor(nu2, **kw).clamp_min(0))
 
 
-#: "auto" uses CVXPY (interior point, exact to ~1e-8) below this many constraint entries.
-CVXPY_AUTO_LIMIT = 400_000
+SOLVERS = ("auto", "pd", "barrier", "clarabel", "cvxpy", "al")
 
 
 # ------------------------------------------------------------------------------- driver
-def solve(prog: ParallelProgram, *, solver: str = "al", tol: float = 1e-5,
+def solve(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e-7,
           max_iter: int = 20000, max_time: float | None = None, check_every: int = 10,
           x0: Tensor | None = None, verbose: int = 0, cvxpy_solver: str | None = None,
           cvxpy_options: dict | None = None) -> tuple[Tensor, Certificate, SolverResult]:
-    """Solve the program: ``"al"`` (augmented Lagrangian + FISTA through the generic solvers),
-    ``"cvxpy"`` (any installed CVXPY solver, Clarabel by default; its multipliers feed the
-    certificate) or ``"auto"`` (CVXPY when installed and the program has fewer than
-    ``CVXPY_AUTO_LIMIT`` constraint entries, else AL). Returns ``(x, certificate, result)``; the
-    certificate is that of the read-back network."""
-    from ..solvers import augmented_lagrangian
-    from ..solvers.cvxpy_backend import installed_solvers, solve_cvxpy
+    """Solve the program over its blocks. Returns ``(x, certificate, result)``; the certificate
+    is that of the read-back network and ``result.extras["multipliers"]`` holds ν.
 
-    if solver == "auto":
+    ``solver``: ``"pd"`` (structured primal-dual interior point,
+    :mod:`.parallel_interior`, the default through ``"auto"``), ``"barrier"`` (log-barrier
+    method, same module), ``"clarabel"`` (Clarabel on the sparse conic form,
+    :mod:`.parallel_clarabel`), ``"cvxpy"`` (any installed CVXPY solver, Clarabel by default; the
+    test reference) or ``"al"`` (augmented Lagrangian + FISTA from :mod:`convexnn.solvers`,
+    first-order, for problems too large to factorise). ``"auto"`` is ``"pd"``, or Clarabel when a
+    block has no strictly feasible witness (a data point on one of its hyperplanes)."""
+    from ..solvers import augmented_lagrangian
+    from ..solvers.cvxpy_backend import solve_cvxpy
+
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
+    if solver in ("auto", "pd", "barrier"):
+        from .parallel_interior import NotStrictlyFeasible, solve_interior
+
         try:
-            ok = "CLARABEL" in installed_solvers() or cvxpy_solver is not None
-        except ImportError:
-            ok = False
-        solver = "cvxpy" if ok and prog.n * prog.B * (prog.m + 1) <= CVXPY_AUTO_LIMIT else "al"
-        if solver == "cvxpy" and cvxpy_solver is None:
-            cvxpy_solver = "CLARABEL"
+            x, nu, res = solve_interior(prog, method="barrier" if solver == "barrier" else "pd",
+                                        tol=tol, max_time=max_time, verbose=verbose)
+        except NotStrictlyFeasible:
+            if solver != "auto":
+                raise
+            return solve(prog, solver="clarabel", tol=tol, max_time=max_time, verbose=verbose)
+        res.extras["multipliers"] = nu
+        return x, certify(prog, x, nu, refine=0), res
+    if solver == "clarabel":
+        from .parallel_clarabel import solve_clarabel
+
+        x, nu, res = solve_clarabel(prog, tol=tol, max_time=max_time, verbose=verbose)
+        res.extras["multipliers"] = nu
+        cert = certify(prog, x, nu, refine=0)
+        res.extras["relative_gap"] = cert.relative_gap
+        return x, cert, res
     if solver == "cvxpy":
         problem, Q = to_cvxpy(prog)
-        res = solve_cvxpy(problem, solver=cvxpy_solver, verbose=bool(verbose),
+        res = solve_cvxpy(problem, solver=cvxpy_solver or "CLARABEL", verbose=bool(verbose),
                           **(cvxpy_options or {}))
         x = cvxpy_solution(prog, Q)
         # interior-point solutions are dense at ~1e-9: zero the negligible blocks (0 is in every
@@ -593,9 +625,8 @@ def solve(prog: ParallelProgram, *, solver: str = "al", tol: float = 1e-5,
         res.extras["multipliers"] = nu
         cert = certify(prog, x, nu, refine=0 if nu is not None else 200)
         res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)
+        res.extras["relative_gap"] = cert.relative_gap
         return x, cert, res
-    if solver != "al":
-        raise ValueError(f"unknown solver {solver!r}; expected 'al', 'auto' or 'cvxpy'")
     x = prog.zeros() if x0 is None else x0
     L0 = _lipschitz(prog)
 
@@ -611,7 +642,33 @@ def solve(prog: ParallelProgram, *, solver: str = "al", tol: float = 1e-5,
     nu = sub.updated_multipliers(prog.linear(res.x))
     res.extras["multipliers"] = nu
     cert = certify(prog, res.x, nu, refine=50)
+    res.extras["relative_gap"] = cert.relative_gap
     return res.x, cert, res
+
+
+def solve_pruned(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e-7,
+                 prune: float = 1e-6, max_time: float | None = None, verbose: int = 0,
+                 **options) -> tuple[ParallelProgram, Tensor, Certificate, SolverResult]:
+    """Solve, drop the blocks whose norm is ≤ ``prune``·max (interior-point solutions leave the
+    blocks that are zero at the optimum at ~μ-sized norms) and re-solve over the kept blocks.
+
+    Returns ``(kept program, x, certificate, result)``; the certificate is for the program over
+    the kept blocks (dropping them afterwards without re-solving would perturb Λ and loosen the
+    bound by ~||X||²·(dropped norms))."""
+    t0 = time.perf_counter()
+    x, cert, res = solve(prog, solver=solver, tol=tol, max_time=max_time, verbose=verbose,
+                         **options)
+    nrm = prog.group_norms(x)
+    keep = nrm > prune * float(nrm.max()) if nrm.numel() and float(nrm.max()) > 0 \
+        else torch.zeros_like(nrm, dtype=torch.bool)
+    if bool(keep.all()):
+        return prog, x, cert, res
+    sub = prog.subset(keep)
+    left = None if max_time is None else max(max_time - (time.perf_counter() - t0), 1.0)
+    xs, cs, rs = solve(sub, solver=solver, tol=tol, max_time=left, verbose=verbose, **options)
+    rs.extras["dropped_blocks"] = int((~keep).sum())
+    rs.seconds += res.seconds
+    return sub, xs, cs, rs
 
 
 def certify(prog: ParallelProgram, x: Tensor, nu: tuple[Tensor, Tensor] | None = None,
@@ -685,37 +742,66 @@ def approximation_bound(loss: str | Loss, sigma_tail: float, width: int, reg: fl
 
 
 def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int = 2,
-                 n_patterns: int = 200, loss: str | Loss = "squared", random_state=None,
-                 intercept: bool = True, rank: int | None = None, solver: str = "auto",
-                 tol: float = 1e-5, max_iter: int = 20000, max_time: float | None = None,
-                 verbose: int = 0, gate_kind: str = "gaussian",
-                 cvxpy_solver: str | None = None) -> FitResult:
-    """Sample blocks, solve the program (on X, or on its rank-``rank`` truncation: the
-    polynomial-time approximation), read the network back. ``X`` carries the ones column when
-    ``intercept``. ``info`` reports the objective on X, the stop reason and, for ``rank``, the
-    approximation guarantee."""
+                 n_patterns: int = 20, loss: str | Loss = "squared", random_state=None,
+                 intercept: bool = True, rank: int | None = None, method: str = "cg",
+                 solver: str = "auto", tol: float = 1e-7, max_iter: int = 20000,
+                 max_time: float | None = None, verbose: int = 0, gate_kind: str = "gaussian",
+                 cvxpy_solver: str | None = None, cg_options: dict | None = None) -> FitResult:
+    """Fit the parallel network by its convex program and read the network back.
+
+    ``method="cg"`` (default): column generation (:mod:`.parallel_cg`) from ``n_patterns``
+    sampled base blocks, adding the blocks whose dual constraint a pattern search finds violated
+    (``cg_options`` → :func:`.parallel_cg.fit_parallel_cg`). ``method="sampled"``: the program
+    over ``n_patterns`` sampled base blocks only. ``rank`` switches to the polynomial-time
+    approximation (program on the rank-``rank`` truncation of X, then projected; reported with
+    its guarantee factor). ``X`` carries the ones column when ``intercept``. ``info`` reports
+    the objective on X, the stop reason and the method's facts."""
+    if method not in ("cg", "sampled"):
+        raise ValueError(f"method must be 'cg' or 'sampled', got {method!r}")
     Xs, tail = (X, 0.0) if rank is None else low_rank(X, rank)
-    blocks = sample_blocks(Xs, n_patterns, width=width, depth=depth, n_outputs=Y.shape[1],
-                           random_state=random_state, gate_kind=gate_kind,
-                           intercept_column=intercept and rank is None)
-    prog = ParallelProgram(Xs, Y, blocks, reg, loss, depth=depth, intercept=intercept)
-    x, cert, res = solve(prog, solver=solver, tol=tol, max_iter=max_iter, max_time=max_time,
-                         verbose=verbose, cvxpy_solver=cvxpy_solver)
+    rng = random_state if isinstance(random_state, np.random.Generator) \
+        else np.random.default_rng(random_state)
+    extra: dict = {}
+    if method == "cg":
+        from .parallel_cg import fit_parallel_cg
+
+        res_cg = fit_parallel_cg(Xs, Y, reg=reg, depth=depth, width=width, loss=loss,
+                                 intercept=intercept, n_init_blocks=n_patterns, tol=tol,
+                                 max_time=max_time, solver=solver, random_state=rng,
+                                 gate_kind=gate_kind, verbose=verbose,
+                                 intercept_column=intercept and rank is None,
+                                 **(cg_options or {}))
+        prog, x, cert = res_cg.info.pop("_program"), res_cg.info.pop("_x"), res_cg.certificate
+        nu = res_cg.info.pop("_multipliers")
+        history, extra = res_cg.history, res_cg.info
+        stop, n_iter, seconds = extra["stop_reason"], extra["n_rounds"], extra["seconds"]
+    else:
+        blocks = sample_blocks(Xs, n_patterns, width=width, depth=depth, n_outputs=Y.shape[1],
+                               random_state=rng, gate_kind=gate_kind,
+                               intercept_column=intercept and rank is None)
+        prog0 = ParallelProgram(Xs, Y, blocks, reg, loss, depth=depth, intercept=intercept)
+        opts = {"cvxpy_solver": cvxpy_solver} if solver == "cvxpy" else {}
+        if solver == "al":
+            opts["max_iter"] = max_iter
+        prog, x, cert, res = solve_pruned(prog0, solver=solver, tol=tol, max_time=max_time,
+                                          verbose=verbose, **opts)
+        nu = res.extras.get("multipliers")
+        history, stop, n_iter, seconds = res.history, res.stop_reason, res.n_iter, res.seconds
+        extra = {"n_sampled_blocks": prog0.B}
     if rank is not None:
         # the optimal q lie in the row space of X_r (an orthogonal component changes nothing but
         # adds norm): project, so that X q = X_r q and the network's objective on X equals its
         # objective on X_r exactly
         Vr = torch.linalg.svd(Xs, full_matrices=False)[2][:rank]
         x = (x @ Vr.T) @ Vr
-        cert = certify(prog, x, res.extras.get("multipliers"), refine=20)
+        cert = certify(prog, x, nu, refine=20)
     net = prog.to_network(x)
-    info = {"stop_reason": res.stop_reason, "n_iter": res.n_iter, "seconds": res.seconds,
+    info = {"stop_reason": stop, "n_iter": n_iter, "seconds": seconds,
             "n_blocks": prog.B, "n_subnetworks": net.n_subnetworks,
             "objective": net.objective(X[:, :-1] if intercept else X, Y, reg, loss),
-            "program": prog.description()}
+            "program": cert.problem, **extra, "method": method}
     if rank is not None:
         m = 1 if depth == 2 else width
         info["approximation"] = dict(approximation_bound(loss, tail, m, reg, Y), rank=int(rank),
                                      objective_on_Xr=cert.primal, patterns_exhaustive=False)
-    return FitResult(network=net, certificate=cert, history=res.history, info=info)
-
+    return FitResult(network=net, certificate=cert, history=history, info=info)

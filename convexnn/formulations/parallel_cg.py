@@ -1,0 +1,372 @@
+r"""Column generation for the path-regularised parallel program: blocks found by the dual.
+
+The exact convex program of :mod:`convexnn.formulations.parallel` has one block per index
+s = (D_{1,1..m}, σ, D_2, t, ε) — far too many to write down (O(n^{m r}) second-layer patterns).
+Over any subset S of blocks it is a *restriction* with value p_S ≥ p*. Instead of sampling S
+blindly, this module grows S where the dual says the restriction is binding.
+
+**Dual constraint (pricing problem).** Write g_q(X) = (Σ_j σ_j (X q_j)_+)_+ ∈ R^n for the output of
+a single-output sub-network with path-norm variables q ∈ R^{m x d} (||q||_F = its path norm).
+For Λ = ∇L(f(X)) at the current network, the dual of the *full* program is feasible at Λ iff
+
+    h(Λ) = max_{t, ε, σ, ||q||_F ≤ 1}  ⟨ −ε Λ_{:,t},  g_q(X) ⟩  ≤  β.
+
+Every q is a feasible point of its own block (its patterns are D_1j = 1[X q_j ≥ 0] and
+D_2 = 1[Σ_j σ_j (X q_j)_+ ≥ 0]), so a q with value > β names a block whose dual constraint is
+violated; adding it to S lowers p_S (moving a small amount η of path norm onto that
+sub-network changes the objective by −η(value − β) + o(η)). Conversely, any q found with
+value > β is a *proof* that the current network is not globally optimal.
+
+**Search.** The pricing problem is non-convex (it is the training problem of one sub-network
+against the residual direction). We maximise the ratio ⟨r, g_q(X)⟩ / ||q||_F (scale-invariant,
+positively homogeneous) by projected gradient ascent on the unit sphere (Adam steps, cosine
+step decay, renormalisation after each step), batched over many starts and over the 2c
+directions r = −ε Λ_{:,t}: random Gaussian and data-aware starts (hyperplanes through midpoints
+of data pairs, :func:`convexnn.patterns.sample_gates`), the current network's sub-networks and
+the previous round's best candidates. The values reported are exact evaluations at the found q
+(lower bounds on h(Λ)).
+
+**Algorithm.** (1) solve the program over S (interior point, :mod:`.parallel_ipm`, or any
+backend of :func:`convexnn.formulations.parallel.solve`); (2) read the network back, Λ = ∇L;
+(3) search; stop if no q with value > β(1 + ``price_tol``) is found; (4) S ← {blocks non-zero
+in the solution} ∪ {up to ``max_new`` new distinct blocks, best first}; repeat. Keeping the
+non-zero blocks makes p_S non-increasing from round to round.
+
+**What is proved.** The final certificate is the duality gap of the read-back network for the
+program over the final S (scope "sampled patterns": optimal over the blocks found). A search
+that finds no violated block is *not* a proof of global optimality (the search is local); a
+search that finds one *is* a proof that the network is not globally optimal, and ``info``
+reports the largest value found (``max_ratio`` = h_found / β).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..losses import Loss, get_loss
+from ..patterns import sample_gates
+from ..results import FitResult
+from ..solvers.base import History, StopReason
+
+__all__ = ["PricingResult", "subnetwork_values", "price", "fit_parallel_cg"]
+
+
+@dataclass
+class PricingResult:
+    """Candidates of a pricing search, best first.
+
+    ``gates`` (P, m, d) unit Frobenius norm q, ``signs`` (P, m) σ, ``outputs`` (P,) t,
+    ``eps`` (P,) ε, ``values`` (P,) the exact ⟨−ε Λ_{:,t}, g_q(X)⟩ (||q||_F = 1).
+    """
+
+    gates: Tensor
+    signs: Tensor
+    outputs: Tensor
+    eps: Tensor
+    values: Tensor
+    n_starts: int
+    n_steps: int
+    seconds: float
+
+    @property
+    def best(self) -> float:
+        return float(self.values.max()) if self.values.numel() else -math.inf
+
+
+def subnetwork_values(X: Tensor, q: Tensor, signs: Tensor, r: Tensor) -> Tensor:
+    """⟨r_k, g_q(X)⟩ / ||q||_F for a batch: q (..., m, d), signs (..., m), r (..., n) → (...)."""
+    H = torch.einsum("nd,...md->...nm", X, q).clamp_min(0)
+    g = (signs[..., None, :] * H).sum(-1).clamp_min(0)
+    nrm = torch.linalg.vector_norm(q.flatten(-2), dim=-1).clamp_min(1e-300)
+    return (g * r).sum(-1) / nrm
+
+
+def _directions(Lam: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The 2c residual directions r = −ε Λ_{:,t}: (2c, n), outputs t, signs ε."""
+    c = Lam.shape[1]
+    R = torch.cat([-Lam, Lam], 1).T.contiguous()
+    t = torch.arange(c, device=Lam.device).repeat(2)
+    e = torch.cat([torch.ones(c), -torch.ones(c)]).to(Lam)
+    return R, t, e
+
+
+def direction_index(outputs: Tensor, eps: Tensor, c: int) -> Tensor:
+    """Index k of direction (t, ε) in :func:`_directions`."""
+    return outputs.long() + c * (eps < 0).long()
+
+
+def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: int = 128,
+          n_steps: int = 100, lr: float | None = None, init: tuple[Tensor, Tensor, Tensor] | None
+          = None, random_state=None, intercept_column: bool = False,
+          max_elements: int = 2 ** 24) -> PricingResult:
+    r"""Search for sub-networks with large ⟨−ε Λ_{:,t}, g_q(X)⟩ / ||q||_F (see module docstring).
+
+    ``n_starts`` starts per direction (2c directions), ``n_steps`` ascent steps each.
+    ``init = (q (k, m, d), signs (k, m), direction (k,))`` adds warm starts (at most
+    ``n_starts`` per direction are used). Returns every start's final point, best first.
+    """
+    t0 = time.perf_counter()
+    if depth not in (2, 3):
+        raise ValueError(f"depth must be 2 or 3, got {depth}")
+    if n_starts < 1 or n_steps < 0:
+        raise ValueError("n_starts must be >= 1 and n_steps >= 0")
+    rng = random_state if isinstance(random_state, np.random.Generator) \
+        else np.random.default_rng(random_state)
+    m = 1 if depth == 2 else int(width)
+    n, d = X.shape
+    R, tt, ee = _directions(Lam.to(X))
+    D = R.shape[0]
+    S = int(n_starts)
+    kw = {"dtype": X.dtype, "device": X.device}
+    # random starts: half Gaussian, half data-aware hyperplanes
+    q = torch.as_tensor(rng.standard_normal((D, S, m, d)), **kw)
+    n_data = (D * S * m) // 2
+    if n_data:
+        G = sample_gates(X, n_data, rng, kind="data", intercept_column=intercept_column,
+                         deduplicate=False).gates.T  # (n_data, d)
+        q.view(-1, d)[:G.shape[0]] = G.to(**kw)
+    sig = torch.ones(D, S, m, **kw)
+    if m > 1:
+        sg = np.where(rng.random((D, S, m)) < 0.5, 1.0, -1.0)
+        sg[:, :, 0] = 1.0
+        sig = torch.as_tensor(sg, **kw)
+    if init is not None:
+        qi, si, ki = init
+        for k in range(D):
+            sel = torch.nonzero(ki == k).flatten()[:S]
+            if sel.numel():
+                q[k, :sel.numel()] = qi[sel].to(**kw)
+                sig[k, :sel.numel()] = si[sel].to(**kw)
+    q = q / torch.linalg.vector_norm(q.flatten(2), dim=-1).clamp_min(1e-300)[..., None, None]
+    step0 = lr if lr is not None else 0.4 / math.sqrt(m * d)
+    # chunk the starts so that (chunk · n · m) stays bounded
+    per = max(1, int(max_elements // max(n * m, 1)))
+    best_q = q.clone()
+    best_v = torch.full((D, S), -math.inf, **kw)
+    flat_q = q.reshape(D * S, m, d)
+    flat_s = sig.reshape(D * S, m)
+    flat_r = R.repeat_interleave(S, 0)
+    out_q = best_q.reshape(D * S, m, d)
+    out_v = best_v.reshape(D * S)
+    for a in range(0, D * S, per):
+        b = min(a + per, D * S)
+        qc = flat_q[a:b].clone().requires_grad_(True)
+        sc, rc = flat_s[a:b], flat_r[a:b]
+        bq = qc.detach().clone()
+        bv = torch.full((b - a,), -math.inf, **kw)
+        opt = torch.optim.Adam([qc], lr=step0)
+        for it in range(n_steps + 1):
+            v = subnetwork_values(X, qc, sc, rc)
+            with torch.no_grad():
+                better = v > bv
+                bv = torch.where(better, v.detach(), bv)
+                bq[better] = qc.detach()[better]
+            if it == n_steps:
+                break
+            for gr in opt.param_groups:
+                gr["lr"] = step0 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / n_steps)))
+            opt.zero_grad()
+            (-v.sum()).backward()
+            opt.step()
+            with torch.no_grad():
+                qc /= torch.linalg.vector_norm(qc.flatten(1), dim=-1).clamp_min(1e-300)[:, None,
+                                                                                       None]
+        out_q[a:b] = bq / torch.linalg.vector_norm(bq.flatten(1), dim=-1).clamp_min(
+            1e-300)[:, None, None]
+        out_v[a:b] = bv
+    # exact values at the returned points
+    vals = subnetwork_values(X, out_q, flat_s, flat_r).detach()
+    order = torch.argsort(vals, descending=True)
+    k = torch.arange(D, device=X.device).repeat_interleave(S)[order]
+    return PricingResult(gates=out_q.detach()[order], signs=flat_s[order], outputs=tt[k],
+                         eps=ee[k], values=vals[order], n_starts=S, n_steps=n_steps,
+                         seconds=time.perf_counter() - t0)
+
+
+def _keys(X: Tensor, gates: Tensor, signs: Tensor, outputs: Tensor, eps: Tensor) -> list[bytes]:
+    from .parallel import ParallelBlocks, _block_keys
+
+    blk = ParallelBlocks(gates, signs, outputs, eps)
+    M1, M2 = blk.masks(X)
+    base = _block_keys(M1, signs, M2)
+    tail = [bytes([int(t), int(e > 0)]) for t, e in zip(outputs.tolist(), eps.tolist())]
+    return [b + b"@" + t for b, t in zip(base, tail)]
+
+
+def select_blocks(X: Tensor, cand: PricingResult, existing: list[bytes], reg: float,
+                  margin: float, max_new: int):
+    """Up to ``max_new`` distinct candidates with value > reg (1 + margin), best first, whose
+    index is not in ``existing``. Returns (indices into ``cand``, their keys)."""
+    viol = torch.nonzero(cand.values > reg * (1 + margin)).flatten()
+    if viol.numel() == 0:
+        return [], []
+    keys = _keys(X, cand.gates[viol], cand.signs[viol], cand.outputs[viol], cand.eps[viol])
+    seen = set(existing)
+    pick, pk = [], []
+    for i, k in zip(viol.tolist(), keys):
+        if k in seen:
+            continue
+        seen.add(k)
+        pick.append(i)
+        pk.append(k)
+        if len(pick) >= max_new:
+            break
+    return pick, pk
+
+
+def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int = 2,
+                    loss: str | Loss = "squared", intercept: bool = True,
+                    n_init_blocks: int = 20, max_rounds: int = 30, max_new: int = 40,
+                    n_starts: int = 128, n_steps: int = 100, price_tol: float = 1e-3,
+                    tol: float = 1e-7, round_tol: float = 1e-6, max_time: float | None = None,
+                    solver: str = "auto", random_state=None, gate_kind: str = "gaussian",
+                    verbose: int = 0, prune: float = 1e-6,
+                    intercept_column: bool | None = None) -> FitResult:
+    """Column generation (module docstring). ``X`` carries the ones column when ``intercept``.
+
+    Rounds solve the program over the current blocks to a relative gap ``round_tol`` (any
+    backend of :func:`convexnn.formulations.parallel.solve`); the last program is re-solved to
+    ``tol`` after dropping its negligible blocks (norm ≤ ``prune``·max). Between rounds a block
+    is dropped when its norm is ≤ max(``prune``, 10·``round_tol``)·max: interior-point solutions
+    leave the blocks that are zero at the optimum at norms of the order of the solve's accuracy.
+    Stops when the search finds no block with
+    ⟨−Λ, g⟩ > β(1 + ``price_tol``), after ``max_rounds`` rounds or ``max_time`` seconds.
+    Returns a :class:`FitResult` whose certificate is that of the read-back network for the
+    program over the final blocks; ``info["pricing"]`` reports the last search and
+    ``info["rounds"]`` the trajectory (objective, blocks, time per round)."""
+    from .parallel import ParallelBlocks, ParallelProgram, sample_blocks, solve, solve_pruned
+
+    if reg <= 0:
+        raise ValueError(f"reg must be > 0, got {reg}")
+    if max_rounds < 0 or max_new < 1 or n_init_blocks < 0:
+        raise ValueError("max_rounds and n_init_blocks must be >= 0 and max_new >= 1")
+    t0 = time.perf_counter()
+    lo = get_loss(loss)
+    rng = random_state if isinstance(random_state, np.random.Generator) \
+        else np.random.default_rng(random_state)
+    icol = intercept if intercept_column is None else intercept_column
+    m = 1 if depth == 2 else int(width)
+    c = Y.shape[1]
+    kw = {"dtype": X.dtype, "device": X.device}
+    if n_init_blocks > 0:
+        blocks = sample_blocks(X, n_init_blocks, width=width, depth=depth, n_outputs=c,
+                               random_state=rng, gate_kind=gate_kind, intercept_column=icol)
+    else:
+        blocks = ParallelBlocks(torch.zeros(0, m, X.shape[1], **kw), torch.zeros(0, m, **kw),
+                                torch.zeros(0, dtype=torch.long, device=X.device),
+                                torch.zeros(0, **kw))
+
+    def left() -> float | None:
+        return None if max_time is None else max(max_time - (time.perf_counter() - t0), 1.0)
+
+    def master(prog: ParallelProgram):
+        x, _, res = solve(prog, solver=solver, tol=round_tol, max_time=left())
+        # interior-point solutions leave the blocks that are zero at the optimum at norms of
+        # the order of the solve's accuracy: zero them (0 lies in every cone; pricing can bring
+        # a block back)
+        nrm = prog.group_norms(x)
+        if nrm.numel() and float(nrm.max()) > 0:
+            x = x * (nrm > max(prune, 10 * round_tol) * float(nrm.max()))[:, None, None]
+        return x, res
+
+    def program(blk: ParallelBlocks) -> ParallelProgram:
+        p = ParallelProgram(X, Y, blk, reg, lo, depth=depth, intercept=intercept)
+        p.block_source = "column-generation"
+        return p
+
+    prog = program(blocks)
+    x, res = master(prog)
+    hist = History()
+    rounds: list[dict] = []
+    prev: tuple[Tensor, Tensor, Tensor] | None = None
+    reason = StopReason.MAX_ITER
+    cand = None
+    for rnd in range(max_rounds + 1):
+        net_pred = prog.network_predict(prog.linear(x))
+        Lam = lo.grad(net_pred, Y)
+        obj = float(lo.value(net_pred, Y) + prog.penalty(x))
+        act = prog.group_norms(x) > 0
+        # warm starts: the network's own sub-networks and last round's best candidates
+        qa = x[act]
+        qa = qa / torch.linalg.vector_norm(qa.flatten(1), dim=-1)[:, None, None]
+        init_q, init_s = [qa], [prog.sig[act]]
+        init_k = [direction_index(prog.blocks.outputs[act], prog.eps[act], c)]
+        if prev is not None:
+            init_q.append(prev[0])
+            init_s.append(prev[1])
+            init_k.append(prev[2])
+        cand = price(X, Lam, width=width, depth=depth, n_starts=n_starts, n_steps=n_steps,
+                     init=(torch.cat(init_q), torch.cat(init_s), torch.cat(init_k)),
+                     random_state=rng, intercept_column=icol)
+        ratio = cand.best / reg
+        elapsed = time.perf_counter() - t0
+        rounds.append({"round": rnd, "objective": obj, "n_blocks": prog.B,
+                       "n_subnetworks": int(act.sum()), "max_ratio": ratio,
+                       "master_seconds": res.seconds, "master_iterations": res.n_iter,
+                       "price_seconds": cand.seconds, "seconds": elapsed})
+        hist.append(rnd, obj, float("nan"), float("nan"), elapsed)
+        if verbose:
+            print(f"[cg] round {rnd}: objective {obj:.8g}  blocks {prog.B}  active "
+                  f"{int(act.sum())}  max found <-Λ,g>/β = {ratio:.5f}  (master "
+                  f"{res.seconds:.2f}s/{res.n_iter} it, search {cand.seconds:.2f}s, "
+                  f"total {elapsed:.1f}s)")
+        if ratio <= 1 + price_tol:
+            reason = StopReason.CONVERGED
+            break
+        if rnd == max_rounds:
+            reason = StopReason.MAX_ITER
+            break
+        if max_time is not None and elapsed >= max_time:
+            reason = StopReason.MAX_TIME
+            break
+        keep_keys = _keys(X, prog.blocks.gates[act], prog.sig[act], prog.blocks.outputs[act],
+                          prog.eps[act])
+        pick, _ = select_blocks(X, cand, keep_keys, reg, price_tol, max_new)
+        top = min(cand.values.numel(), 4 * max_new)
+        prev = (cand.gates[:top], cand.signs[:top],
+                direction_index(cand.outputs[:top], cand.eps[:top], c))
+        if not pick:  # violations found, but all of them already in S (round-off level)
+            reason = StopReason.STALLED
+            break
+        idx = torch.as_tensor(pick, device=X.device)
+        blocks = ParallelBlocks(torch.cat([prog.blocks.gates[act], cand.gates[idx]]),
+                                torch.cat([prog.sig[act], cand.signs[idx]]),
+                                torch.cat([prog.blocks.outputs[act], cand.outputs[idx]]),
+                                torch.cat([prog.eps[act], cand.eps[idx]]))
+        prog = program(blocks)
+        x, res = master(prog)
+    # final: the last program to full accuracy over its non-negligible blocks
+    prog = prog.subset(prog.group_norms(x) > 0) if prog.B else prog
+    prog, x, cert, res = solve_pruned(prog, solver=solver, tol=tol, prune=prune,
+                                      max_time=left())
+    found = cand.best / reg if cand is not None else float("nan")
+    cert.problem += f"; last pattern search: max <-Λ,g>/β = {found:.6g}"
+    net = prog.to_network(x)
+    info = {
+        "method": "column generation",
+        "stop_reason": reason,
+        "n_rounds": len(rounds),
+        "rounds": rounds,
+        "n_blocks": prog.B,
+        "n_subnetworks": net.n_subnetworks,
+        "seconds": time.perf_counter() - t0,
+        "program": cert.problem,
+        "pricing": {
+            "max_ratio": found,
+            "n_starts_per_direction": n_starts,
+            "n_steps": n_steps,
+            "violated_block_found": bool(found > 1 + price_tol),
+            "statement": ("the certificate bounds the gap over the blocks found; a sub-network "
+                          "with <-Λ,g>/β > 1 (found at the last round's network) proves that "
+                          "network is not globally optimal, and a search that finds none is "
+                          "not a proof of global optimality"),
+        },
+        "_program": prog, "_x": x, "_multipliers": res.extras.get("multipliers"),
+    }
+    return FitResult(network=net, certificate=cert, history=hist, info=info)

@@ -1,0 +1,664 @@
+r"""Interior-point solvers for the path-regularised parallel program over a block set.
+
+Program over blocks s = 1..B (:mod:`convexnn.formulations.parallel`), U_{sj} = X q_{sj} ∈ R^n:
+
+    min  L(Z(q)) + β Σ_s ||q_s||_F   s.t.  S1_{sj} ⊙ X q_{sj} ≥ 0,
+                                           S2_s ⊙ Σ_j σ_{sj} M1_{sj} ⊙ X q_{sj} ≥ 0,
+
+Z(q)_{:,t} = Σ_{s: t_s = t} ε_s M2_s ⊙ Σ_j σ_{sj} M1_{sj} ⊙ X q_{sj} (S = 2M − 1). Second-layer
+rows that are vacuous (no active first-layer neuron) or implied by the first layer (every active
+neuron's sign agrees with the row's required sign) are left out; this is exact.
+
+Two methods share one structured linear algebra:
+
+* :func:`solve_pd` (default) — primal-dual interior point with Mehrotra's predictor–corrector
+  and Nesterov–Todd scaling of the second-order cones (t_s ≥ ||q_s||_F); the primal iterate
+  stays strictly feasible and typically 20–45 iterations reach a 1e-7 relative gap.
+* :func:`solve_barrier` — feasible-start log-barrier method (Boyd & Vandenberghe §11.3) on
+  φ_μ(q) = L(Z(q)) + Σ_s ψ_μ(q_s) − μ Σ_rows log(slack), where ψ_μ(q) = μ + s − μ log(2μ(μ+s)/β²),
+  s = √(μ² + β²||q||²), is the second-order-cone barrier with t minimised out (exactly); slower
+  (≈ 100 Newton steps) but globalised by a line search: the fallback.
+
+**Start.** Every block carries a *witness* q̄_s (the gate vectors defining its patterns); when no
+data point lies on a witness hyperplane, q̄_s is in the interior of its cone (checked, else
+:class:`NotStrictlyFeasible`). The start is the best non-negative combination of the unit
+witnesses (a B-variable lasso), so every iterate is strictly feasible and the network read back
+from it has *exactly* the block patterns and the convex objective.
+
+**Newton system.** The matrix is block-diagonal over blocks ((md + 1)² each: Xᵀ D X terms of the
+cone rows — one GEMM against the d² row products — and the cone scaling) plus the data term
+ΦᵀHΦ (Φ = ∂Z/∂q, H = ∇²L per sample). It is solved by the Woodbury identity: batched Cholesky
+factorisations of the blocks and one n x n Cholesky per output (squared loss, or one output;
+(nc) x (nc) for the cross-entropy): O(B (n m² d² + n² m d)) per iteration in a few large tensor
+products, on CPU or GPU.
+
+**Multipliers and certificate.** The dual iterate ν ≥ 0 of the cone rows is handed to
+:meth:`ParallelProgram.certificate`, which evaluates the dual bound honestly at the network's
+gradient Λ = ∇L(f(X)); the methods stop when that certified relative gap is ≤ ``tol`` and return
+the best certificate met. (For the barrier method ν is the primal-dual estimate
+(μ/s)(1 − Δs/s) from the last Newton step: the plain μ/s leaves a stationarity residual that the
+ill-conditioned barrier Hessian hides from the Newton decrement.)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import Tensor
+
+from ..solvers.base import History, SolverResult, StopReason
+
+__all__ = ["solve_pd", "solve_barrier", "solve_interior", "NotStrictlyFeasible",
+           "loss_hessian_blocks"]
+
+
+class NotStrictlyFeasible(ValueError):
+    """A block's witness lies on the boundary of its cone (a data point on a hyperplane)."""
+
+
+def loss_hessian_blocks(loss, Z: Tensor, Y: Tensor) -> Tensor:
+    """Per-sample Hessian blocks ∇²L(Z), shape (n, c, c) (smoothness·I for unknown losses)."""
+    n, c = Z.shape
+    name = getattr(loss, "name", "")
+    eye = torch.eye(c, dtype=Z.dtype, device=Z.device)
+    if name == "squared":
+        return eye.expand(n, c, c).clone()
+    if name == "logistic":
+        s = torch.sigmoid(Y * Z)
+        return (s * (1 - s))[:, :, None]
+    if name == "cross_entropy":
+        P = torch.softmax(Z, dim=1)
+        return torch.diag_embed(P) - P[:, :, None] * P[:, None, :]
+    return float(loss.smoothness) * eye.expand(n, c, c).clone()
+
+
+class _Barrier:
+    """Tensors of the barrier problem for fixed blocks."""
+
+    def __init__(self, prog):
+        self.prog = prog
+        X = prog.X
+        self.X = X
+        self.n, self.d = X.shape
+        self.B, self.m, self.c = prog.B, prog.m, prog.c
+        self.reg = prog.reg
+        self.loss = prog.loss
+        self.Y = prog.Y
+        M1, M2 = prog.M1, prog.M2
+        sig = prog.sig
+        # first-layer rows (drop all-zero data rows: their constraint is 0 ≥ 0)
+        self.v1 = (torch.linalg.vector_norm(X, dim=1) > 0).to(X.dtype)[:, None, None] \
+            * torch.ones_like(M1)
+        self.S1 = prog.S1
+        if prog.depth == 3:
+            S2 = prog.S2
+            implied = ((S2[:, :, None] * sig[None] >= 0) | (M1 == 0)).all(-1)
+            self.need2 = ((M1 > 0).any(-1) & ~implied).to(X.dtype)
+            self.C2 = S2[:, :, None] * sig[None] * M1 * self.need2[:, :, None]
+        else:
+            self.need2 = torch.zeros_like(M2)
+            self.C2 = torch.zeros_like(M1)
+        self.P = prog.eps[None, :, None] * M2[:, :, None] * sig[None] * M1  # (n, B, m)
+        self.E = prog.E  # (B, c)
+        self.n_barrier = float(self.v1.sum() + self.need2.sum() + self.B)
+        self.XX = (X[:, :, None] * X[:, None, :]).reshape(self.n, self.d * self.d)
+
+    # -------------------------------------------------------------- pieces
+    def state(self, q: Tensor) -> Tensor:
+        return (self.X @ q.reshape(-1, self.d).T).reshape(self.n, self.B, self.m)
+
+    def slacks(self, U: Tensor) -> tuple[Tensor, Tensor]:
+        s1 = self.S1 * U
+        s2 = (self.C2 * U).sum(-1)
+        # rows that are not constraints get slack 1 (log 1 = 0, no gradient)
+        s1 = torch.where(self.v1 > 0, s1, torch.ones_like(s1))
+        s2 = torch.where(self.need2 > 0, s2, torch.ones_like(s2))
+        return s1, s2
+
+    def predict(self, U: Tensor) -> Tensor:
+        return (self.P * U).sum(-1) @ self.E
+
+    def norm_terms(self, q: Tensor, mu: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Smoothed group norm φ_μ(q_s) = μ + s − μ log(2μ(μ + s)/β²), s = √(μ² + β²||q_s||²),
+        its gradient coefficient β²/(μ + s) and s."""
+        r2 = (q.reshape(self.B, -1) ** 2).sum(-1)
+        b2 = self.reg**2
+        s = torch.sqrt(mu**2 + b2 * r2)
+        val = mu + s - mu * torch.log(2 * mu * (mu + s) / b2)
+        return val, b2 / (mu + s), s
+
+    def value(self, q: Tensor, mu: float) -> float:
+        U = self.state(q)
+        s1, s2 = self.slacks(U)
+        if bool((s1 <= 0).any()) or bool((s2 <= 0).any()):
+            return math.inf
+        Z = self.predict(U)
+        nv, _, _ = self.norm_terms(q, mu)
+        bar = torch.log(s1).sum() + torch.log(s2).sum()
+        return float(self.loss.value(Z, self.Y) + nv.sum() - mu * bar)
+
+    def gradient(self, q: Tensor, mu: float, U: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """∇φ_μ(q) as (B, md), and the state pieces (U, s1, s2, Z) it used."""
+        U = self.state(q) if U is None else U
+        s1, s2 = self.slacks(U)
+        Z = self.predict(U)
+        lam = self.loss.grad(Z, self.Y)  # (n, c)
+        GU = (lam @ self.E.T)[:, :, None] * self.P
+        GU = GU - mu * (self.v1 * self.S1 / s1) - mu * (self.C2 / s2[:, :, None])
+        g = (self.X.T @ GU.reshape(self.n, -1)).reshape(self.d, self.B, self.m)
+        g = g.permute(1, 2, 0).reshape(self.B, -1)
+        _, coef, _ = self.norm_terms(q, mu)
+        g = g + coef[:, None] * q.reshape(self.B, -1)
+        return g, U, s1, s2, Z
+
+    def newton(self, q: Tensor, mu: float, weights: tuple[Tensor, Tensor] | None = None
+               ) -> tuple[Tensor, float]:
+        """Step Δq = −(∇²)⁻¹ ∇φ_μ(q) and λ² = −⟨∇φ_μ, Δq⟩. The cone rows enter the Hessian
+        with weights w = μ/s² (barrier) or the given primal-dual weights w = ν/s."""
+        B, m, d, n = self.B, self.m, self.d, self.n
+        md = m * d
+        g, U, s1, s2, Z = self.gradient(q, mu)
+        if weights is None:
+            w1, w2 = mu * self.v1 / s1**2, mu * self.need2 / s2**2
+        else:
+            w1, w2 = weights
+        # block Hessians K_s: cone rows Xᵀ D X (one GEMM against the d² products of the rows)
+        K = (w1.reshape(n, B * m).T @ self.XX).reshape(B, m, d, d)
+        K = torch.diag_embed(K.permute(0, 2, 3, 1)).permute(0, 3, 1, 4, 2)  # (B, m, d, m, d)
+        if bool(self.need2.any()):
+            A2 = self.C2 * w2[:, :, None].sqrt()  # (n, B, m)
+            P2 = (A2[:, :, :, None] * A2[:, :, None, :]).reshape(n, B * m * m)
+            K = K + (P2.T @ self.XX).reshape(B, m, m, d, d).permute(0, 1, 3, 2, 4)
+        K = K.reshape(B, md, md)
+        # smoothed norm: ∇²φ = β²/(μ+s) [I − β² q qᵀ / (s (μ + s))]
+        qf = q.reshape(B, md)
+        _, coef, sn = self.norm_terms(q, mu)
+        b2 = self.reg**2
+        K.diagonal(dim1=1, dim2=2).add_(coef[:, None])
+        K -= (coef * b2 / (sn * (mu + sn)))[:, None, None] * qf[:, :, None] * qf[:, None, :]
+        # data term by Woodbury: Φ_s (nc x md) = L_iᵀ[:, t_s] ⊗ (P_isj x_i)_j
+        solve = _woodbury(self, K, Z, offset=0)
+
+        step = -solve(g)
+        dec = float(-(g * step).sum())
+        return step.reshape(B, m, d), dec
+
+    def max_step(self, q: Tensor, dq: Tensor) -> float:
+        """Largest α with q + αΔq strictly inside the cones (∞ if unbounded)."""
+        U, dU = self.state(q), self.state(dq)
+        s1, _ = self.slacks(U)
+        ds1 = self.S1 * dU * self.v1
+        s2 = (self.C2 * U).sum(-1)
+        ds2 = (self.C2 * dU).sum(-1) * self.need2
+        alpha = math.inf
+        for sl, ds in ((s1, ds1), (s2, ds2)):
+            neg = ds < 0
+            if bool(neg.any()):
+                alpha = min(alpha, float((-sl[neg] / ds[neg]).min()))
+        return alpha
+
+
+def _check_witness(bar: _Barrier, W: Tensor, rel: float = 1e-10) -> None:
+    """Raise :class:`NotStrictlyFeasible` unless every cone row is positive at the witnesses
+    by more than ``rel``·(row scale): a row at round-off level is on the boundary."""
+    U = bar.state(W)
+    s1, s2 = bar.slacks(U)
+    xn = torch.linalg.vector_norm(bar.X, dim=1)
+    wn = torch.linalg.vector_norm(W, dim=2)  # (B, m)
+    sc1 = xn[:, None, None] * wn[None]
+    sc2 = (bar.C2.abs() * sc1).sum(-1)
+    if bool(((s1 <= rel * sc1) & (bar.v1 > 0)).any()) \
+            or bool(((s2 <= rel * sc2) & (bar.need2 > 0)).any()):
+        raise NotStrictlyFeasible("a block's witness lies on the boundary of its cone (a data "
+                                  "point on one of its hyperplanes)")
+
+
+def _witness_weights(bar: _Barrier, W: Tensor, iters: int = 300) -> Tensor:
+    """argmin_{c ≥ 0} L(Σ_s c_s A_s W_s) + β Σ_s c_s by accelerated projected gradient."""
+    Zs = (bar.P * bar.state(W)).sum(-1)  # (n, B): unit witness outputs (before E)
+    F = lambda cc: (Zs * cc[None]) @ bar.E  # noqa: E731
+    Lip = float(torch.linalg.matrix_norm(Zs, ord=2)) ** 2 * float(bar.loss.smoothness)
+    if Lip <= 0:
+        return torch.zeros(bar.B, dtype=W.dtype, device=W.device)
+    cc = torch.zeros(bar.B, dtype=W.dtype, device=W.device)
+    yk, tk = cc, 1.0
+    for _ in range(iters):
+        g = ((bar.loss.grad(F(yk), bar.Y) @ bar.E.T) * Zs).sum(0) + bar.reg
+        new = (yk - g / Lip).clamp_min(0)
+        tn = 0.5 * (1 + math.sqrt(1 + 4 * tk * tk))
+        yk = new + (tk - 1) / tn * (new - cc)
+        cc, tk = new, tn
+    return cc
+
+
+def _woodbury(bar: _Barrier, K: Tensor, Z: Tensor, offset: int):
+    """Solver for (blockdiag(K_s) + Φᵀ H Φ) x = rhs, rhs (B, D) with the q part at columns
+    ``offset:``; Φ_s maps q_s to the predictions (column t_s), H = ∇²L(Z) per sample.
+
+    Woodbury: (K + FᵀF)⁻¹ = K⁻¹ − K⁻¹Fᵀ(I + F K⁻¹ Fᵀ)⁻¹F K⁻¹ with F = H^{1/2}Φ. When H is
+    diagonal across outputs (squared loss, or one output) I + F K⁻¹ Fᵀ is block-diagonal over the
+    outputs: one n x n Cholesky per output instead of one (nc) x (nc)."""
+    B, m, d, n, c = bar.B, bar.m, bar.d, bar.n, bar.c
+    md = m * d
+    X = bar.X
+    kw = {"dtype": X.dtype, "device": X.device}
+    D = K.shape[1]
+    a = (bar.P[..., None] * X[:, None, None, :]).reshape(n, B, md)
+    Hb = loss_hessian_blocks(bar.loss, Z, bar.Y)
+    Kc = _cholesky(K)
+    diagonal = c == 1 or getattr(bar.loss, "name", "") == "squared"
+    if diagonal:
+        out = bar.prog.blocks.outputs.to(X.device)
+        h = Hb.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()  # (n, c)
+        Phi = torch.zeros(B, D, n, **kw)
+        Phi[:, offset:] = a.permute(1, 2, 0) * h.T[out][:, None, :]
+        V = torch.linalg.solve_triangular(Kc, Phi, upper=False)
+        groups = [torch.nonzero(out == k).flatten() for k in range(c)]
+        Mcs = []
+        for idx in groups:
+            Vk = V[idx].reshape(-1, n)
+            Mk = Vk.T @ Vk
+            Mk.diagonal().add_(1.0)
+            Mcs.append(_cholesky(Mk[None])[0])
+
+        def solve(rhs: Tensor) -> Tensor:
+            y = torch.cholesky_solve(rhs[..., None], Kc)[..., 0]
+            w = torch.einsum("bkn,bk->bn", Phi, y)  # per block, then summed per output
+            corr = torch.zeros(B, n, **kw)
+            for k, idx in enumerate(groups):
+                if idx.numel():
+                    zz = torch.cholesky_solve(w[idx].sum(0)[:, None], Mcs[k])[:, 0]
+                    corr[idx] = zz
+            return y - torch.cholesky_solve(torch.einsum("bkn,bn->bk", Phi, corr)[..., None],
+                                            Kc)[..., 0]
+
+        return solve
+    Hb = Hb + 1e-12 * torch.eye(c, **kw)[None]
+    Lc = torch.linalg.cholesky(Hb)  # (n, c, c), H_i = L_i L_iᵀ
+    LtE = torch.einsum("nab,sb->nsa", Lc.transpose(1, 2), bar.E)  # (n, B, c)
+    Phi = torch.zeros(B, D, n * c, **kw)
+    Phi[:, offset:] = torch.einsum("nsk,nsa->skna", a, LtE).reshape(B, md, n * c)
+    V = torch.linalg.solve_triangular(Kc, Phi, upper=False)
+    Vf = V.reshape(B * D, n * c)
+    M = Vf.T @ Vf
+    M.diagonal().add_(1.0)
+    Mc = _cholesky(M[None])[0]
+
+    def solve_full(rhs: Tensor) -> Tensor:
+        y = torch.cholesky_solve(rhs[..., None], Kc)[..., 0]
+        w = torch.einsum("bkn,bk->n", Phi, y)
+        zz = torch.cholesky_solve(w[:, None], Mc)[:, 0]
+        return y - torch.cholesky_solve(torch.einsum("bkn,n->bk", Phi, zz)[..., None],
+                                        Kc)[..., 0]
+
+    return solve_full
+
+
+def _cholesky(K: Tensor) -> Tensor:
+    """Batched Cholesky with a diagonal jitter on the (rare) numerically indefinite blocks."""
+    L, info = torch.linalg.cholesky_ex(K)
+    if bool((info != 0).any()):
+        scale = K.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)
+        jitter = 1e-14
+        for _ in range(12):
+            Kj = K + torch.diag_embed((jitter * scale)[:, None].expand(K.shape[:-1]))
+            L, info = torch.linalg.cholesky_ex(Kj)
+            if not bool((info != 0).any()):
+                break
+            jitter *= 100
+        else:
+            raise torch.linalg.LinAlgError("barrier Hessian not positive definite")
+    return L
+
+
+def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newton: int = 400,
+                  max_time: float | None = None, verbose: int = 0, x0: Tensor | None = None,
+                  mu0: float | None = None, centre: float = 1e-10
+                  ) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
+    """Solve ``prog`` (a :class:`ParallelProgram`) by the barrier method (module docstring).
+
+    ``x0`` (strictly feasible where non-zero) and ``mu0`` start elsewhere. Returns
+    ``(x, ν, result)``: x strictly feasible, ν ≥ 0 the multipliers of the best certificate met
+    (relative gap in ``result.history``); after centring at μ, ν = (μ/s)(1 − Δs/s) from the last
+    Newton step Δ, which makes the stationarity residual second order in Δ. Raises
+    :class:`NotStrictlyFeasible` when a block's witness is on its cone's boundary."""
+    t0 = time.perf_counter()
+    hist = History()
+    if prog.B == 0:
+        return prog.zeros(), prog.zero_multipliers(), SolverResult(
+            prog.zeros(), hist, StopReason.CONVERGED, 0, 0.0, {})
+    bar = _Barrier(prog)
+    W = prog.blocks.gates.to(prog.X)
+    _check_witness(bar, W)
+    W = W / torch.linalg.vector_norm(W.reshape(prog.B, -1), dim=1)[:, None, None]
+    L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
+    tau = 1e-3 * max(L0, 1e-12) / (prog.reg * prog.B)
+    if x0 is None:
+        # start: the best non-negative combination of the unit witnesses (a B-variable lasso),
+        # plus τ on every block (strictly inside every cone)
+        q = (_witness_weights(bar, W) + tau)[:, None, None] * W
+    else:
+        nrm = prog.group_norms(x0)
+        q = torch.where((nrm > 0)[:, None, None], x0.to(W), tau * W)
+        s1, s2 = bar.slacks(bar.state(q))
+        if bool((s1 <= 0).any()) or bool((s2 <= 0).any()):
+            raise NotStrictlyFeasible("x0 is not strictly inside its cones")
+    f0 = prog.objective(q)
+    mu = (max(f0, 1e-12) if mu0 is None else mu0) / bar.n_barrier
+    centre_tol = centre * max(1.0, abs(f0))
+    reason = StopReason.MAX_ITER
+    it, worse = 0, 0
+    best: tuple | None = None
+
+    def out_of_budget() -> bool:
+        return it >= max_newton or (max_time is not None
+                                    and time.perf_counter() - t0 > max_time)
+
+    while True:
+        # centre: damped Newton on φ_μ; the loop ends right after a Newton step at q
+        while True:
+            dq, dec = bar.newton(q, mu)
+            it += 1
+            if dec / 2 <= centre_tol or out_of_budget():
+                break
+            alpha = min(1.0, 0.99 * bar.max_step(q, dq))
+            fcur = bar.value(q, mu)
+            while alpha > 1e-14:
+                if bar.value(q + alpha * dq, mu) <= fcur - 0.25 * alpha * dec:
+                    break
+                alpha *= 0.5
+            if alpha <= 1e-14:
+                break
+            if verbose > 1:
+                print(f"    newton {it}: decrement {dec:.3e} step {alpha:.3g}")
+            q = q + alpha * dq
+        U, dU = bar.state(q), bar.state(dq)
+        s1, s2 = bar.slacks(U)
+        if bar.max_step(q, dq) > 1.0:  # full step feasible: primal-dual estimate
+            ds1 = bar.S1 * dU
+            ds2 = (bar.C2 * dU).sum(-1)
+            nu = ((mu * bar.v1 / s1 * (1 - ds1 / s1)).clamp_min(0),
+                  (mu * bar.need2 / s2 * (1 - ds2 / s2)).clamp_min(0))
+            qc = q + dq
+        else:
+            nu = (mu * bar.v1 / s1, mu * bar.need2 / s2)
+            qc = q
+        cert = prog.certificate(qc, nu)
+        hist.append(it, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
+        if verbose:
+            print(f"[barrier] mu {mu:.3e}  newton {it}  objective {cert.primal:.10g}  "
+                  f"rel.gap {cert.relative_gap:.3e}")
+        if best is None or cert.relative_gap < best[2].relative_gap:
+            best, worse = (qc, nu, cert), 0
+        else:
+            worse += 1
+        if cert.relative_gap <= tol:
+            reason = StopReason.GAP
+            break
+        if out_of_budget():
+            reason = StopReason.MAX_TIME if it < max_newton else StopReason.MAX_ITER
+            break
+        if worse >= 2:  # the gap stopped improving: working precision reached
+            reason = StopReason.STALLED
+            break
+        mu /= mu_factor
+    q, nu, cert = best
+    return q, nu, SolverResult(x=q, history=hist, stop_reason=reason, n_iter=it,
+                               seconds=time.perf_counter() - t0,
+                               extras={"mu": mu, "relative_gap": cert.relative_gap})
+
+# ----------------------------------------------------------------- primal-dual method
+def _soc_nt(s: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Nesterov–Todd scaling of second-order cones (rows of s, z in the interior):
+    W = β(2vvᵀ − J), W⁻¹ = (1/β)(2JvvᵀJ − J), with W z = W⁻¹ s. Returns (W, W⁻¹, λ̃ = W z)."""
+    D = s.shape[1]
+    sJs = s[:, 0] ** 2 - (s[:, 1:] ** 2).sum(1)
+    zJz = z[:, 0] ** 2 - (z[:, 1:] ** 2).sum(1)
+    sb = s / sJs.sqrt()[:, None]
+    zb = z / zJz.sqrt()[:, None]
+    gam = ((1 + (sb * zb).sum(1)) / 2).sqrt()
+    Jzb = torch.cat([zb[:, :1], -zb[:, 1:]], 1)
+    wb = (sb + Jzb) / (2 * gam)[:, None]
+    e = torch.zeros_like(wb)
+    e[:, 0] = 1.0
+    v = (wb + e) / torch.sqrt(2 * (wb[:, 0] + 1))[:, None]
+    beta = (sJs / zJz) ** 0.25
+    Jd = torch.ones(D, dtype=s.dtype, device=s.device)
+    Jd[1:] = -1.0
+    J = torch.diag(Jd)
+    vv = v[:, :, None] * v[:, None, :]
+    W = beta[:, None, None] * (2 * vv - J)
+    Jv = v * Jd
+    Winv = (2 * Jv[:, :, None] * Jv[:, None, :] - J) / beta[:, None, None]
+    lt = (W @ z[..., None])[..., 0]
+    return W, Winv, lt
+
+
+def _jprod(u: Tensor, v: Tensor) -> Tensor:
+    """Jordan product of second-order-cone vectors (rows)."""
+    return torch.cat([(u * v).sum(1, keepdim=True), u[:, :1] * v[:, 1:] + v[:, :1] * u[:, 1:]], 1)
+
+
+def _jdiv(u: Tensor, v: Tensor) -> Tensor:
+    """x with u ∘ x = v (u in the interior of the cone)."""
+    uJu = u[:, 0] ** 2 - (u[:, 1:] ** 2).sum(1)
+    uv = (u[:, 1:] * v[:, 1:]).sum(1)
+    x0 = (u[:, 0] * v[:, 0] - uv) / uJu
+    x1 = v[:, 1:] / u[:, :1] + ((uv / u[:, 0] - v[:, 0]) / uJu)[:, None] * u[:, 1:]
+    return torch.cat([x0[:, None], x1], 1)
+
+
+def _soc_step(u: Tensor, du: Tensor) -> float:
+    """Largest α ≥ 0 with u + α du in the second-order cone (rows; u in the interior)."""
+    a = du[:, 0] ** 2 - (du[:, 1:] ** 2).sum(1)
+    b = 2 * (u[:, 0] * du[:, 0] - (u[:, 1:] * du[:, 1:]).sum(1))
+    c = u[:, 0] ** 2 - (u[:, 1:] ** 2).sum(1)
+    inf = torch.full_like(a, math.inf)
+    disc = b * b - 4 * a * c
+    sq = disc.clamp_min(0).sqrt()
+    # numerically stable roots of a α² + b α + c
+    qq = -0.5 * (b + torch.where(b >= 0, sq, -sq))
+    r1 = torch.where(a != 0, qq / torch.where(a != 0, a, torch.ones_like(a)), inf)
+    r2 = torch.where(qq != 0, c / torch.where(qq != 0, qq, torch.ones_like(qq)), inf)
+    r1 = torch.where(r1 > 0, r1, inf)
+    r2 = torch.where(r2 > 0, r2, inf)
+    root = torch.where(disc >= 0, torch.minimum(r1, r2), inf)
+    lin = torch.where(du[:, 0] < 0, -u[:, 0] / torch.where(du[:, 0] < 0, du[:, 0],
+                                                          -torch.ones_like(a)), inf)
+    return float(torch.minimum(root, lin).min()) if u.shape[0] else math.inf
+
+
+def _lin_step(v: Tensor, dv: Tensor, mask: Tensor) -> float:
+    neg = (dv < 0) & (mask > 0)
+    return float((-v[neg] / dv[neg]).min()) if bool(neg.any()) else math.inf
+
+
+def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | None = None,
+             verbose: int = 0, start_mu: float = 10.0, start_newton: int = 10
+             ) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
+    """Primal-dual interior-point method (Mehrotra predictor–corrector, Nesterov–Todd scaling).
+
+    Variables (q_s, t_s) with the cones G_s q_s ≥ 0 and ||q_s||_F ≤ t_s; the primal iterate stays
+    strictly feasible (every iterate is a network with exactly the block patterns), the dual
+    (ν for the cone rows, ζ_s for the norms) approaches feasibility. Each iteration factors the
+    structured Newton matrix once (block Cholesky + Woodbury, as :meth:`_Barrier.newton`) and
+    solves twice. The start is centred by ≤ ``start_newton`` barrier Newton steps at
+    μ0 = ``start_mu``·f0/N (N cone rows). Returns ``(x, ν, result)`` with ν of the best
+    certificate met."""
+    t0 = time.perf_counter()
+    hist = History()
+    if prog.B == 0:
+        return prog.zeros(), prog.zero_multipliers(), SolverResult(
+            prog.zeros(), hist, StopReason.CONVERGED, 0, 0.0, {})
+    bar = _Barrier(prog)
+    B, m, d = bar.B, bar.m, bar.d
+    md = m * d
+    X = bar.X
+    kw = {"dtype": X.dtype, "device": X.device}
+    W0 = prog.blocks.gates.to(X)
+    _check_witness(bar, W0)
+    W0 = W0 / torch.linalg.vector_norm(W0.reshape(B, -1), dim=1)[:, None, None]
+    L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
+    tau = 1e-3 * max(L0, 1e-12) / (prog.reg * B)
+    q = (_witness_weights(bar, W0) + tau)[:, None, None] * W0
+    t = 1.5 * torch.linalg.vector_norm(q.reshape(B, -1), dim=1) + tau
+    v1, n2 = bar.v1, bar.need2
+    N = float(v1.sum() + n2.sum()) + B
+    f0 = prog.objective(q)
+    mu0 = start_mu * max(f0, 1e-12) / N
+    # a central start: a few damped Newton steps on the barrier problem at μ0, then the
+    # central-path relations t = (μ + √(μ² + β²||q||²))/β, λ = μ s⁻¹ (Jordan inverse)
+    for _ in range(start_newton):
+        dq_, dec_ = bar.newton(q, mu0)
+        if dec_ / 2 <= 1e-3:
+            break
+        al = min(1.0, 0.99 * bar.max_step(q, dq_))
+        fc = bar.value(q, mu0)
+        while al > 1e-14 and bar.value(q + al * dq_, mu0) > fc - 0.25 * al * dec_:
+            al *= 0.5
+        q = q + al * dq_
+    _, _, sn = bar.norm_terms(q, mu0)
+    t = (mu0 + sn) / prog.reg
+    U = bar.state(q)
+    s1, s2 = bar.slacks(U)
+    l1, l2 = mu0 / s1 * v1, mu0 / s2 * n2
+    sQ = torch.cat([t[:, None], q.reshape(B, md)], 1)
+    sJs = sQ[:, 0] ** 2 - (sQ[:, 1:] ** 2).sum(1)
+    lQ = mu0 * torch.cat([sQ[:, :1], -sQ[:, 1:]], 1) / sJs[:, None]
+    best, reason, it = None, StopReason.MAX_ITER, 0
+    e = torch.zeros(B, 1 + md, **kw)
+    e[:, 0] = 1.0
+
+    small = 0
+    for it in range(1, max_iter + 1):
+        try:
+            q, t, l1, l2, lQ, alpha, sigma, mu = _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e)
+        except torch.linalg.LinAlgError:
+            if best is None:
+                raise
+            reason = StopReason.STALLED  # the Newton matrix lost definiteness: working precision
+            break
+        cert = prog.certificate(q, (l1, l2))
+        hist.append(it, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
+        if verbose:
+            print(f"[pd] it {it}: mu {mu:.3e} sigma {sigma:.3f} step {alpha:.3f} objective "
+                  f"{cert.primal:.10g} rel.gap {cert.relative_gap:.3e}")
+        if best is None or cert.relative_gap < best[2].relative_gap:
+            best = (q, (l1, l2), cert)
+        if cert.relative_gap <= tol:
+            reason = StopReason.GAP
+            break
+        if max_time is not None and time.perf_counter() - t0 > max_time:
+            reason = StopReason.MAX_TIME
+            break
+        small = small + 1 if alpha < 1e-6 else 0
+        if small >= 3 or not math.isfinite(cert.primal):
+            reason = StopReason.STALLED
+            break
+    q, nu, cert = best
+    return q, nu, SolverResult(x=q, history=hist, stop_reason=reason, n_iter=it,
+                               seconds=time.perf_counter() - t0,
+                               extras={"relative_gap": cert.relative_gap})
+
+
+def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):
+    """One Mehrotra predictor–corrector step; returns the new iterate and (α, σ, μ)."""
+    B, m, d, n = bar.B, bar.m, bar.d, bar.n
+    md = m * d
+    X = bar.X
+    v1, n2 = bar.v1, bar.need2
+
+    def lp_adjoint(w1: Tensor, w2: Tensor) -> Tensor:
+        GU = v1 * bar.S1 * w1 + bar.C2 * w2[:, :, None]
+        return (X.T @ GU.reshape(n, -1)).reshape(d, B, m).permute(1, 2, 0).reshape(B, md)
+
+    def lp_apply(dq: Tensor) -> tuple[Tensor, Tensor]:
+        dU = bar.state(dq.reshape(B, m, d))
+        return bar.S1 * dU * v1, (bar.C2 * dU).sum(-1) * n2
+
+    U = bar.state(q)
+    s1, s2 = bar.slacks(U)
+    Z = bar.predict(U)
+    lam = prog.loss.grad(Z, prog.Y)
+    GUd = (lam @ bar.E.T)[:, :, None] * bar.P
+    gq = (X.T @ GUd.reshape(n, -1)).reshape(d, B, m).permute(1, 2, 0).reshape(B, md)
+    # dual residual r = ∇f − Gᵀλ (t-part first)
+    r = torch.cat([(prog.reg - lQ[:, 0])[:, None], gq - lp_adjoint(l1, l2) - lQ[:, 1:]], 1)
+    sQ = torch.cat([t[:, None], q.reshape(B, md)], 1)
+    mu = float(((s1 * l1).sum() + (s2 * l2).sum() + (sQ * lQ).sum()) / N)
+    Wq, Wqi, ltQ = _soc_nt(sQ, lQ)
+    Wq2i = Wqi @ Wqi
+    # structured Newton matrix: LP rows with weights λ/s, SOC block W⁻², data (Woodbury)
+    w1 = l1 / s1 * v1
+    w2 = l2 / s2 * n2
+    K = (w1.reshape(n, B * m).T @ bar.XX).reshape(B, m, d, d)
+    K = torch.diag_embed(K.permute(0, 2, 3, 1)).permute(0, 3, 1, 4, 2)
+    if bool(n2.any()):
+        A2 = bar.C2 * w2[:, :, None].sqrt()
+        P2 = (A2[:, :, :, None] * A2[:, :, None, :]).reshape(n, B * m * m)
+        K = K + (P2.T @ bar.XX).reshape(B, m, m, d, d).permute(0, 1, 3, 2, 4)
+    Kf = Wq2i.clone()
+    Kf[:, 1:, 1:] += K.reshape(B, md, md)
+    solve = _woodbury(bar, Kf, Z, offset=1)
+
+    def directions(c1: Tensor, c2: Tensor, cQ: Tensor):
+        """Step for W⁻¹r_c = (c1, c2, cQ) (LP parts already divided by s)."""
+        rhs = -r + torch.cat([cQ[:, :1], lp_adjoint(c1, c2) + cQ[:, 1:]], 1)
+        dx = solve(rhs)
+        ds1, ds2 = lp_apply(dx[:, 1:])
+        dsQ = dx
+        dl1 = (c1 - w1 * ds1) * v1
+        dl2 = (c2 - w2 * ds2) * n2
+        dlQ = cQ - (Wq2i @ dsQ[..., None])[..., 0]
+        return dx, ds1, ds2, dsQ, dl1, dl2, dlQ
+
+    def step_len(ds1, ds2, dsQ, dl1, dl2, dlQ) -> float:
+        return min(_lin_step(s1, ds1, v1), _lin_step(s2, ds2, n2), _soc_step(sQ, dsQ),
+                   _lin_step(l1, dl1, v1), _lin_step(l2, dl2, n2), _soc_step(lQ, dlQ))
+
+    # predictor (affine scaling): W⁻¹r_c = −λ
+    aff = directions(-l1, -l2, -lQ)
+    a_aff = min(1.0, step_len(*aff[1:]))
+    _, ds1a, ds2a, dsQa, dl1a, dl2a, dlQa = aff
+    mu_aff = float((((s1 + a_aff * ds1a) * (l1 + a_aff * dl1a)).sum()
+                    + ((s2 + a_aff * ds2a) * (l2 + a_aff * dl2a)).sum()
+                    + ((sQ + a_aff * dsQa) * (lQ + a_aff * dlQa)).sum()) / N)
+    sigma = min(1.0, max(mu_aff / mu, 0.0) ** 3)
+    # corrector: W⁻¹r_c with r_c = λ̃ \ (σμe − λ̃∘λ̃ − (W⁻¹Δs_aff)∘(WΔλ_aff))
+    c1 = ((sigma * mu - s1 * l1 - ds1a * dl1a) / s1) * v1
+    c2 = ((sigma * mu - s2 * l2 - ds2a * dl2a) / s2) * n2
+    sa = (Wqi @ dsQa[..., None])[..., 0]
+    za = (Wq @ dlQa[..., None])[..., 0]
+    rcQ = _jdiv(ltQ, sigma * mu * e - _jprod(ltQ, ltQ) - _jprod(sa, za))
+    cQ = (Wqi @ rcQ[..., None])[..., 0]
+    dx, ds1, ds2, dsQ, dl1, dl2, dlQ = directions(c1, c2, cQ)
+    alpha = min(1.0, 0.99 * step_len(ds1, ds2, dsQ, dl1, dl2, dlQ))
+    q = q + alpha * dx[:, 1:].reshape(B, m, d)
+    t = t + alpha * dx[:, 0]
+    l1, l2, lQ = l1 + alpha * dl1, l2 + alpha * dl2, lQ + alpha * dlQ
+    return q, t, l1, l2, lQ, alpha, sigma, mu
+
+
+def solve_interior(prog, *, method: str = "pd", tol: float = 1e-7, max_time: float | None = None,
+                   verbose: int = 0, **options
+                   ) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
+    """``method="pd"`` (primal-dual; falls back to the barrier method when it ends more than
+    100x above ``tol``) or ``"barrier"``. Raises :class:`NotStrictlyFeasible` as they do."""
+    if method not in ("pd", "barrier"):
+        raise ValueError(f"method must be 'pd' or 'barrier', got {method!r}")
+    t0 = time.perf_counter()
+    if method == "pd":
+        x, nu, res = solve_pd(prog, tol=tol, max_time=max_time, verbose=verbose, **options)
+        gap = res.extras.get("relative_gap", math.inf)
+        left = None if max_time is None else max_time - (time.perf_counter() - t0)
+        if gap <= 100 * tol or (left is not None and left <= 0):
+            return x, nu, res
+        xb, nub, resb = solve_barrier(prog, tol=tol, max_time=left, verbose=verbose)
+        if resb.extras.get("relative_gap", math.inf) < gap:
+            resb.extras["fallback"] = "barrier"
+            return xb, nub, resb
+        return x, nu, res
+    return solve_barrier(prog, tol=tol, max_time=max_time, verbose=verbose, **options)
