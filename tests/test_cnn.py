@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from convexnn.formulations.cnn import (
     CircularCNNProgram,
+    ConvSharedFilterProgram,
     ConvTwoLayerProgram,
     ThreeLayerCNNProgram,
     fourier_basis,
@@ -197,6 +198,27 @@ def test_two_layer_gated_matches_cvxpy(pooling, pool_size):
     _check_readback(prog, x, cert, imgs, Y, reg)
 
 
+@pytest.mark.parametrize("pooling,pool_size,loss", [("avg", 2, "squared"),
+                                                    ("max", 2, "cross_entropy"),
+                                                    ("none", None, "squared")])
+def test_shared_filter_program_matches_cvxpy(pooling, pool_size, loss):
+    imgs, Y = _data(N=8, C=2, H=5, W=5, c=3, seed=9)
+    if loss == "cross_entropy":
+        Y = torch.eye(3, dtype=DT)[torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])]
+    reg = 0.1
+    pats = sample_patch_gates(imgs, 6, 3, intercept=True, random_state=0)
+    prog = ConvSharedFilterProgram(imgs, Y, pats, reg, loss, kernel_size=3, pooling=pooling,
+                                   pool_size=pool_size)
+    x, cert, res = solve(prog, tol=1e-7, max_iter=20000)
+    assert res.stop_reason == "gap_tolerance" and cert.relative_gap <= 1e-7
+    p_ref = _check_against_cvxpy(prog, x, cert, rtol=1e-6)
+    assert cert.dual <= p_ref <= cert.primal + 1e-8 * max(1.0, p_ref)  # Clarabel's accuracy
+    net = _check_readback(prog, x, cert, imgs, Y, reg, loss)
+    # one filter per gate direction, feeding every pooled output and class
+    assert net.n_filters <= prog.P
+    assert (net.linear_weight != 0).float().mean() > 0.5
+
+
 def test_two_layer_cross_entropy_matches_cvxpy():
     imgs, _ = _data(N=6, H=4, W=4, seed=3)
     Y = torch.eye(2, dtype=DT)[torch.tensor([0, 1, 1, 0, 1, 0])]
@@ -344,3 +366,15 @@ def test_regressor_and_errors():
         ConvexCNNRegressor(kernel_size=9).fit(X, y)
     with pytest.raises(ValueError, match="fitted on"):
         reg.predict(np.zeros((2, 5, 5)))
+    with pytest.raises(ValueError, match="program"):
+        ConvexCNNRegressor(program="dense").fit(X, y)
+    with pytest.raises(ValueError, match="activation='relu'"):
+        ConvexCNNRegressor(program="shared", activation="gated").fit(X, y)
+    sh = ConvexCNNRegressor(kernel_size=3, reg=1e-2, n_patterns=12, program="shared",
+                            pooling="max", pool_size=2, random_state=0, tol=1e-6,
+                            max_iter=5000).fit(X, y)
+    assert sh.stop_reason_ == "gap_tolerance"
+    assert "shared" in sh.certificate_.problem
+    with torch.no_grad():
+        out = sh.to_torch()(torch.as_tensor(X[:, None])).numpy()[:, 0]
+    assert np.allclose(out, sh.predict(X), atol=1e-10)

@@ -1,11 +1,21 @@
 """scikit-learn estimators for two-layer convex CNNs (Ergen & Pilanci, ICLR 2021).
 
 ``ConvexCNNClassifier`` / ``ConvexCNNRegressor`` fit conv → ReLU → pooling → Flatten → Linear
-by solving :class:`convexnn.formulations.cnn.ConvTwoLayerProgram` (see its docstring for what
-is exact: a single pooled output with a scalar target and all patterns; otherwise the
-output-separable restriction; ``activation="gated"`` is exact for the gated CNN). Images are
-(N, C, H, W) (or (N, H, W) for one channel). The objective is the papers' convention: loss
-summed over samples + (reg/2)·(||filters||² + ||biases||² + ||linear||²), ``reg`` in those
+by solving a convex program (see :mod:`convexnn.formulations.cnn` for what is exact):
+
+* ``program="cone"`` (default): :class:`~convexnn.formulations.cnn.ConvTwoLayerProgram`, the
+  paper's cone-constrained group lasso over sampled (or, ``patterns="enumerate"``, all) patch
+  patterns — exact for a single pooled output (global average pooling) and a scalar target;
+  otherwise the output-separable restriction (every filter feeds one pooled output and one
+  class); ``activation="gated"`` gives the group nuclear-norm program, exact for the gated
+  CNN. Solved by ADMM with cutting planes over the cone rows (``solver="auto"``).
+* ``program="shared"``: :class:`~convexnn.formulations.cnn.ConvSharedFilterProgram`, filters
+  fixed at the gate directions and shared by every output (group lasso on the output weights;
+  also a restriction of the exact program) — usually much better than the output-separable
+  program for many classes or local pooling, given many patterns. ReLU only.
+
+Images are (N, C, H, W) (or (N, H, W) for one channel). The objective is the papers' convention:
+loss summed over samples + (reg/2)·(||filters||² + ||biases||² + ||linear||²), ``reg`` in those
 units. ``network_`` is the read-back :class:`convexnn.networks_cnn.ConvNetwork`,
 ``certificate_`` its duality-gap certificate, ``history_`` the solver trace.
 """
@@ -17,7 +27,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from .._validation import check_positive_int, check_reg, resolve_device, resolve_dtype, to_tensor
-from ..formulations.cnn import ConvTwoLayerProgram, solve
+from ..formulations.cnn import ConvSharedFilterProgram, ConvTwoLayerProgram, solve
 from ..patches import POOLINGS, enumerate_patch_patterns, sample_patch_gates
 from ..results import FitResult
 
@@ -55,7 +65,7 @@ class _ConvexCNNBase(BaseEstimator):
                  reg=1e-3, n_patterns=100, activation="relu", loss=None, patterns="sample",
                  gate_kind="gaussian", intercept=True, random_state=None, device="cpu",
                  dtype="float64", solver="auto", tol=1e-4, max_iter=2000, max_time=None,
-                 verbose=0):
+                 verbose=0, program="cone"):
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
@@ -76,6 +86,7 @@ class _ConvexCNNBase(BaseEstimator):
         self.max_iter = max_iter
         self.max_time = max_time
         self.verbose = verbose
+        self.program = program
 
     # ---------------------------------------------------------------- fitting
     def _validate_params(self) -> None:
@@ -94,6 +105,10 @@ class _ConvexCNNBase(BaseEstimator):
             raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
         if self.patterns not in ("sample", "enumerate"):
             raise ValueError(f"patterns must be 'sample' or 'enumerate', got {self.patterns!r}")
+        if self.program not in ("cone", "shared"):
+            raise ValueError(f"program must be 'cone' or 'shared', got {self.program!r}")
+        if self.program == "shared" and self.activation != "relu":
+            raise ValueError("program='shared' is a ReLU program; use activation='relu'")
         check_positive_int(self.max_iter, "max_iter")
         if not (isinstance(self.tol, (float, int)) and self.tol > 0):
             raise ValueError(f"tol must be > 0, got {self.tol!r}")
@@ -116,14 +131,20 @@ class _ConvexCNNBase(BaseEstimator):
         else:
             pats = sample_patch_gates(Xt, int(self.n_patterns), random_state=self.random_state,
                                       kind=self.gate_kind, **common)
-        prog = ConvTwoLayerProgram(Xt, Yt, pats, float(self.reg), loss, self.activation,
-                                   pooling=self.pooling, pool_size=self.pool_size, **common)
+        if self.program == "shared":
+            prog = ConvSharedFilterProgram(Xt, Yt, pats, float(self.reg), loss,
+                                           pooling=self.pooling, pool_size=self.pool_size,
+                                           **common)
+        else:
+            prog = ConvTwoLayerProgram(Xt, Yt, pats, float(self.reg), loss, self.activation,
+                                       pooling=self.pooling, pool_size=self.pool_size, **common)
         x, cert, res = solve(prog, solver=self.solver, tol=float(self.tol),
                              max_iter=int(self.max_iter), max_time=self.max_time,
                              verbose=int(self.verbose))
         self.network_ = prog.to_network(x)
         self.certificate_ = cert
         self.history_ = res.history
+        self.stop_reason_ = res.stop_reason
         self.fit_result_ = FitResult(self.network_, cert, res.history,
                                      {"stop_reason": res.stop_reason, "n_iter": res.n_iter,
                                       "seconds": res.seconds, "problem": prog.description(),
