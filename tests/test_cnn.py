@@ -286,6 +286,18 @@ def test_circular_matches_cvxpy(shape, n_circular):
     assert len(net.to_torch()) == 6 + 2 * (n_circular - 1)
 
 
+def test_circular_vector_output_cross_entropy_matches_cvxpy():
+    g = torch.Generator().manual_seed(5)
+    sig = torch.randn(8, 3, 4, generator=g, dtype=DT)
+    Y = torch.eye(2, dtype=DT)[torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])]
+    pats = sample_gates(sig.reshape(8, -1), 4, random_state=0)
+    prog = CircularCNNProgram(sig, Y, pats, 0.1, "cross_entropy")
+    x, cert, _ = solve(prog, tol=1e-5, max_iter=4000)
+    assert cert.relative_gap <= 1e-4
+    _check_against_cvxpy(prog, x, cert)
+    _check_readback(prog, x, cert, sig, Y, 0.1, "cross_entropy")
+
+
 # ------------------------------------------------------------------- three-layer CNN
 def test_three_layer_matches_cvxpy():
     imgs, Y = _data(N=6, H=4, W=4, seed=6)
@@ -299,6 +311,19 @@ def test_three_layer_matches_cvxpy():
     # the CVXPY solution reads back into a network with the same (non-convex) objective
     xc, _, _ = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
     assert prog.to_network(xc).objective(imgs, Y, reg) == pytest.approx(p_ref, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_three_layer_vector_output_cross_entropy_matches_cvxpy():
+    imgs, _ = _data(N=6, H=4, W=4, seed=10)
+    Y = torch.eye(2, dtype=DT)[torch.tensor([0, 1, 1, 0, 1, 0])]
+    pats = sample_patch_gates(imgs, 3, 3, intercept=True, random_state=0)
+    prog = ThreeLayerCNNProgram(imgs, Y, pats, 0.1, "cross_entropy", kernel_size=3, n_outer=3,
+                                random_state=0)
+    x, cert, _ = solve(prog, tol=1e-5, max_iter=4000)
+    assert cert.relative_gap <= 1e-3
+    _check_against_cvxpy(prog, x, cert, rtol=5e-3)
+    _check_readback(prog, x, cert, imgs, Y, 0.1, "cross_entropy")
 
 
 # ------------------------------------------------------------------------ estimators

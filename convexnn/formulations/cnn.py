@@ -14,14 +14,26 @@ All programs share one shape (class :class:`_ConeGroupProgram`)::
     min_x  L(A x, Y) + β Σ_p ||X_p||_*                                     (gated, nuclear)
 
 with the last axis of x the group axis. Dual (any μ ≥ 0, Λ): −L*(Λ) ≤ optimum whenever
-||(AᵀΛ − Bᵀμ)_g|| ≤ β w_g for every group; the certificate takes Λ = ∇L at a feasible point
-(repaired along the gates when possible), μ from the augmented Lagrangian, and scales both
-until feasible — a valid lower bound for any μ ≥ 0. The reported primal value is always the
-non-convex objective of an actual network: the read-back of the (gate-repaired) feasible
-point, or of the raw iterate when that network is better (its neurons may then use patterns
-outside the sampled set, so on sampled sets primal < dual can happen and only means the
-network beats the restricted program). ``solve`` returns the point whose read-back network
-attains the primal value.
+||(AᵀΛ − Bᵀμ)_g|| ≤ β w_g for every group; the certificate takes Λ = ∇L at the certified
+point's predictions (and, for ADMM, also the solver's own estimate of ∇L), μ from the solver
+(zero on cone rows outside the working set, see below), and scales Λ until feasible — a valid
+lower bound for any μ ≥ 0. The reported primal value is always the non-convex objective of an
+actual network: for the two-layer program the network read back from the iterate, whose
+neurons are the true ReLUs of its blocks (so no feasibility is needed; when the iterate leaves
+its cones the network uses patterns outside the sampled set and can even beat the sampled
+program: primal < dual then only means that), or — ``primal="feasible"`` — the network of the
+iterate's exact projection onto the cones, a feasible point of the program. ``solve`` returns
+the point whose read-back network attains the primal value.
+
+Solvers (``solve``): FISTA for the unconstrained (gated, shared-filter) programs; for the cone
+programs ADMM (:mod:`convexnn.solvers.admm`) with one cached factorisation (every cone's Gram
+matrix BᵀB is an h x h block, so the normal equations reduce to an n x n Cholesky factor by
+Woodbury, shared by all classes) and **cutting planes**: a cone K_{pq} has N·|W_q| rows but
+only a few are facets near the solution, so the solver sees a working set of rows per cone
+(initially the rows closest to the gate), and after each round the most violated rows of the
+full cone are added. A multiplier vector on the working rows, extended by zeros, is a valid
+μ ≥ 0 of the full program, so certificates never depend on the working set. The augmented
+Lagrangian (``solver="al"``) runs on all rows (circular and three-layer programs).
 
 1. **Two-layer CNN** :class:`ConvTwoLayerProgram` — conv (m filters u_j ∈ R^h) → ReLU →
    pooling (a windows W_q: global/local average, global/local max, or none) → Flatten →
@@ -39,21 +51,36 @@ attains the primal value.
        min L( Z ) + β Σ ||x[s,p,q,c]||,   Z[n,c] = Σ_{p,q} E_{pq}(n)ᵀ (x[+,p,q,c] − x[−,p,q,c]),
        s.t. x[s,p,q,c] ∈ K_{pq}.
 
-   **Exact** (equal to the non-convex optimum, m ≥ m*) for a *single* pooled output and scalar
-   target (global average or global max pooling, c = 1) when the gates hit every region (every
-   pattern of [X_1; …; X_K] for average pooling; for max pooling the regions also fix the
-   arg-max, which pattern deduplication does not track, so max-pooling sets are never marked
-   global). This is the paper's ℓ2 (group-lasso) program. With several pooled outputs (local
-   pooling, no pooling) or classes (c > 1), each filter would feed an a·c vector and the exact
-   program is a cone-constrained nuclear-norm (copositive) program (papers.md §4.4); we solve
-   the **output-separable restriction** (every filter feeds one pooled output and one class),
-   whose optimum upper-bounds the network optimum and whose solutions are networks of the same
-   architecture.
+   Which variants are exact (equal to the non-convex training problem's optimum once the
+   patterns are complete and the width is at least the number of non-zero blocks):
+
+   * **global average pooling, scalar target (c = 1): exact** over all patterns of the stacked
+     patch matrix [X_1; …; X_K] (the paper's ℓ2 group-lasso program; with
+     :func:`~convexnn.patches.enumerate_patch_patterns` the certificate's scope is "global");
+   * **global max pooling, scalar target: exact** over all regions of the finer arrangement
+     that also fixes each window's arg-max (hyperplanes x_{n,k} − x_{n,k'}); we only sample it,
+     so max-pooling certificates are always "sampled patterns";
+   * **local average / local max pooling, no pooling (a > 1), or c > 1 classes: not exact.**
+     Each filter then feeds an a·c vector and the exact program is a cone-constrained
+     nuclear-norm (copositive) program (papers.md §4.4; for *global* pooling with c ≥ 1 it is
+     solved exactly for tiny filters by :func:`~convexnn.formulations.copositive_cnn.
+     fit_exact_cnn`). Here we solve the **output-separable restriction** (every filter feeds
+     one pooled output and one class): its optimum upper-bounds the network optimum over the
+     sampled patterns and its solutions are networks of the same architecture;
+   * every variant with ``activation="gated"`` (below) is exact for the gated CNN.
 
    Gated program (``activation="gated"``): gates fixed, x[p] ∈ R^{a x c x h}, penalty
    β Σ_p ||x[p]||_* (ℓ2 when a·c = 1). **Exact** for the gated CNN conv → 1[conv_g ≥ 0]·conv →
    pooling → Linear (any width ≥ Σ rank): one neuron per singular triple. For max pooling the
    gated pool takes the value at the gate's arg-max.
+
+1b. **Shared-filter program** :class:`ConvSharedFilterProgram` — the same architecture with
+   the filters fixed at the (unit) gate directions û_p (û_p ∈ K_p) and output weights
+   L_p ∈ R^{a x c} shared by all windows and classes: min L(Σ_p Φ_p L_p) + β Σ_p ||L_p||_F with
+   the exact ReLU features Φ_p = pool(relu(conv(x; û_p))). Another restriction of the exact
+   (copositive) program over the sampled patterns; its atoms are the ones trained CNNs use
+   (one filter for all outputs), so with many gates it fits much better than the
+   output-separable program when a·c > 1 (benchmarks/results/cnn.md).
 
 2. **Multi-layer circular CNN with one ReLU** :class:`CircularCNNProgram` — single-channel
    signals/images x ∈ R^d (d = H·W), neuron j: ``n_circular`` circular convolutions with
@@ -96,8 +123,11 @@ attains the primal value.
    the output-separable restriction.
 
 Memory: features E (N x a x P x h) are cached below ``cache_limit`` entries and rebuilt per
-sample chunk otherwise (gated path). Cone constraints hold one value per (sample, position,
-group): O(N K S P c) memory is inherent to the ReLU programs (also for the multipliers μ).
+sample chunk otherwise (gated path). The two-layer cone program keeps the row coefficients
+(N x a x Kq x P) and the working sets (P x a x R x h); everything that touches *all* cone rows
+(violation checks, the read-back network's predictions) runs in sample chunks of at most 2·10⁷
+entries, so O(N K S P c) is never materialised. The circular and three-layer programs keep
+all their rows (O(N K S P c) for the three-layer multipliers).
 """
 
 from __future__ import annotations
