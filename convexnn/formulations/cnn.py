@@ -511,20 +511,24 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
             yield s, e, self._features(s, e)
 
     def _build_constraints(self) -> None:
-        """Row coefficients of the cones: C = α ⊙ (x_k·v) + γ ⊙ (x_{k*}·v), shapes (N,a,Kq,P)."""
-        Xw = self._window_patches(0, self.N)
-        self._Xw = Xw
-        pre = Xw @ self.G
-        if self.pooling == "max":
-            val, kstar = pre.max(dim=2)
-            act = (val >= 0).to(Xw.dtype)
-            onehot = torch.zeros_like(pre).scatter_(2, kstar[:, :, None, :], 1.0)
-            self._alpha = onehot * (2 * act[:, :, None, :] - 1) - (1 - onehot)
-            self._gamma = 1 - onehot
-            self._Xstar = torch.gather(Xw, 2, kstar[..., None].expand(-1, -1, -1, self.h))
-        else:
-            self._alpha = 2 * (pre >= 0).to(Xw.dtype) - 1
-            self._gamma = None
+        """Keep the window patches Xw (N, a, Kq, h); the row coefficients are recomputed from
+        Xw @ G in sample chunks (:meth:`_coeffs`), never stored for all (sample, position,
+        gate) triples."""
+        self._Xw = self._window_patches(0, self.N)
+
+    def _coeffs(self, s: int, e: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Row coefficients for samples s..e: the cone rows are α x_{n,k} + γ x_{n,k*} with
+        α, γ of shape (n, a, Kq, P) (γ, x_{k*} (n, a, P, h) only for max pooling)."""
+        Xw = self._Xw[s:e]
+        pre = Xw @ self.G  # (n, a, Kq, P)
+        if self.pooling != "max":
+            return 2 * (pre >= 0).to(Xw.dtype) - 1, None, None
+        val, kstar = pre.max(dim=2)
+        act = (val >= 0).to(Xw.dtype)
+        onehot = torch.zeros_like(pre).scatter_(2, kstar[:, :, None, :], 1.0)
+        alpha = onehot * (2 * act[:, :, None, :] - 1) - (1 - onehot)
+        Xstar = torch.gather(Xw, 2, kstar[..., None].expand(-1, -1, -1, self.h))
+        return alpha, 1 - onehot, Xstar
 
     # ------------------------------------------------------------- operators
     def _V(self, x: Tensor) -> Tensor:
@@ -551,11 +555,12 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
     # the full program, so certificates never depend on W.
     def _full_rows_chunk(self, x: Tensor, s: int, e: int) -> Tensor:
         """All cone rows applied to x for samples s..e: (n, a, Kq, S, P, c)."""
+        alpha, gamma, Xstar = self._coeffs(s, e)
         T = torch.einsum("nqkh,spqch->nqkspc", self._Xw[s:e], x)
-        C = self._alpha[s:e, :, :, None, :, None] * T
-        if self._gamma is not None:
-            Ts = torch.einsum("nqph,spqch->nqspc", self._Xstar[s:e], x)
-            C = C + self._gamma[s:e, :, :, None, :, None] * Ts[:, :, None]
+        C = alpha[:, :, :, None, :, None] * T
+        if gamma is not None:
+            Ts = torch.einsum("nqph,spqch->nqspc", Xstar, x)
+            C = C + gamma[:, :, :, None, :, None] * Ts[:, :, None]
         return C
 
     def _row_chunks(self):
@@ -567,10 +572,19 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
         """Row vectors b (..., h) of cones (p, q) for flat row indices n·Kq + k."""
         Kq = self.win.size
         n_i, k_i = flat // Kq, flat % Kq
-        b = self._alpha[n_i, q_i, k_i, p_i][..., None] * self._Xw[n_i, q_i, k_i]
-        if self._gamma is not None:
-            b = b + self._gamma[n_i, q_i, k_i, p_i][..., None] * self._Xstar[n_i, q_i, p_i]
-        return b
+        x = self._Xw[n_i, q_i, k_i]  # (..., h)
+        g = self.G.T[p_i]  # (..., h)
+        if self.pooling != "max":
+            return torch.where(((x[..., None, :] @ g[..., :, None])[..., 0, 0] >= 0)[..., None],
+                               x, -x)
+        win = self._Xw[n_i, q_i]  # (..., Kq, h): the whole window of each row
+        pre = (win @ g[..., :, None])[..., 0]
+        val, kstar = pre.max(dim=-1)
+        idx = kstar[..., None, None].expand(*kstar.shape, 1, self.h)
+        xs = torch.gather(win, -2, idx)[..., 0, :]
+        at_star = (k_i == kstar)[..., None]
+        sign = torch.where(val >= 0, 1.0, -1.0).to(x.dtype)[..., None]
+        return torch.where(at_star, sign * xs, xs - x)
 
     def _cone_index(self, R: int) -> tuple[Tensor, Tensor]:
         dev = self.images.device
@@ -602,11 +616,10 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
         for s in range(0, self.N, per):
             e = min(s + per, self.N)
             Xw = self._Xw[s:e]  # (n, a, Kq, h)
-            al = self._alpha[s:e]  # (n, a, Kq, P)
+            al, ga, Xs = self._coeffs(s, e)  # (n, a, Kq, P), γ and x_{k*} (n, a, P, h)
             bg = al * (Xw @ Gn)
             nb2 = al ** 2 * (Xw ** 2).sum(-1, keepdim=True)
-            if self._gamma is not None:
-                Xs, ga = self._Xstar[s:e], self._gamma[s:e]  # (n, a, P, h), (n, a, Kq, P)
+            if ga is not None:
                 bg = bg + ga * (Xs * Gn.T[None, None]).sum(-1)[:, :, None]
                 nb2 = (nb2 + ga ** 2 * (Xs ** 2).sum(-1)[:, :, None]
                        + 2 * al * ga * torch.einsum("nqkh,nqph->nqkp", Xw, Xs))
