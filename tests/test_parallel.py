@@ -17,7 +17,13 @@ from convexnn.formulations.parallel import (
     sample_blocks,
     solve,
 )
-from convexnn.formulations.parallel_cg import fit_parallel_cg, price, subnetwork_values
+from convexnn.formulations.parallel_cg import (
+    PricingResult,
+    fit_parallel_cg,
+    price,
+    select_blocks,
+    subnetwork_values,
+)
 from convexnn.formulations.parallel_interior import NotStrictlyFeasible, solve_barrier, solve_pd
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import cvxpy_solution as tl_cvxpy_solution
@@ -278,6 +284,22 @@ def test_pricing_finds_a_violation_at_a_non_optimal_network():
     prog = ParallelProgram(Xa, Y, blk, reg, depth=3, intercept=True)
     _, cert, _ = solve(prog)
     assert cert.primal < 0.5 * float((Y**2).sum()) - 1e-6
+
+
+def test_select_blocks_skips_known_duplicate_and_degenerate_candidates():
+    X, _ = _data(20, 2, seed=11)
+    Xa = add_intercept(X)
+    g = torch.randn(3, 2, 3, generator=torch.Generator().manual_seed(1), dtype=DT)
+    g[1] = 2.0 * g[0]  # same patterns as candidate 0
+    x0 = Xa[0]
+    g[2, 0] -= (g[2, 0] @ x0) / (x0 @ x0) * x0  # hyperplane through a data point
+    sg = torch.ones(3, 2, dtype=DT)
+    cand = PricingResult(g, sg, torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=DT),
+                         torch.tensor([3.0, 2.0, 1.5], dtype=DT), 1, 0, 0.0)
+    pick, keys = select_blocks(Xa, cand, [], reg=1.0, margin=1e-3, max_new=10)
+    assert pick == [0] and len(keys) == 1
+    assert select_blocks(Xa, cand, keys, reg=1.0, margin=1e-3, max_new=10)[0] == []
+    assert select_blocks(Xa, cand, [], reg=5.0, margin=1e-3, max_new=10)[0] == []
 
 
 def test_column_generation_improves_on_the_sampled_program():

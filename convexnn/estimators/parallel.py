@@ -53,7 +53,7 @@ class _ParallelBase(BaseEstimator):
                  device: str = "cpu", dtype: str = "float64", solver: str = "auto",
                  tol: float = 1e-6, max_iter: int = 5000, max_time: float | None = None,
                  verbose: int = 0, rank: int | None = None, gate_kind: str = "gaussian",
-                 method: str = "cg", max_rounds: int = 30, max_new: int = 40,
+                 method: str = "cg", max_rounds: int = 30, max_new: int | None = None,
                  n_starts: int = 128):
         self.depth = depth
         self.width = width
@@ -94,7 +94,8 @@ class _ParallelBase(BaseEstimator):
         if not (isinstance(self.max_rounds, (int, np.integer)) and self.max_rounds >= 0) \
                 or isinstance(self.max_rounds, bool):
             raise ValueError(f"max_rounds must be an integer >= 0, got {self.max_rounds!r}")
-        check_positive_int(self.max_new, "max_new")
+        if self.max_new is not None:
+            check_positive_int(self.max_new, "max_new")
         check_positive_int(self.n_starts, "n_starts")
         if self.max_time is not None and not (isinstance(self.max_time, (int, float))
                                               and self.max_time > 0):
@@ -105,8 +106,8 @@ class _ParallelBase(BaseEstimator):
         dt, dev = resolve_dtype(self.dtype), resolve_device(self.device)
         Xt = add_intercept(to_tensor(X, dt, dev))
         Yt = to_tensor(Yenc, dt, dev)
-        cg = {"max_rounds": int(self.max_rounds), "max_new": int(self.max_new),
-              "n_starts": int(self.n_starts)}
+        cg = {"max_rounds": int(self.max_rounds), "n_starts": int(self.n_starts),
+              "max_new": None if self.max_new is None else int(self.max_new)}
         res = fit_parallel(Xt, Yt, reg=float(self.reg), depth=int(self.depth),
                            width=int(self.width), n_patterns=int(self.n_patterns), loss=loss,
                            random_state=self.random_state, intercept=True, rank=self.rank,

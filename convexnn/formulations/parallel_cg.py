@@ -199,11 +199,25 @@ def _keys(X: Tensor, gates: Tensor, signs: Tensor, outputs: Tensor, eps: Tensor)
     return [b + b"@" + t for b, t in zip(base, tail)]
 
 
+def _strictly_inside(X: Tensor, gates: Tensor, signs: Tensor, rel: float = 1e-8) -> Tensor:
+    """Candidates whose witness is not within round-off of a cone boundary (a local maximum of
+    the piecewise-linear pricing function can sit on a kink): (P,) bool. Such a witness would
+    not give the interior-point solvers a strictly feasible start."""
+    H = torch.einsum("nd,pmd->npm", X, gates)
+    scale = torch.linalg.vector_norm(X, dim=1)[:, None, None] \
+        * torch.linalg.vector_norm(gates, dim=2)[None]
+    ok1 = (H.abs() > rel * scale) | (scale == 0)
+    h = (signs[None] * H.clamp_min(0)).sum(-1)
+    ok2 = (h.abs() > rel * scale.sum(-1)) | ((H > 0).sum(-1) == 0)
+    return ok1.all(-1).all(0) & ok2.all(0)
+
+
 def select_blocks(X: Tensor, cand: PricingResult, existing: list[bytes], reg: float,
                   margin: float, max_new: int):
     """Up to ``max_new`` distinct candidates with value > reg (1 + margin), best first, whose
     index is not in ``existing``. Returns (indices into ``cand``, their keys)."""
-    viol = torch.nonzero(cand.values > reg * (1 + margin)).flatten()
+    viol = torch.nonzero((cand.values > reg * (1 + margin))
+                         & _strictly_inside(X, cand.gates, cand.signs)).flatten()
     if viol.numel() == 0:
         return [], []
     keys = _keys(X, cand.gates[viol], cand.signs[viol], cand.outputs[viol], cand.eps[viol])
@@ -222,29 +236,33 @@ def select_blocks(X: Tensor, cand: PricingResult, existing: list[bytes], reg: fl
 
 def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int = 2,
                     loss: str | Loss = "squared", intercept: bool = True,
-                    n_init_blocks: int = 20, max_rounds: int = 30, max_new: int = 40,
+                    n_init_blocks: int = 20, max_rounds: int = 30, max_new: int | None = None,
                     n_starts: int = 128, n_steps: int = 100, price_tol: float = 1e-3,
                     tol: float = 1e-7, round_tol: float = 1e-6, max_time: float | None = None,
                     solver: str = "auto", random_state=None, gate_kind: str = "gaussian",
-                    verbose: int = 0, prune: float = 1e-6,
+                    verbose: int = 0, prune: float = 1e-6, warm_start: bool = True,
                     intercept_column: bool | None = None) -> FitResult:
     """Column generation (module docstring). ``X`` carries the ones column when ``intercept``.
 
-    Rounds solve the program over the current blocks to a relative gap ``round_tol`` (any
-    backend of :func:`convexnn.formulations.parallel.solve`); the last program is re-solved to
-    ``tol`` after dropping its negligible blocks (norm ≤ ``prune``·max). Between rounds a block
-    is dropped when its norm is ≤ max(``prune``, 10·``round_tol``)·max: interior-point solutions
+    Each round adds up to ``max_new`` new blocks (default 20 per residual direction (t, ε),
+    i.e. 40 c) and solves the program over the current blocks to a relative gap ``round_tol``
+    (any backend of :func:`convexnn.formulations.parallel.solve`). Between rounds a block is
+    dropped when its norm is ≤ max(``prune``, 10·``round_tol``)·max: interior-point solutions
     leave the blocks that are zero at the optimum at norms of the order of the solve's accuracy.
-    Stops when the search finds no block with
-    ⟨−Λ, g⟩ > β(1 + ``price_tol``), after ``max_rounds`` rounds or ``max_time`` seconds.
-    Returns a :class:`FitResult` whose certificate is that of the read-back network for the
-    program over the final blocks; ``info["pricing"]`` reports the last search and
-    ``info["rounds"]`` the trajectory (objective, blocks, time per round)."""
+    Stops when the search finds no block with ⟨−Λ, g⟩ > β(1 + ``price_tol``), after
+    ``max_rounds`` rounds or when ``max_time`` seconds have passed (checked after each search;
+    a started solve is finished); then the last program is re-solved to ``tol`` over its blocks
+    of norm > ``prune``·max, and searched once more at the returned network (on top of
+    ``max_time``). Returns a :class:`FitResult` whose certificate is
+    that of the read-back network for the program over the final blocks; ``info["pricing"]``
+    reports the last search and ``info["rounds"]`` the trajectory (objective, blocks, seconds
+    per round)."""
     from .parallel import ParallelBlocks, ParallelProgram, sample_blocks, solve, solve_pruned
+    from .parallel_interior import NotStrictlyFeasible
 
     if reg <= 0:
         raise ValueError(f"reg must be > 0, got {reg}")
-    if max_rounds < 0 or max_new < 1 or n_init_blocks < 0:
+    if max_rounds < 0 or n_init_blocks < 0 or (max_new is not None and max_new < 1):
         raise ValueError("max_rounds and n_init_blocks must be >= 0 and max_new >= 1")
     t0 = time.perf_counter()
     lo = get_loss(loss)
@@ -253,6 +271,7 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
     icol = intercept if intercept_column is None else intercept_column
     m = 1 if depth == 2 else int(width)
     c = Y.shape[1]
+    max_new = 20 * 2 * c if max_new is None else int(max_new)
     kw = {"dtype": X.dtype, "device": X.device}
     if n_init_blocks > 0:
         blocks = sample_blocks(X, n_init_blocks, width=width, depth=depth, n_outputs=c,
@@ -262,11 +281,13 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
                                 torch.zeros(0, dtype=torch.long, device=X.device),
                                 torch.zeros(0, **kw))
 
-    def left() -> float | None:
-        return None if max_time is None else max(max_time - (time.perf_counter() - t0), 1.0)
-
-    def master(prog: ParallelProgram):
-        x, _, res = solve(prog, solver=solver, tol=round_tol, max_time=left())
+    def master(prog: ParallelProgram, x0: Tensor | None = None):
+        # not cut by max_time: a half-solved program would hand the search a wrong Λ
+        try:
+            x, _, res = solve(prog, solver=solver, tol=round_tol,
+                              x0=x0 if warm_start else None)
+        except NotStrictlyFeasible:  # the warm start touches a cone boundary: start afresh
+            x, _, res = solve(prog, solver=solver, tol=round_tol)
         # interior-point solutions leave the blocks that are zero at the optimum at norms of
         # the order of the solve's accuracy: zero them (0 lies in every cone; pricing can bring
         # a block back)
@@ -339,14 +360,21 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
                                 torch.cat([prog.sig[act], cand.signs[idx]]),
                                 torch.cat([prog.blocks.outputs[act], cand.outputs[idx]]),
                                 torch.cat([prog.eps[act], cand.eps[idx]]))
+        x0 = torch.cat([x[act], torch.zeros_like(cand.gates[idx])])
         prog = program(blocks)
-        x, res = master(prog)
+        x, res = master(prog, x0)
     # final: the last program to full accuracy over its non-negligible blocks
     prog = prog.subset(prog.group_norms(x) > 0) if prog.B else prog
-    prog, x, cert, res = solve_pruned(prog, solver=solver, tol=tol, prune=prune,
-                                      max_time=left())
-    found = cand.best / reg if cand is not None else float("nan")
-    cert.problem += f"; last pattern search: max <-Λ,g>/β = {found:.6g}"
+    prog, x, cert, res = solve_pruned(prog, solver=solver, tol=tol, prune=prune)
+    # one more search at the returned network, so that the reported value is about it
+    act = prog.group_norms(x) > 0
+    qa = x[act] / torch.linalg.vector_norm(x[act].flatten(1), dim=-1)[:, None, None]
+    cand = price(X, lo.grad(prog.network_predict(prog.linear(x)), Y), width=width, depth=depth,
+                 n_starts=n_starts, n_steps=n_steps, random_state=rng, intercept_column=icol,
+                 init=(qa, prog.sig[act],
+                       direction_index(prog.blocks.outputs[act], prog.eps[act], c)))
+    found = cand.best / reg
+    cert.problem += f"; pattern search at this network: max <-Λ,g>/β = {found:.6g}"
     net = prog.to_network(x)
     info = {
         "method": "column generation",
@@ -363,7 +391,7 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
             "n_steps": n_steps,
             "violated_block_found": bool(found > 1 + price_tol),
             "statement": ("the certificate bounds the gap over the blocks found; a sub-network "
-                          "with <-Λ,g>/β > 1 (found at the last round's network) proves that "
+                          "with <-Λ,g>/β > 1 (searched at the returned network) proves the "
                           "network is not globally optimal, and a search that finds none is "
                           "not a proof of global optimality"),
         },

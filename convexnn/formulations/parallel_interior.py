@@ -477,8 +477,8 @@ def _lin_step(v: Tensor, dv: Tensor, mask: Tensor) -> float:
 
 
 def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | None = None,
-             verbose: int = 0, start_mu: float = 10.0, start_newton: int = 10
-             ) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
+             verbose: int = 0, start_mu: float = 10.0, start_newton: int = 30,
+             x0: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
     """Primal-dual interior-point method (Mehrotra predictor–corrector, Nesterov–Todd scaling).
 
     Variables (q_s, t_s) with the cones G_s q_s ≥ 0 and ||q_s||_F ≤ t_s; the primal iterate stays
@@ -503,12 +503,22 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
     W0 = W0 / torch.linalg.vector_norm(W0.reshape(B, -1), dim=1)[:, None, None]
     L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
     tau = 1e-3 * max(L0, 1e-12) / (prog.reg * B)
-    q = (_witness_weights(bar, W0) + tau)[:, None, None] * W0
-    t = 1.5 * torch.linalg.vector_norm(q.reshape(B, -1), dim=1) + tau
     v1, n2 = bar.v1, bar.need2
     N = float(v1.sum() + n2.sum()) + B
-    f0 = prog.objective(q)
-    mu0 = start_mu * max(f0, 1e-12) / N
+    if x0 is None:
+        q = (_witness_weights(bar, W0) + tau)[:, None, None] * W0
+        f0 = prog.objective(q)
+        mu0 = start_mu * max(f0, 1e-12) / N
+    else:
+        # warm start: x0 where non-zero (must be strictly inside), τ·witness elsewhere; centred
+        # at a 1 %-gap level μ0 = 0.01 f0 / N
+        nrm = prog.group_norms(x0)
+        # pull x0 5 % towards its witness (strictly inside the same cone)
+        q = torch.where((nrm > 0)[:, None, None], 0.95 * x0.to(X) + 0.05 * nrm[:, None, None] * W0,
+                        tau * W0)
+        _check_witness(bar, q)
+        f0 = prog.objective(q)
+        mu0 = 0.01 * max(f0, 1e-12) / N
     # a central start: a few damped Newton steps on the barrier problem at μ0, then the
     # central-path relations t = (μ + √(μ² + β²||q||²))/β, λ = μ s⁻¹ (Jordan inverse)
     for _ in range(start_newton):
