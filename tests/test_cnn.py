@@ -209,8 +209,11 @@ def test_shared_filter_program_matches_cvxpy(pooling, pool_size, loss):
     pats = sample_patch_gates(imgs, 6, 3, intercept=True, random_state=0)
     prog = ConvSharedFilterProgram(imgs, Y, pats, reg, loss, kernel_size=3, pooling=pooling,
                                    pool_size=pool_size)
-    x, cert, res = solve(prog, tol=1e-7, max_iter=20000)
+    x, cert, res = solve(prog, solver="fista", tol=1e-7, max_iter=20000)
     assert res.stop_reason == "gap_tolerance" and cert.relative_gap <= 1e-7
+    xa, ca, ra = solve(prog, tol=1e-6, max_iter=20000)  # auto: ADMM
+    assert ra.stop_reason == "gap_tolerance" and ca.relative_gap <= 1e-6
+    assert ca.primal == pytest.approx(cert.primal, rel=2e-6)
     p_ref = _check_against_cvxpy(prog, x, cert, rtol=1e-6)
     assert cert.dual <= p_ref <= cert.primal + 1e-8 * max(1.0, p_ref)  # Clarabel's accuracy
     net = _check_readback(prog, x, cert, imgs, Y, reg, loss)

@@ -25,7 +25,7 @@ program: primal < dual then only means that), or — ``primal="feasible"`` — t
 iterate's exact projection onto the cones, a feasible point of the program. ``solve`` returns
 the point whose read-back network attains the primal value.
 
-Solvers (``solve``): FISTA for the unconstrained (gated, shared-filter) programs; for the cone
+Solvers (``solve``): FISTA for the gated program, ADMM for the shared-filter one; for the cone
 programs ADMM (:mod:`convexnn.solvers.admm`) with one cached factorisation (every cone's Gram
 matrix BᵀB is an h x h block, so the normal equations reduce to an n x n Cholesky factor by
 Woodbury, shared by all classes) and **cutting planes**: a cone K_{pq} has N·|W_q| rows but
@@ -862,7 +862,7 @@ class ConvSharedFilterProgram(_ConeGroupProgram):
     restriction of it, like the output-separable program — but one filter serves all a·c
     outputs (penalty ||L_p||_F instead of the ℓ1 norm Σ_{q,c} |L_p[q,c]| of one-output
     filters), which is what trained CNNs do. Filters cannot move inside their cones here; use
-    many gates. Unconstrained: FISTA.
+    many gates. Unconstrained: ADMM (default; one n x n Cholesky factor) or FISTA.
     """
 
     def __init__(self, images: Tensor, Y: Tensor, patterns: PatternSet, reg: float,
@@ -1550,6 +1550,53 @@ class _ADMMSplitting:
         return self.prog.prox(v, t)
 
 
+class _SharedADMMSplitting:
+    """:class:`ConvSharedFilterProgram` in the protocol of :func:`convexnn.solvers.admm.admm`
+    (no cone block): A x = Φ x per class with Φ (N x P·a), y-block weight γ. The normal matrix
+    ΦᵀΦ + γ² I is inverted by Woodbury through the n x n (or P·a x P·a, whichever is smaller)
+    Cholesky factor of γ² I + ΦΦᵀ (or of ΦᵀΦ + γ² I); γ² = ||Φ||_F² / (P·a) (mean eigenvalue)
+    times 0.09 (the scale 0.3 of :class:`_ADMMSplitting`)."""
+
+    has_cone = False
+
+    def __init__(self, prog: ConvSharedFilterProgram, gamma_scale: float = 0.3):
+        self.prog = prog
+        Phi = prog.Phi.reshape(prog.N, -1)
+        self.Phi = Phi
+        N, Pa = Phi.shape
+        self.gamma = gamma_scale * math.sqrt(max(float((Phi ** 2).sum()) / Pa, 1e-300))
+        g2 = self.gamma ** 2
+        self.samples = N <= Pa
+        M = Phi @ Phi.T if self.samples else Phi.T @ Phi
+        M.diagonal().add_(g2)
+        self.chol = torch.linalg.cholesky(0.5 * (M + M.T))
+        self._last = self._Ax = None
+
+    def forward(self, x: Tensor) -> tuple[Tensor, None]:
+        Ax = self._Ax if self._last is x else self.prog.predict(x)
+        return Ax, None
+
+    def adjoint(self, r: Tensor, q: None) -> Tensor:
+        return self.prog.predict_adjoint(r)
+
+    def solve_normal(self, rhs: Tensor) -> Tensor:
+        p = self.prog
+        R = rhs.reshape(p.P * p.a, p.c)
+        if self.samples:  # (ΦᵀΦ + γ²I)⁻¹ = (I − Φᵀ (γ²I + ΦΦᵀ)⁻¹ Φ) / γ², and then Φ x = t
+            t = torch.cholesky_solve(self.Phi @ R, self.chol)
+            x = ((R - self.Phi.T @ t) / self.gamma ** 2).reshape(p.shape)
+            self._last, self._Ax = x, t
+            return x
+        self._last = None
+        return torch.cholesky_solve(R, self.chol).reshape(p.shape)
+
+    def prox_f(self, v: Tensor, t: float, warm: Tensor | None = None) -> Tensor:
+        return self.prog.loss.prox(v, self.prog.Y, t, Z0=warm)
+
+    def prox_g(self, v: Tensor, t: float) -> Tensor:
+        return self.prog.prox(v, t)
+
+
 # ===================================================================== solver driver
 def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
           max_iter: int = 10000, max_time: float | None = None, check_every: int = 10,
@@ -1559,8 +1606,9 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
           primal: str = "network"):
     """Solve a CNN program and certify the result.
 
-    ``solver``: ``"auto"`` (FISTA for gated programs; for cone-constrained ones ADMM on
-    :class:`ConvTwoLayerProgram` and the augmented Lagrangian otherwise), ``"admm"``,
+    ``solver``: ``"auto"`` (FISTA for gated programs, ADMM for the shared-filter program; for
+    cone-constrained ones ADMM on :class:`ConvTwoLayerProgram` and the augmented Lagrangian
+    otherwise), ``"admm"``,
     ``"fista"``, ``"al"`` or ``"cvxpy"`` (any installed CVXPY solver, ``cvxpy_solver``). Returns
     ``(x, certificate, SolverResult)``; stops on the certified relative gap ``tol`` or
     ``max_iter`` / ``max_time``. The returned x is the point whose read-back network attains
@@ -1583,7 +1631,9 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
     from ..solvers.cvxpy_backend import solve_cvxpy
 
     if solver == "auto":
-        if not prog.constrained:
+        if isinstance(prog, ConvSharedFilterProgram):
+            solver = "admm"
+        elif not prog.constrained:
             solver = "fista"
         else:
             solver = "admm" if isinstance(prog, ConvTwoLayerProgram) else "al"
@@ -1615,8 +1665,10 @@ def solve(prog: _ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
         return res.x, prog.certificate(res.x), res
     if solver == "al" and not prog.constrained:
         raise ValueError("solver='al' is for cone-constrained programs; use 'fista'")
-    if solver == "admm" and not isinstance(prog, ConvTwoLayerProgram):
-        raise ValueError("solver='admm' is implemented for ConvTwoLayerProgram; use 'al'")
+    if solver == "admm" and not isinstance(prog, (ConvTwoLayerProgram,
+                                                  ConvSharedFilterProgram)):
+        raise ValueError("solver='admm' is implemented for the two-layer CNN programs; use "
+                         "'al' or 'fista'")
     if solver == "al" and prog.working_set:
         raise ValueError("solver='al' runs on all cone rows: build the program with "
                          "working_set=False, or use solver='admm' (cutting planes)")
@@ -1664,7 +1716,8 @@ def _solve_rounds(prog: _ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
         if inner == "admm":
             if split is None:
                 ts = time.perf_counter()
-                split = _ADMMSplitting(prog)
+                split = (_SharedADMMSplitting(prog)
+                         if isinstance(prog, ConvSharedFilterProgram) else _ADMMSplitting(prog))
                 setup += time.perf_counter() - ts
                 left = None if left is None else max(left - (time.perf_counter() - ts), 0.0)
 
@@ -1731,4 +1784,4 @@ def _solve_rounds(prog: _ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
         extras={"mu": mu, "rho": rho, "rounds": rounds, "rows_added": added,
                 "working_rows": prog.n_working_rows if prog.constrained else 0,
                 "setup_seconds": setup,
-                "normal_space": None if split is None else split.space})
+                "normal_space": None if split is None else getattr(split, "space", None)})
