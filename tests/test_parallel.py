@@ -376,6 +376,21 @@ def test_classifier(multiclass):
     np.testing.assert_allclose(Z, out[:, 0] if Z.ndim == 1 else out, rtol=0, atol=1e-10)
 
 
+def test_float32_agrees_with_float64():
+    """A float32 program is solved in float64 and mapped back; the certified objectives agree."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 3))
+    y = np.maximum(X @ np.array([1.0, -1.0, 0.5]), 0) + 0.05 * rng.standard_normal(30)
+    objs = []
+    for dt in ("float64", "float32"):
+        est = ConvexParallelReLURegressor(reg=0.05, n_patterns=10, method="sampled", dtype=dt,
+                                          random_state=0).fit(X, y)
+        assert est.network_.first_layer_weights.dtype == getattr(torch, dt)
+        assert est.certificate_.relative_gap < (1e-6 if dt == "float64" else 1e-3)
+        objs.append(est.certificate_.primal)
+    assert abs(objs[0] - objs[1]) <= 1e-4 * objs[0]
+
+
 def test_rank_approximation_reports_guarantee():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((25, 3))

@@ -56,6 +56,18 @@ non-convex pricing problem supplies the blocks; the program over them is re-solv
 form (:mod:`.parallel_clarabel`), CVXPY (the test reference) and the first-order augmented
 Lagrangian (for problems too large to factorise).
 
+Depth. Depth 2 (m = 1) and depth 3 (m first-layer neurons → one second-layer unit per
+sub-network) are implemented. The construction extends (derived here, not implemented) to
+deeper *tree-structured* sub-networks, where every hidden unit feeds one unit of the next layer:
+with all patterns fixed the output is linear in the path variables q_path = w̃_1 |w_2| … |w_L|,
+the l2 path norm is ||q||_F, and each layer adds one family of cone rows, so the same
+cone-constrained group lasso results. For *dense* layers of fixed width (a unit feeding several
+next-layer units) the path variables of one first-layer neuron must stay parallel (rank one
+across its outgoing paths); dropping that constraint gives the program of the tree with
+duplicated neurons, whose path norm differs because the l2 path norm is not invariant to
+splitting a neuron, so for dense deeper networks this program is a relaxation, not exact.
+K = 1 gives a standard three-layer network of widths (m, 1).
+
 Size: the first-layer patterns number O(n^r) (r = rank X), the second-layer patterns of a block
 are an arrangement in dimension ≤ m·r, so there are O(n^{m r}) of them: the exact program is
 exponential in r·m (hence the paper's approximation).
@@ -273,6 +285,13 @@ class ParallelProgram:
                 else f"path-regularised parallel depth-3 (width {self.m}){out}")
         return (f"{head}: cone-constrained group lasso over {self.B} {self.block_source} "
                 "pattern blocks (a restriction of the exact program)")
+
+    def to_dtype(self, dtype: torch.dtype) -> ParallelProgram:
+        """The same program with data in ``dtype``."""
+        p = ParallelProgram(self.X.to(dtype), self.Y.to(dtype), self.blocks, self.reg, self.loss,
+                            depth=self.depth, intercept=self.intercept)
+        p.block_source = self.block_source
+        return p
 
     def subset(self, keep: Tensor) -> ParallelProgram:
         """The program over the blocks selected by the boolean mask ``keep``."""
@@ -615,10 +634,15 @@ def solve(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e-7,
     if solver in ("auto", "pd", "barrier"):
         from .parallel_interior import NotStrictlyFeasible, solve_interior
 
+        # interior-point methods need float64 (their Newton matrices are ill-conditioned near
+        # the optimum): a lower-precision program is solved in float64 and mapped back
+        p64 = prog if prog.X.dtype == torch.float64 else prog.to_dtype(torch.float64)
         try:
-            opts = {} if x0 is None else {"x0": x0}
-            x, nu, res = solve_interior(prog, method="barrier" if solver == "barrier" else "pd",
+            opts = {} if x0 is None else {"x0": x0.to(torch.float64)}
+            x, nu, res = solve_interior(p64, method="barrier" if solver == "barrier" else "pd",
                                         tol=tol, max_time=max_time, verbose=verbose, **opts)
+            x = x.to(prog.X.dtype)
+            nu = (nu[0].to(prog.X.dtype), nu[1].to(prog.X.dtype))
         except NotStrictlyFeasible:
             if solver != "auto":
                 raise
@@ -693,16 +717,20 @@ def solve_pruned(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e
 
 
 def certify(prog: ParallelProgram, x: Tensor, nu: tuple[Tensor, Tensor] | None = None,
-            refine: int = 50, tol: float = 1e-8) -> Certificate:
+            refine: int = 50, tol: float | None = None) -> Certificate:
     """Certificate of the network read back from x, always for a *feasible* point.
 
     If x violates its cones (an inexact first-order iterate), the read-back network uses
     patterns outside the blocks; it is then re-mapped onto its own blocks
     (:meth:`ParallelProgram.from_network`, where it is exactly feasible with the same objective)
     and certified for the program over (its blocks ∪ ``prog``'s blocks), with ν extended by 0.
-    Violations ≤ ``tol``·(1 + max|Xq|) (solver round-off) are kept and reported in
-    ``constraint_violation``.
+    Violations ≤ ``tol``·(1 + max|Xq|) (solver round-off; default max(1e-8, 1e3·machine
+    epsilon of x's dtype)) are kept and reported in ``constraint_violation``: the bound stays
+    valid (the dual is a lower bound of the program over the blocks whatever the point), only
+    the network's patterns may differ from the blocks' on round-off rows.
     """
+    if tol is None:
+        tol = max(1e-8, 1e3 * torch.finfo(x.dtype).eps)
     XQ = prog.linear(x)
     scale = 1.0 + float(XQ.abs().max()) if XQ.numel() else 1.0
     if prog.violation(XQ) <= tol * scale:  # interior-point round-off: reported, not repaired

@@ -160,7 +160,7 @@ def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: i
         sc, rc = flat_s[a:b], flat_r[a:b]
         bq = qc.detach().clone()
         bv = torch.full((b - a,), -math.inf, **kw)
-        opt = torch.optim.Adam([qc], lr=step0)
+        m1, m2 = torch.zeros_like(bq), torch.zeros_like(bq)  # Adam moments (β = 0.9, 0.999)
         for it in range(n_steps + 1):
             v = subnetwork_values(X, qc, sc, rc)
             with torch.no_grad():
@@ -169,12 +169,14 @@ def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: i
                 bq[better] = qc.detach()[better]
             if it == n_steps:
                 break
-            for gr in opt.param_groups:
-                gr["lr"] = step0 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / n_steps)))
-            opt.zero_grad()
-            (-v.sum()).backward()
-            opt.step()
+            (gq,) = torch.autograd.grad(v.sum(), qc)
             with torch.no_grad():
+                lr = step0 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / n_steps)))
+                m1.mul_(0.9).add_(gq, alpha=0.1)
+                m2.mul_(0.999).addcmul_(gq, gq, value=0.001)
+                mh = m1 / (1 - 0.9 ** (it + 1))
+                vh = m2 / (1 - 0.999 ** (it + 1))
+                qc += lr * mh / (vh.sqrt() + 1e-8)  # ascent
                 qc /= torch.linalg.vector_norm(qc.flatten(1), dim=-1).clamp_min(1e-300)[:, None,
                                                                                        None]
         out_q[a:b] = bq / torch.linalg.vector_norm(bq.flatten(1), dim=-1).clamp_min(

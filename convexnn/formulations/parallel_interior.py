@@ -216,14 +216,16 @@ def _check_witness(bar: _Barrier, W: Tensor, rel: float = 1e-10) -> None:
                                   "point on one of its hyperplanes)")
 
 
-def _witness_weights(bar: _Barrier, W: Tensor, iters: int = 300) -> Tensor:
-    """argmin_{c ≥ 0} L(Σ_s c_s A_s W_s) + β Σ_s c_s by accelerated projected gradient."""
-    Zs = (bar.P * bar.state(W)).sum(-1)  # (n, B): unit witness outputs (before E)
+def _witness_weights(bar: _Barrier, W: Tensor, iters: int = 300,
+                     c0: Tensor | None = None) -> Tensor:
+    """argmin_{c ≥ 0} L(Σ_s c_s A_s W_s) + β Σ_s c_s (unit directions W_s) by accelerated
+    projected gradient from c0 (default 0)."""
+    Zs = (bar.P * bar.state(W)).sum(-1)  # (n, B): unit direction outputs (before E)
     F = lambda cc: (Zs * cc[None]) @ bar.E  # noqa: E731
     Lip = float(torch.linalg.matrix_norm(Zs, ord=2)) ** 2 * float(bar.loss.smoothness)
+    cc = torch.zeros(bar.B, dtype=W.dtype, device=W.device) if c0 is None else c0.clone()
     if Lip <= 0:
-        return torch.zeros(bar.B, dtype=W.dtype, device=W.device)
-    cc = torch.zeros(bar.B, dtype=W.dtype, device=W.device)
+        return cc
     yk, tk = cc, 1.0
     for _ in range(iters):
         g = ((bar.loss.grad(F(yk), bar.Y) @ bar.E.T) * Zs).sum(0) + bar.reg
@@ -259,7 +261,7 @@ def _woodbury(bar: _Barrier, K: Tensor, Z: Tensor, offset: int):
         groups = [torch.nonzero(out == k).flatten() for k in range(c)]
         Mcs = []
         for idx in groups:
-            Vk = V[idx].reshape(-1, n)
+            Vk = (V if idx.numel() == B else V[idx]).reshape(-1, n)
             Mk = Vk.T @ Vk
             Mk.diagonal().add_(1.0)
             Mcs.append(_cholesky(Mk[None])[0])
@@ -478,16 +480,19 @@ def _lin_step(v: Tensor, dv: Tensor, mask: Tensor) -> float:
 
 def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | None = None,
              verbose: int = 0, start_mu: float = 10.0, start_newton: int = 30,
-             x0: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
+             start_tol: float = 1e-3, x0: Tensor | None = None
+             ) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
     """Primal-dual interior-point method (Mehrotra predictor–corrector, Nesterov–Todd scaling).
 
     Variables (q_s, t_s) with the cones G_s q_s ≥ 0 and ||q_s||_F ≤ t_s; the primal iterate stays
     strictly feasible (every iterate is a network with exactly the block patterns), the dual
     (ν for the cone rows, ζ_s for the norms) approaches feasibility. Each iteration factors the
     structured Newton matrix once (block Cholesky + Woodbury, as :meth:`_Barrier.newton`) and
-    solves twice. The start is centred by ≤ ``start_newton`` barrier Newton steps at
-    μ0 = ``start_mu``·f0/N (N cone rows). Returns ``(x, ν, result)`` with ν of the best
-    certificate met."""
+    solves twice. Start: the non-negative lasso over the blocks' unit witnesses (or, with
+    ``x0``, over x0's directions where it is non-zero, started at its norms), centred by at most
+    ``start_newton`` barrier Newton steps (until the decrement is ≤ ``start_tol``·f0) at
+    μ0 = ``start_mu``·f0/N (N cone rows; 0.01·f0/N for a warm start). Returns ``(x, ν, result)``
+    with ν of the best certificate met."""
     t0 = time.perf_counter()
     hist = History()
     if prog.B == 0:
@@ -513,17 +518,21 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
         # warm start: x0 where non-zero (must be strictly inside), τ·witness elsewhere; centred
         # at a 1 %-gap level μ0 = 0.01 f0 / N
         nrm = prog.group_norms(x0)
-        # pull x0 5 % towards its witness (strictly inside the same cone)
-        q = torch.where((nrm > 0)[:, None, None], 0.95 * x0.to(X) + 0.05 * nrm[:, None, None] * W0,
-                        tau * W0)
-        _check_witness(bar, q)
+        # directions: x0 pulled 5 % towards its witness (strictly inside the same cone) where
+        # x0 ≠ 0, the witness elsewhere; magnitudes re-fitted by the non-negative lasso over
+        # these directions, started at x0's norms
+        x0 = x0.to(X)
+        Dn = torch.where((nrm > 0)[:, None, None], 0.95 * x0 + 0.05 * nrm[:, None, None] * W0, W0)
+        Dn = Dn / torch.linalg.vector_norm(Dn.reshape(B, -1), dim=1)[:, None, None]
+        _check_witness(bar, Dn)
+        q = (_witness_weights(bar, Dn, c0=nrm) + tau)[:, None, None] * Dn
         f0 = prog.objective(q)
         mu0 = 0.01 * max(f0, 1e-12) / N
     # a central start: a few damped Newton steps on the barrier problem at μ0, then the
     # central-path relations t = (μ + √(μ² + β²||q||²))/β, λ = μ s⁻¹ (Jordan inverse)
     for _ in range(start_newton):
         dq_, dec_ = bar.newton(q, mu0)
-        if dec_ / 2 <= 1e-3:
+        if dec_ / 2 <= start_tol * max(1.0, abs(f0)):
             break
         al = min(1.0, 0.99 * bar.max_step(q, dq_))
         fc = bar.value(q, mu0)
