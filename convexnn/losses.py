@@ -9,7 +9,9 @@ targets ``Y`` (n x c), summed over samples (the papers' convention, not a mean):
 * ``cross_entropy``:  L(Z) = Σ_i logsumexp(Z_i) - <Z_i, Y_i>, Y one-hot,
                       L*(Λ) = Σ_i Σ_k P_ik log P_ik with P = Λ + Y in the simplex (row-wise)
 
-The conjugates feed the Fenchel dual ``max_Λ -L*(Λ) - R*(-Aᵀ Λ)`` used by the certificates.
+The conjugates feed the Fenchel dual ``max_Λ -L*(Λ) - R*(-Aᵀ Λ)`` used by the certificates;
+``prox(V, Y, t) = argmin_Z L(Z) + ||Z − V||² / (2t)`` feeds splitting solvers (closed form for
+the squared loss; a few safeguarded Newton steps, separable per sample, for the others).
 Scaling the gradient ``Λ = ∇L(Z)`` by ``s ∈ [0, 1]`` keeps it in the domain of ``L*`` for all
 three losses, which is how a dual-feasible point is built.
 """
@@ -52,6 +54,11 @@ class Loss:
         """Map raw network outputs to the predicted quantity (identity for regression)."""
         return Z
 
+    def prox(self, V: Tensor, Y: Tensor, t: float, iters: int = 30,
+             Z0: Tensor | None = None) -> Tensor:
+        """``argmin_Z L(Z) + ||Z − V||² / (2t)`` (t > 0); ``Z0`` warm-starts iterative proxes."""
+        raise NotImplementedError
+
 
 class SquaredLoss(Loss):
     name = "squared"
@@ -65,6 +72,10 @@ class SquaredLoss(Loss):
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         return 0.5 * (L**2).sum() + (L * Y).sum()
+
+    def prox(self, V: Tensor, Y: Tensor, t: float, iters: int = 30,
+             Z0: Tensor | None = None) -> Tensor:
+        return (V + t * Y) / (1.0 + t)
 
 
 class LogisticLoss(Loss):
@@ -89,6 +100,29 @@ class LogisticLoss(Loss):
     def link(self, Z: Tensor) -> Tensor:
         return torch.sigmoid(Z)
 
+    def prox(self, V: Tensor, Y: Tensor, t: float, iters: int = 200,
+             Z0: Tensor | None = None) -> Tensor:
+        # per entry, φ(z) = softplus(−y z) + (z − v)²/(2t) has an increasing derivative with
+        # φ'(v − t) ≤ 0 ≤ φ'(v + t) (|softplus'| ≤ 1): Newton steps safeguarded by bisection
+        lo, hi = V - t, V + t
+        Z = V.clone() if Z0 is None else torch.minimum(torch.maximum(Z0, lo), hi)
+        g_prev = torch.full_like(V, math.inf)
+        eps = torch.finfo(V.dtype).eps
+        floor = 1e3 * eps + 4 * eps * (float(V.abs().max()) + t) / t  # round-off level of φ'
+        for _ in range(iters):
+            s = torch.sigmoid(-Y * Z)
+            g = -Y * s + (Z - V) / t
+            if float(g.abs().max()) <= floor:
+                break
+            lo = torch.where(g <= 0, Z, lo)
+            hi = torch.where(g >= 0, Z, hi)
+            Zn = Z - g / (s * (1 - s) + 1.0 / t)
+            # bisect where Newton leaves the bracket or stopped halving |φ'|
+            bisect = (Zn <= lo) | (Zn >= hi) | (g.abs() > 0.5 * g_prev)
+            Z = torch.where(bisect, 0.5 * (lo + hi), Zn)
+            g_prev = torch.where(bisect, torch.full_like(g, math.inf), g.abs())
+        return Z
+
 
 class CrossEntropyLoss(Loss):
     """Multi-class softmax cross-entropy; targets one-hot, predictions one column per class."""
@@ -110,6 +144,38 @@ class CrossEntropyLoss(Loss):
 
     def link(self, Z: Tensor) -> Tensor:
         return torch.softmax(Z, dim=1)
+
+    def prox(self, V: Tensor, Y: Tensor, t: float, iters: int = 100,
+             Z0: Tensor | None = None) -> Tensor:
+        # per row, φ(z) = lse(z) − <y, z> + ||z − v||²/(2t) is strongly convex; Newton with
+        # Hessian diag(p) − p pᵀ + I/t (Sherman–Morrison) and per-row backtracking on φ
+        a = 1.0 / t
+
+        def phi(Z):
+            return torch.logsumexp(Z, 1) - (Y * Z).sum(1) + 0.5 * a * ((Z - V) ** 2).sum(1)
+
+        Z = V.clone() if Z0 is None else Z0.clone()
+        f = phi(Z)
+        for _ in range(iters):
+            p = torch.softmax(Z, dim=1)
+            g = p - Y + (Z - V) * a
+            dinv = 1.0 / (p + a)
+            u, w = dinv * g, dinv * p
+            coef = (p * u).sum(1, keepdim=True) / (1.0 - (p * w).sum(1, keepdim=True))
+            if float(g.abs().max()) <= 1e-12 * (1.0 + a * float(V.abs().max())):
+                break
+            step = u + coef * w
+            dec = (g * step).sum(1)  # Newton decrement², ≥ 0
+            tau = torch.ones_like(f)
+            for _ in range(30):
+                Zn = Z - tau[:, None] * step
+                fn = phi(Zn)
+                bad = fn > f - 0.25 * tau * dec + 1e-13 * (1.0 + f.abs())
+                if not bool(bad.any()):
+                    break
+                tau = torch.where(bad, 0.5 * tau, tau)
+            Z, f = Zn, fn
+        return Z
 
 
 LOSSES: dict[str, type[Loss]] = {

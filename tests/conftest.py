@@ -1,4 +1,5 @@
 import torch
 
-# Two cores on CI: keep BLAS from oversubscribing when tests run CVXPY and torch side by side.
-torch.set_num_threads(2)
+# The test problems are tiny: one BLAS thread is fastest (and avoids oversubscription when
+# CVXPY and torch run side by side on CI's two cores).
+torch.set_num_threads(1)

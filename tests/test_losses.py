@@ -39,3 +39,22 @@ def test_conjugate_outside_domain_is_infinite():
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("hinge2")
+
+
+@pytest.mark.parametrize("name,c", [("squared", 2), ("logistic", 1), ("cross_entropy", 4)])
+@pytest.mark.parametrize("t", [1e-3, 1.0, 1e3])
+def test_prox_satisfies_its_optimality_condition(name, c, t):
+    """Z = prox(V): ∇L(Z) + (Z − V)/t = 0, from a cold and from a warm start."""
+    loss = get_loss(name)
+    g = torch.Generator().manual_seed(1)
+    V = 4 * torch.randn(200, c, generator=g, dtype=torch.float64)
+    if name == "logistic":
+        Y = torch.where(torch.rand(200, 1, generator=g) < 0.5, -1.0, 1.0).double()
+    elif name == "cross_entropy":
+        Y = torch.eye(c, dtype=torch.float64)[torch.randint(0, c, (200,), generator=g)]
+    else:
+        Y = torch.randn(200, c, generator=g, dtype=torch.float64)
+    for Z0 in (None, V + 1.0):
+        Z = loss.prox(V, Y, t, Z0=Z0)
+        resid = loss.grad(Z, Y) + (Z - V) / t
+        assert float(resid.abs().max()) <= 1e-9 * (1 + float(V.abs().max()) / t)
