@@ -100,18 +100,94 @@ def test_relu_certificate_is_honest_for_infeasible_iterates():
         assert net.objective(X[:, :-1], Y, REG) == pytest.approx(cert.primal, rel=1e-9)
 
 
-@pytest.mark.parametrize("act,c", [("relu", 1), ("relu", 2), ("gated", 1), ("gated", 3)])
-def test_network_objective_equals_convex_optimum(act, c):
+@pytest.mark.parametrize("act,c,certify", [("relu", 1, "program"), ("relu", 2, "program"),
+                                            ("relu", 2, "network"), ("gated", 1, "network"),
+                                            ("gated", 3, "network")])
+def test_network_objective_equals_certified_primal(act, c, certify):
     X, Y, ps = regression_problem(n=25, c=c, P=6, seed=6)
     prog = TwoLayerProgram(X, Y, ps, REG, "squared", act, intercept=True)
-    x, cert, _ = solve(prog, tol=1e-8, max_iter=20000)
+    ref, _ = _reference(prog)
+    x, cert, _ = solve(prog, tol=1e-8, max_iter=20000, certify=certify)
     net = prog.to_network(x)
-    assert net.objective(X[:, :-1], Y, REG) == pytest.approx(cert.primal, rel=1e-8)
-    assert net.objective(X[:, :-1], Y, REG) == pytest.approx(prog.objective(x), rel=1e-7)
+    assert net.objective(X[:, :-1], Y, REG) == pytest.approx(cert.primal, rel=1e-10)
+    assert cert.dual <= ref + 1e-8 * ref
+    if certify == "program":  # x is feasible: the network and the convex objective agree
+        assert net.objective(X[:, :-1], Y, REG) == pytest.approx(prog.objective(x), rel=1e-9)
+        assert cert.primal == pytest.approx(ref, rel=1e-6)
+    else:  # the network may beat the program's optimum, never the certified bound's claim
+        assert cert.primal <= ref * (1 + 1e-7)
     # weights are balanced: each neuron's ||u||² + ||v||² equals 2 ||u|| ||v||
     u = torch.cat([net.first_layer_weights, net.first_layer_bias[:, None]], 1).norm(dim=1)
     v = net.second_layer_weights.norm(dim=0)
     assert torch.allclose(u, v, rtol=1e-9)
+
+
+@pytest.mark.parametrize("act", ["relu", "gated"])
+@pytest.mark.parametrize("loss,c", [("squared", 1), ("squared", 3), ("logistic", 1),
+                                    ("cross_entropy", 3)])
+def test_admm_matches_cvxpy(act, loss, c):
+    X, Y, ps = regression_problem(n=30, c=c, P=6, seed=11)
+    if loss != "squared":
+        Y = classification_targets(30, c if c > 1 else 2, loss)
+    prog = TwoLayerProgram(X, Y, ps, REG, loss, act, intercept=True)
+    ref, _ = _reference(prog)
+    x, cert, res = solve(prog, solver="admm", tol=1e-7, max_iter=30000, certify="program")
+    assert res.stop_reason == "gap_tolerance"
+    assert cert.primal == pytest.approx(ref, rel=2e-7)
+    # a valid bracket up to the reference's own accuracy (interior point, ~1e-8)
+    assert cert.dual <= ref + 1e-7 * abs(ref) and ref <= cert.primal + 1e-7 * abs(ref)
+    assert prog.objective(x) == pytest.approx(cert.primal, rel=1e-10)
+    if act == "relu":
+        assert prog.violation(prog.relu_state(x)) <= 1e-12  # repaired into the cones
+
+
+@pytest.mark.parametrize("act", ["relu", "gated"])
+def test_admm_normal_equations_in_both_spaces(act):
+    """K x = rhs for K = AᵀA + γ² I + BᵀB, factorised in sample space and in feature space."""
+    from convexnn.formulations.two_layer import _ADMMSplitting
+
+    X, Y, ps = regression_problem(n=20, c=2, P=5, seed=12)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", act, intercept=True)
+    rhs = torch.randn(prog.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sols = []
+    for space in ("samples", "features"):
+        sp = _ADMMSplitting(prog, space=space)
+        x = sp.solve_normal(rhs)
+        Ax, Bx = sp.forward(x)
+        Kx = sp.adjoint(Ax, Bx) + sp.gamma ** 2 * x
+        assert torch.allclose(Kx, rhs, atol=1e-9 * float(rhs.abs().max()))
+        sols.append(x)
+    assert torch.allclose(sols[0], sols[1], atol=1e-9)
+
+
+def test_admm_network_certificate_bounds_the_true_gap():
+    """Early ADMM iterates: the network's certified gap bounds its distance to the optimum."""
+    X, Y, ps = regression_problem(n=30, c=1, P=8, seed=13)
+    prog = TwoLayerProgram(X, Y, ps, REG, "squared", "relu", intercept=True)
+    ref, _ = _reference(prog)
+    for iters in (1, 5, 20, 80):
+        x, cert, _ = solve(prog, solver="admm", tol=0.0, max_iter=iters)
+        assert cert.dual <= ref + 1e-9
+        net = prog.to_network(x)
+        assert net.objective(X[:, :-1], Y, REG) == pytest.approx(cert.primal, rel=1e-10)
+        assert cert.gap >= cert.primal - ref - 1e-9
+
+
+def test_pattern_refinement_improves_and_stays_certified():
+    from convexnn.formulations.two_layer import solve_with_search
+
+    X, Y, ps = regression_problem(n=60, c=1, P=4, seed=14)
+    prog = TwoLayerProgram(X, Y, ps, 0.05, "squared", "relu", intercept=True)
+    _, cert0, _ = solve(prog, tol=1e-6, max_iter=5000)
+    prog2, x2, cert2, info = solve_with_search(prog, rounds=3, tol=1e-6, max_iter=5000,
+                                                random_state=0)
+    results = info["results"]
+    assert len(results) >= 2 and prog2.P > prog.P
+    assert cert2.primal < cert0.primal * (1 - 1e-3)  # the extra patterns pay off here
+    net = prog2.to_network(x2)
+    assert net.objective(X[:, :-1], Y, 0.05) == pytest.approx(cert2.primal, rel=1e-10)
+    ref2, _ = _reference(prog2)
+    assert cert2.dual <= ref2 + 1e-8 and cert2.primal <= ref2 * (1 + 2e-6)
 
 
 def test_reverse_map_of_a_foreign_network():
