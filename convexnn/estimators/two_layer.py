@@ -49,11 +49,12 @@ from .._validation import (
     resolve_dtype,
     to_tensor,
 )
-from ..formulations.two_layer import TwoLayerProgram, solve
+from ..formulations.two_layer import TwoLayerProgram, solve_with_search
 from ..losses import get_loss
 from ..networks import TwoLayerNetwork, load_network
 from ..patterns import PatternSet, sample_gates
 from ..results import FitResult
+from ..solvers.base import History
 
 __all__ = ["ConvexReLURegressor", "ConvexReLUClassifier", "load_estimator", "METHODS"]
 
@@ -65,7 +66,7 @@ METHODS: dict[str, str] = {
     "column_generation": "convexnn.formulations.copositive:fit_column_generation",
     "sdp": "convexnn.formulations.sdp:fit_sdp",
 }
-_SOLVERS = ("auto", "fista", "al", "active_set", "cvxpy")
+_SOLVERS = ("auto", "admm", "fista", "al", "active_set", "cvxpy")
 
 
 def _backend(method: str):
@@ -89,7 +90,7 @@ class _ConvexTwoLayer(BaseEstimator):
                  gates=None, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
                  max_time: float | None = None, device: str = "cpu", dtype: str = "float64",
                  random_state=None, verbose: int = 0, cvxpy_solver: str | None = None,
-                 method_options: dict | None = None):
+                 method_options: dict | None = None, search_rounds: int = 5):
         self.reg = reg
         self.n_patterns = n_patterns
         self.activation = activation
@@ -107,12 +108,16 @@ class _ConvexTwoLayer(BaseEstimator):
         self.verbose = verbose
         self.cvxpy_solver = cvxpy_solver
         self.method_options = method_options
+        self.search_rounds = search_rounds
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
         check_reg(self.reg)
         check_positive_int(self.n_patterns, "n_patterns")
         check_positive_int(self.max_iter, "max_iter")
+        if isinstance(self.search_rounds, bool) or not isinstance(
+                self.search_rounds, (int, np.integer)) or self.search_rounds < 0:
+            raise ValueError(f"search_rounds must be an integer >= 0, got {self.search_rounds!r}")
         if self.activation not in ("relu", "gated"):
             raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
         if self.solver not in _SOLVERS:
@@ -183,14 +188,28 @@ class _ConvexTwoLayer(BaseEstimator):
             raise ValueError("no usable activation pattern (every gate gives the all-zero mask)")
         prog = TwoLayerProgram(Xaug, Yt, patterns, float(self.reg), loss, self.activation,
                                intercept=bool(self.fit_intercept))
-        x, cert, res = solve(prog, solver=self.solver, tol=self.tol, max_iter=self.max_iter,
-                             max_time=self.max_time, verbose=self.verbose,
-                             cvxpy_solver=self.cvxpy_solver)
-        self.patterns_ = patterns.gates.detach().cpu().numpy()
-        self.stop_reason_ = res.stop_reason
-        self.n_iter_ = res.n_iter
-        return FitResult(prog.to_network(x), cert, res.history,
-                         {"stop_reason": res.stop_reason, "n_iter": res.n_iter})
+        rounds = self.search_rounds if self.gates is None else 0
+        prog, x, cert, info = solve_with_search(
+            prog, rounds=rounds, random_state=self.random_state, verbose=self.verbose,
+            solver=self.solver, tol=self.tol, max_iter=self.max_iter, max_time=self.max_time,
+            cvxpy_solver=self.cvxpy_solver)
+        results = info["results"]
+        hist = History()
+        done_it, done_s = 0, 0.0
+        for r in results:  # one trace over all rounds
+            for i in range(len(r.history)):
+                hist.append(done_it + r.history.iteration[i], r.history.objective[i],
+                            r.history.gap[i], r.history.relative_gap[i],
+                            done_s + r.history.seconds[i])
+            done_it += r.n_iter
+            done_s += r.seconds
+        self.patterns_ = prog.G.detach().cpu().numpy()
+        self.stop_reason_ = info["result"].stop_reason
+        self.n_iter_ = done_it
+        self.search_ = {"stop": info["stop"], "rounds": info["rounds"]}
+        return FitResult(prog.to_network(x), cert, hist,
+                         {"stop_reason": self.stop_reason_, "n_iter": done_it,
+                          "search": self.search_})
 
     # ----------------------------------------------------------------- predict
     def _decision(self, X) -> np.ndarray:
@@ -252,7 +271,14 @@ class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
     fit_intercept : give the first layer a (regularised) bias via a ones column.
     gate_kind : ``"data"`` (scale-aware hyperplanes through data midpoints) or ``"gaussian"``.
     gates : optional user gates, shape (n_features [+1], P); overrides sampling.
-    solver : ``"auto"``, ``"fista"`` (gated), ``"al"``, ``"active_set"``, ``"cvxpy"`` (ReLU).
+    solver : ``"auto"``, ``"admm"``, ``"fista"`` (gated), ``"al"``, ``"active_set"`` (ReLU),
+        ``"cvxpy"`` — see :func:`convexnn.formulations.two_layer.solve`.
+    search_rounds : rounds of pattern search (column generation,
+        :func:`convexnn.formulations.two_layer.solve_with_search`): after each solve, the
+        patterns whose dual constraint a local search finds violated, and the read-back
+        network's own patterns, join the program, which is re-solved warm. 0 disables it.
+        The certificate is then optimal over the patterns sampled *and found*
+        (``search_`` records each round).
     tol : stop when the certified relative duality gap is ≤ tol.
     max_iter, max_time : iteration and wall-clock limits (the reason is in ``stop_reason_``).
     device, dtype : torch device (``"cpu"``, ``"cuda"``) and ``"float32"`` / ``"float64"``.
@@ -299,13 +325,14 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
                  gate_kind: str = "data", gates=None, solver: str = "auto", tol: float = 1e-6,
                  max_iter: int = 10000, max_time: float | None = None, device: str = "cpu",
                  dtype: str = "float64", random_state=None, verbose: int = 0,
-                 cvxpy_solver: str | None = None, method_options: dict | None = None):
+                 cvxpy_solver: str | None = None, method_options: dict | None = None,
+                 search_rounds: int = 5):
         super().__init__(reg, n_patterns=n_patterns, activation=activation, method=method,
                          fit_intercept=fit_intercept, gate_kind=gate_kind, gates=gates,
                          solver=solver, tol=tol, max_iter=max_iter, max_time=max_time,
                          device=device, dtype=dtype, random_state=random_state,
                          verbose=verbose, cvxpy_solver=cvxpy_solver,
-                         method_options=method_options)
+                         method_options=method_options, search_rounds=search_rounds)
         self.loss = loss
 
     def _loss_name(self) -> str:
