@@ -351,6 +351,206 @@ class SDPRelaxation:
         return evecs[:, keep] * evals[keep].sqrt()
 
 
+# ------------------------------------------------------------- interior-point solver
+def _normalised(prob: SDPRelaxation) -> tuple[SDPRelaxation, float, float]:
+    """The equivalent problem with ||X||₂ = 1 and ||Y||_F = 1 (see :func:`solve_ipm`)."""
+    sx = float(torch.linalg.matrix_norm(prob.X, 2))
+    ky = float(torch.linalg.vector_norm(prob.Y))
+    if sx <= 0 or ky <= 0:
+        raise ValueError("X and Y must be nonzero")
+    return (SDPRelaxation(prob.X / sx, prob.Y / ky, prob.reg / (sx * ky),
+                          intercept=prob.intercept), sx, ky)
+
+
+def _rank2_problem(prob: SDPRelaxation, WP: Tensor, WR: Tensor):
+    """(P)/(D) of :mod:`convexnn.solvers.sdp_ipm` for the reduced relaxation.
+
+    Rows of T (t = 2n + c): a_i = e_{b_i} + x_i (on u), b_i = e_{b_i}, v_k = e_{v_k}, so
+    T Z Tᵀ holds Λ_[αβ] = T_ab Z T_abᵀ, Λ_αv and Z_vv. Constraints: Q = Λ_αv entries (targets
+    Y), E = diag(Λ_αβ), I = −2 Λ_e ≤ 0 for the working set of pairs e = (p, p') of the
+    2n x 2n block. The dual variables are exactly (Γ, ω, N) of :meth:`lagrangian_matrix`.
+    """
+    from ..solvers.sdp_ipm import Rank2SDP
+
+    X, Y, n, d, c, q = prob.X, prob.Y, prob.n, prob.d, prob.c, prob.q
+    dt, dev = X.dtype, X.device
+    T = torch.zeros(2 * n + c, q, dtype=dt, device=dev)
+    eye = torch.eye(n, dtype=dt, device=dev)
+    T[:n, :n] = eye
+    T[:n, n:n + d] = X
+    T[n:2 * n, :n] = eye
+    T[2 * n:, n + d:] = torch.eye(c, dtype=dt, device=dev)
+    ia = torch.arange(n, device=dev)
+    P = torch.cat([ia.repeat_interleave(c), ia, WP.to(dev)])
+    R = torch.cat([(2 * n + torch.arange(c, device=dev)).repeat(n), ia + n, WR.to(dev)])
+    coef = torch.cat([torch.ones(n * c + n, dtype=dt, device=dev),
+                      -2.0 * torch.ones(WP.numel(), dtype=dt, device=dev)])
+    C = torch.zeros(q, q, dtype=dt, device=dev)
+    C[n:, n:] = 0.5 * prob.reg * torch.eye(d + c, dtype=dt, device=dev)
+
+    def gram(Z: Tensor) -> Tensor:          # T Z Tᵀ in O(n² (d + c))
+        Zb, Zu, Zv = Z[:n], Z[n:n + d], Z[n + d:]
+        A = Zb + X @ Zu
+        Kaa = A[:, :n] + A[:, n:n + d] @ X.T
+        Kab, Kav = A[:, :n], A[:, n + d:]
+        Kbb, Kbv, Kvv = Zb[:, :n], Zb[:, n + d:], Zv[:, n + d:]
+        return torch.cat([torch.cat([Kaa, Kab, Kav], 1), torch.cat([Kab.T, Kbb, Kbv], 1),
+                          torch.cat([Kav.T, Kbv.T, Kvv], 1)], 0)
+
+    def adjoint(E: Tensor) -> Tensor:       # Tᵀ E T for symmetric E, O(n² d)
+        Eaa, Eab, Eav = E[:n, :n], E[:n, n:2 * n], E[:n, 2 * n:]
+        Ebb, Ebv, Evv = E[n:2 * n, n:2 * n], E[n:2 * n, 2 * n:], E[2 * n:, 2 * n:]
+        Sbb = Eaa + Eab + Eab.T + Ebb
+        Sbu = (Eaa + Eab.T) @ X
+        Suu = X.T @ Eaa @ X
+        Sbv, Suv = Eav + Ebv, X.T @ Eav
+        return torch.cat([torch.cat([Sbb, Sbu, Sbv], 1), torch.cat([Sbu.T, Suu, Suv], 1),
+                          torch.cat([Sbv.T, Suv.T, Evv], 1)], 0)
+
+    return Rank2SDP(T=T, C=C, P=P, R=R, coef=coef, b=Y.reshape(-1).clone(), n_quad=n * c,
+                    n_eq=n, gram_fn=gram, adjoint_fn=adjoint)
+
+
+def _seed_pairs(X: Tensor, neighbors: int) -> tuple[Tensor, Tensor]:
+    """Initial working set of entries of Λ_[αβ] (index pairs p < p' of the 2n x 2n block).
+
+    Measured on CVXPY solutions: the active Λ_αβ(i, k) ≥ 0 constraints (i ≠ k) are mostly
+    between angular nearest neighbours (i active ⇒ k active for every neuron), the active
+    Λ_ββ(i, k) ≥ 0 between the most anti-aligned samples. We seed with ``neighbors`` nearest
+    neighbours (both orders) and the farthest sample; the IPM adds whatever else is violated.
+    """
+    n = X.shape[0]
+    dev = X.device
+    Xn = X / torch.linalg.vector_norm(X, dim=1, keepdim=True).clamp_min(1e-300)
+    cos = Xn @ Xn.T
+    cos.fill_diagonal_(-3.0)
+    rows, cols = [], []
+    k = min(neighbors, n - 1)
+    if k > 0:
+        nb = torch.topk(cos, k, dim=1).indices
+        i = torch.arange(n, device=dev).repeat_interleave(k)
+        j = nb.reshape(-1)
+        rows += [i, j]
+        cols += [n + j, n + i]
+    if n > 1:
+        cos.fill_diagonal_(3.0)
+        far = torch.topk(-cos, 1, dim=1).indices.reshape(-1)
+        i = torch.arange(n, device=dev)
+        rows.append(n + i)
+        cols.append(n + far)
+    if not rows:
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return e, e
+    a, b = torch.cat(rows), torch.cat(cols)
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    keep = (lo != hi) & ~((lo < n) & (hi == lo + n))
+    key = torch.unique(lo[keep] * (2 * n) + hi[keep])
+    return key // (2 * n), key % (2 * n)
+
+
+def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
+              max_time: float | None = None, neighbors: int = 3, add_tol: float = 1e-7,
+              add_max: int | None = None, add_every: int = 3, feasible_dual: bool = True,
+              verbose: int = 0) -> tuple[DualBound, Tensor, dict]:
+    r"""Solve the relaxation with the structured interior-point method; certify the result.
+
+    1. *Normalise*: X' = X/||X||₂, Y' = Y/||Y||_F, β' = β/(||X||₂ ||Y||_F) is the same SDP
+       (Z' = D Z D with D = diag(I/t, (s/t) I, (t/κ) I), t² = sκ; objective scaled by 1/κ²).
+    2. *Working set*: the 4n² entrywise constraints Λ_[αβ] ≥ 0 are imposed on a working set
+       (seeded by :func:`_seed_pairs`); once the interior-point iterate is within 1e-2 of
+       optimality, entries of T Z Tᵀ that are < −``add_tol``·max diag Λ outside the set are added
+       (up to ``add_max`` per iteration), until none is violated at the final iterate. A dual
+       point with N = 0 off the working set is a dual point of the full problem, so the bound in
+       step 3 is valid whatever the working set; it is tight once no constraint is violated.
+    3. *Certificate*: the multipliers (Γ', ω', N') are mapped back (Γ = κΓ', ω = κω'/s,
+       N = κN'/s) and passed to :meth:`SDPRelaxation.dual_bound` on the *original* data, which
+       checks λ_min(S) in float64 with a rounding margin and repairs if needed.
+
+    Returns ``(bound, Z, info)`` with Z in the original coordinates.
+    """
+    from ..solvers.sdp_ipm import primal_dual_ipm
+
+    pn, sx, ky = _normalised(prob)
+    n, q = pn.n, pn.q
+    dt, dev = pn.X.dtype, pn.X.device
+    WP, WR = _seed_pairs(pn.X, neighbors)
+    rp = _rank2_problem(pn, WP, WR)
+    inW = torch.zeros(2 * n, 2 * n, dtype=torch.bool, device=dev)
+    inW[WP, WR] = True
+    inW[WR, WP] = True
+    ia = torch.arange(n, device=dev)
+    inW[ia, ia + n] = True
+    inW[ia + n, ia] = True
+    inW.fill_diagonal_(True)
+    cap = add_max if add_max is not None else max(1, n // 2)
+    added = [0, 0, -add_every]   # constraints added, additions, iteration of the last one
+
+    def check(state: dict):
+        if state["rel_gap"] > 1e-2 or state["infeasibility"] > 1e-2:
+            return None
+        if state["iter"] - added[2] < add_every and max(state["rel_gap"],
+                                                       state["infeasibility"]) > tol:
+            return None
+        Lab = state["KZ"][:2 * n, :2 * n]
+        scale = float(Lab.diagonal().max())
+        V = torch.triu((Lab < -add_tol * scale) & ~inW, 1)
+        if not bool(V.any()):
+            return None
+        pi, pk = V.nonzero(as_tuple=True)
+        order = torch.argsort(Lab[pi, pk])[:cap]
+        pi, pk = pi[order], pk[order]
+        inW[pi, pk] = True
+        inW[pk, pi] = True
+        added[0] += pi.numel()
+        added[1] += 1
+        added[2] = state["iter"]
+        if verbose:
+            print(f"[sdp-ipm] it={state['iter']} adding {pi.numel()} of {int(V.sum())} "
+                  f"violated entries (working set {rp.n_ineq + pi.numel()})")
+        return pi, pk, -2.0 * torch.ones(pi.numel(), dtype=dt, device=dev)
+
+    ni = rp.n_ineq
+    y0 = torch.zeros(rp.m, dtype=dt, device=dev)
+    eye = torch.eye(q, dtype=dt, device=dev)
+    if feasible_dual:
+        # strictly feasible dual start (Slater point, small N): every iterate is a bound
+        delta, lam0 = pn._slater_point()
+        y0[rp.n_quad:rp.n_quad + n] = delta
+        tn = torch.linalg.vector_norm(rp.T, dim=1)
+        y0[rp.n_quad + n:] = 0.25 * lam0 / max(2.0 * float((tn[WP] * tn[WR]).sum()), 1e-300)
+        S0 = None
+        s0 = 1.0 / y0[rp.n_quad + n:] if ni else y0[:0]
+        s0 = s0 * float(y0[rp.n_quad + n:].min()) if ni else s0
+    else:
+        y0[rp.n_quad + rp.n_eq:] = 1.0
+        S0, s0 = eye, torch.ones(ni, dtype=dt, device=dev)
+    res = primal_dual_ipm(rp, Z0=eye, S0=S0, y0=y0, s0=s0, tol=tol, max_iter=max_iter,
+                          max_time=max_time, check=check, verbose=verbose)
+    # ---- map back and certify on the original data
+    nc = n * pn.c
+    y = res.y.to(torch.float64)
+    Gam = ky * y[:nc].reshape(n, pn.c)
+    om = (ky / sx) * y[nc:nc + n]
+    N = torch.zeros(2 * n, 2 * n, dtype=torch.float64, device=dev)
+    nu = (ky / sx) * y[nc + n:].clamp_min(0)
+    Pw, Rw = rp.P[nc + n:], rp.R[nc + n:]
+    N[Pw, Rw] = nu
+    N[Rw, Pw] = nu
+    t = math.sqrt(sx * ky)
+    dsc = torch.cat([torch.full((n,), t, dtype=dt, device=dev),
+                     torch.full((pn.d,), t / sx, dtype=dt, device=dev),
+                     torch.full((pn.c,), ky / t, dtype=dt, device=dev)])
+    Z = dsc[:, None] * res.Z * dsc[None, :]
+    bound = prob.dual_bound(Gam, om, N, upper=0.5 * float((prob.Y * prob.Y).sum()))
+    info = {"ipm_iterations": res.n_iter, "ipm_stop": res.stop_reason,
+            "ipm_rel_gap": res.rel_gap, "ipm_infeasibility": res.infeasibility,
+            "working_set": rp.n_ineq, "constraints_added": added[0],
+            "sdp_primal_estimate": ky * ky * res.primal_value,
+            "sdp_dual_estimate": ky * ky * res.dual_value, "history": res.history,
+            "multipliers": (Gam, om, N)}
+    return bound, Z.to(prob.X), info
+
+
 # ------------------------------------------------------------------ network extraction
 def _group_lasso_output(H: Tensor, Y: Tensor, reg: float, iters: int = 500) -> Tensor:
     """argmin_V ½||H Vᵀ − Y||² + reg Σ_k ||v_k||₂  (V: c x m) by FISTA."""
@@ -455,7 +655,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
             solver: str = "auto", random_state: int | None = None, tol: float = 1e-4,
             max_iter: int = 20000, max_time: float | None = None, verbose: int = 0,
             rank: int | None = None, cvxpy_solver: str | None = None,
-            polish_iter: int = 500, cvxpy_max_n: int = 60,
+            polish_iter: int = 500,
             cert_every_max_q: int = 400, refine_iter: int = 200,
             rho: float = 10.0) -> FitResult:
     """Fit a two-layer ReLU network through the SDP relaxation of its lifted CP program.
@@ -464,8 +664,9 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     squared loss is supported (the relaxation is built for it); for classification pass one-hot
     targets with ``loss="squared"``, as the paper does. ``solver``: ``"cvxpy"`` (Clarabel by
     default, or ``cvxpy_solver``), ``"lowrank"`` (Burer–Monteiro augmented Lagrangian, rank
-    ``rank``), ``"auto"`` (cvxpy when n ≤ ``cvxpy_max_n``). ``tol`` is the relative
-    primal–dual gap of the SDP at which the low-rank solver stops.
+    ``rank``), ``"ipm"`` (the structured interior-point method :func:`solve_ipm`, the
+    fastest here and the default for ``"auto"``). ``tol`` is the relative primal–dual gap of
+    the SDP at which the low-rank solver stops (the interior-point method uses min(tol, 1e-7)).
 
     The returned certificate is *global*: ``dual`` is a proven lower bound on the optimum of
     the training problem over networks of every width, ``primal`` the extracted network's
@@ -478,18 +679,29 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
                          "paper (Prakhya et al. 2024)")
     if reg <= 0:
         raise ValueError(f"reg must be > 0, got {reg}")
-    if solver not in ("auto", "cvxpy", "lowrank"):
-        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'cvxpy' or 'lowrank'")
+    if solver not in ("auto", "ipm", "cvxpy", "lowrank"):
+        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'ipm', 'cvxpy' or "
+                         "'lowrank'")
     if Y.ndim == 1:
         Y = Y[:, None]
     t0 = time.perf_counter()
     prob = SDPRelaxation(X, Y, reg, intercept=intercept)
     if solver == "auto":
-        solver = "cvxpy" if prob.n <= cvxpy_max_n else "lowrank"
+        solver = "ipm"
     rng = np.random.default_rng(random_state)
     hist = History()
     info: dict = {"solver": solver, "n": prob.n, "q": prob.q}
-    if solver == "cvxpy":
+    if solver == "ipm":
+        bound, Z, ipm = solve_ipm(prob, tol=min(tol, 1e-7), max_time=max_time, verbose=verbose)
+        W = prob.factor_from_matrix(Z)
+        sdp_value = ipm["sdp_primal_estimate"]
+        stop = ipm["ipm_stop"]
+        for k in ("ipm_iterations", "ipm_rel_gap", "ipm_infeasibility", "working_set",
+                  "constraints_added"):
+            info[k] = ipm[k]
+        info["solver_seconds"] = time.perf_counter() - t0
+        bound_args = ipm["multipliers"]
+    elif solver == "cvxpy":
         from ..solvers.cvxpy_backend import solve_cvxpy
 
         problem, handles = prob.to_cvxpy("reduced")
@@ -558,8 +770,9 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     t1 = time.perf_counter()
     net = extract_network(prob, W, polish_iter=polish_iter)
     ub = net.objective(X[:, :-1] if intercept else X, Y, reg, "squared")
-    if solver == "lowrank":  # the network's objective tightens the trace bound
-        b2 = prob.dual_bound(*best["d"], upper=min(ub, 0.5 * float((prob.Y * prob.Y).sum())))
+    if solver in ("lowrank", "ipm"):  # the network's objective tightens the trace bound
+        args = best["d"] if solver == "lowrank" else bound_args
+        b2 = prob.dual_bound(*args, upper=min(ub, 0.5 * float((prob.Y * prob.Y).sum())))
         bound = b2 if b2.value > bound.value else bound
     lb = bound.value
     gap = max(ub - lb, 0.0)
