@@ -136,7 +136,7 @@ def sample_gates(X: Tensor, n_patterns: int, random_state: int | np.random.Gener
 
 
 def search_gates(X: Tensor, directions: Tensor, starts: Tensor, *, iters: int = 25,
-                 chunk: int = DEFAULT_CHUNK) -> tuple[Tensor, Tensor]:
+                 chunk: int = DEFAULT_CHUNK, gated: bool = False) -> tuple[Tensor, Tensor]:
     """Local search for the activation patterns that most violate a dual constraint.
 
     For each column λ of ``directions`` (n x q) and each start u₀ (columns of ``starts``,
@@ -148,6 +148,11 @@ def search_gates(X: Tensor, directions: Tensor, starts: Tensor, *, iters: int = 
     pattern D(u) violates the dual constraint  max_{u ∈ K_D, ||u|| ≤ 1} λᵀ D X u ≤ β  of a
     program that lacks it (the search itself is a heuristic: finding no violation proves
     nothing). Batched over all q·K pairs; memory O(n·K) per direction, in row chunks.
+
+    ``gated=True`` scores each iterate by the gated dual constraint instead,
+    ψ(u) = ||Xᵀ D(u) λ|| ≥ φ(u) (the weight is not confined to the gate's cone); for vector
+    outputs ψ with one column λ_k lower-bounds the spectral norm ||Xᵀ D Λ||₂, so ψ > β again
+    proves a violation.
 
     Returns ``(gates, values)``: gates (d x q·K) unit vectors, values (q·K,) their φ.
     """
@@ -167,6 +172,8 @@ def search_gates(X: Tensor, directions: Tensor, starts: Tensor, *, iters: int = 
                 A = (Z >= 0).to(X.dtype) * lam[s:s + chunk]
                 G += X[s:s + chunk].T @ A
                 val += (A * Z).sum(0)
+            if gated:
+                val = torch.linalg.vector_norm(G, dim=0)
             better = val > best_v
             best_v = torch.where(better, val, best_v)
             best_u[:, better] = U[:, better]

@@ -196,12 +196,14 @@ def test_random_state_reproducible(reg_data):
     assert np.array_equal(a, b)
 
 
-def test_pattern_search_lowers_the_objective(reg_data):
+@pytest.mark.parametrize("activation", ["relu", "gated"])
+def test_pattern_search_lowers_the_objective(reg_data, activation):
     """search_rounds > 0 grows the pattern set; each round's optimum is certified and the
     final fit is no worse than the fit over the sampled patterns alone."""
     X, y = reg_data
-    base = cn.ConvexReLURegressor(reg=0.1, **FAST).fit(X, y)
-    est = cn.ConvexReLURegressor(reg=0.1, **{**FAST, "search_rounds": 3}).fit(X, y)
+    base = cn.ConvexReLURegressor(reg=0.1, activation=activation, **FAST).fit(X, y)
+    est = cn.ConvexReLURegressor(reg=0.1, activation=activation,
+                                 **{**FAST, "search_rounds": 3}).fit(X, y)
     rounds = est.search_["rounds"]
     assert rounds[0]["patterns"] == base.patterns_.shape[1]
     assert est.patterns_.shape[1] > base.patterns_.shape[1]

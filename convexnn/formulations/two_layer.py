@@ -1008,7 +1008,7 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
         else:
             Z = prog.linear(x)
         lam = prog.loss.grad(Z, prog.Y)
-        dirs = torch.cat([-lam, lam], 1) if prog.activation == "relu" else lam
+        dirs = torch.cat([-lam, lam], 1)
         starts = sample_gates(prog.X, search_starts, rng, kind="data",
                               intercept_column=prog.intercept, deduplicate=False).gates
         own = net.first_layer_weights if net.activation == "relu" else net.gate_weights
@@ -1017,7 +1017,7 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
             own_aug = torch.cat([own, own_b[:, None]], 1) if prog.intercept else own
             starts = torch.cat([starts, own_aug.T.to(starts)], 1)
         gates, vals = search_gates(prog.X, dirs, starts, iters=search_iters,
-                                   chunk=prog.chunk)
+                                   chunk=prog.chunk, gated=prog.activation == "gated")
         vmax = float(vals.max()) if vals.numel() else 0.0
         order = torch.argsort(vals, descending=True)
         order = order[vals[order] > prog.reg]
