@@ -788,7 +788,9 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
     if solver == "admm":
         t0 = time.perf_counter()
         opts = dict(admm_options or {})
-        if polish:  # hand over to the active-set polish once ADMM's progress stalls
+        if polish and prog.S * prog.P * prog.c * prog.d <= 20_000:
+            # the polish below is affordable whatever ADMM's support: hand over to it once
+            # ADMM's progress stalls
             opts.setdefault("stall_checks", 30)
         out = _solve_admm(prog, tol=tol, max_iter=max_iter, max_time=max_time,
                           check_every=check_every, x0=x0, verbose=verbose, certify=certify,
@@ -959,7 +961,8 @@ def _gated_certificate(prog: TwoLayerProgram, x: Tensor, lam: Tensor) -> Certifi
 
 
 def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts: int = 100,
-                      search_iters: int = 25, add_per_round: int = 20, random_state=None,
+                      search_iters: int = 25, add_per_round: int = 20, prune: bool = True,
+                      random_state=None,
                       verbose: int = 0, **solve_options
                       ) -> tuple[TwoLayerProgram, Tensor, Certificate, dict]:
     """Column generation over activation patterns: solve, grow the pattern set, re-solve.
@@ -976,7 +979,9 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
       neurons, so that the next program contains that network (reverse map,
       :meth:`TwoLayerProgram.from_network`) and its optimum is at most the network's objective.
 
-    The next program is warm-started from that network. Rounds stop when nothing new is found,
+    With ``prune``, patterns whose groups are all zero at the current solution are dropped
+    (the program stays near the size of the network). The next program is warm-started from
+    that network. Rounds stop when nothing new is found,
     when the objective stops improving (relative 1e-6), or after ``rounds`` rounds. The final
     certificate is the final program's (scope "sampled patterns": optimal over the patterns
     sampled *and found*; the search is a heuristic, so "no violation found" is reported but is
@@ -1029,7 +1034,13 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
             hn = _mask_hashes(prog.X, new, prog.chunk).tolist()
             keep = [i for i, h in enumerate(hn) if h not in have][:add_per_round]
             new = new[:, keep]
-        extra = PatternSet(torch.cat([prog.G, new], 1), exhaustive=prog.patterns.exhaustive)
+        old = prog.G
+        if prune and net.n_neurons:
+            # drop the patterns the solution does not use: the next program still contains
+            # the current network (its own patterns are added), so it can only go lower
+            old = prog.G[:, torch.linalg.vector_norm(x, dim=2).sum((0, 2)) > 0]
+        extra = PatternSet(torch.cat([old, new], 1),
+                           exhaustive=prog.patterns.exhaustive and not prune)
         if net.n_neurons:
             new_prog, x0 = TwoLayerProgram.from_network(
                 net, prog.X, prog.Y, prog.reg, prog.loss, intercept=prog.intercept,
@@ -1038,7 +1049,8 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
             new_prog = TwoLayerProgram(prog.X, prog.Y, extra, prog.reg, prog.loss,
                                        prog.activation, intercept=prog.intercept)
             x0 = None
-        if new_prog.P <= prog.P:
+        have = set(_mask_hashes(prog.X, prog.G, prog.chunk).tolist())
+        if all(h in have for h in _mask_hashes(prog.X, new_prog.G, prog.chunk).tolist()):
             info["stop"] = "no new pattern found"
             log[-1]["max_violation"] = vmax / prog.reg
             break
