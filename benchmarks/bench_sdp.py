@@ -34,7 +34,7 @@ from convexnn.formulations.two_layer import TwoLayerProgram, solve
 from convexnn.networks import TwoLayerNetwork
 from convexnn.patterns import sample_gates
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # Clarabel is single-threaded too: a like-for-like comparison
 REG = 0.1
 
 
