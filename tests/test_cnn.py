@@ -31,15 +31,6 @@ cp = pytest.importorskip("cvxpy")
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny problems: intra-op threads only add contention on the shared 2-core machines
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _data(N=6, C=1, H=4, W=4, c=1, seed=0):
     g = torch.Generator().manual_seed(seed)
     imgs = torch.randn(N, C, H, W, generator=g, dtype=DT)

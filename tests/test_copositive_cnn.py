@@ -12,15 +12,6 @@ cp = pytest.importorskip("cvxpy")
 REG = 0.1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny problems: intra-op threads only add contention on the shared 2-core machines
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _signals(n=8, L=5, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, L))

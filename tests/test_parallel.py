@@ -34,16 +34,6 @@ from convexnn.patterns import PatternSet
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These problems are small: one BLAS thread avoids oversubscription on shared CI cores
-    (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(n=20, d=2, seed=0, c=1):
     rng = np.random.default_rng(seed)
     X = torch.tensor(rng.standard_normal((n, d)), dtype=DT)

@@ -173,6 +173,16 @@ class _ConeGroupProgram:
         self.loss = get_loss(loss)
         self.c = Y.shape[1]
 
+    def _setup_conv(self, images: Tensor, patterns: PatternSet, kernel_size: int,
+                    stride: int, padding: int, intercept: bool) -> None:
+        """The image data and convolution geometry shared by every CNN program."""
+        self.data = images
+        self.images = images
+        self.patterns = patterns
+        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
+        self.intercept = bool(intercept)
+        self.in_channels = images.shape[1]
+
     # ------------------------------------------------------------------ shape
     def zeros(self) -> Tensor:
         return torch.zeros(self.shape, dtype=self.Y.dtype, device=self.Y.device)
@@ -440,14 +450,9 @@ class ConvTwoLayerProgram(_ConeGroupProgram):
         if activation not in ("relu", "gated"):
             raise ValueError(f"activation must be 'relu' or 'gated', got {activation!r}")
         self._setup(Y, reg, loss)
-        self.data = images
-        self.images = images
-        self.patterns = patterns
+        self._setup_conv(images, patterns, kernel_size, stride, padding, intercept)
         self.activation = activation
-        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
-        self.intercept = bool(intercept)
         N, Cin, H, W = images.shape
-        self.in_channels = Cin
         self.G = patterns.gates.to(dtype=images.dtype, device=images.device)
         self.h, self.P = self.G.shape
         ho = (H + 2 * padding - kernel_size) // stride + 1
@@ -870,13 +875,9 @@ class ConvSharedFilterProgram(_ConeGroupProgram):
                  padding: int = 0, intercept: bool = True, pooling: str = "avg",
                  pool_size: int | None = None, chunk_size: int = 256):
         self._setup(Y, reg, loss)
-        self.data = images
-        self.images = images
-        self.patterns = patterns
-        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
-        self.intercept = bool(intercept)
+        self._setup_conv(images, patterns, kernel_size, stride, padding, intercept)
         N, Cin, H, W = images.shape
-        self.in_channels, self.N = Cin, N
+        self.N = N
         G = patterns.gates.to(dtype=images.dtype, device=images.device)
         self.G = G / torch.linalg.vector_norm(G, dim=0).clamp_min(1e-300)
         self.h, self.P = self.G.shape
@@ -1285,12 +1286,7 @@ class ThreeLayerCNNProgram(_ConeGroupProgram):
                  padding: int = 0, intercept: bool = True, outer: Tensor | None = None,
                  n_outer: int = 8, random_state: int | None = None):
         self._setup(Y, reg, loss)
-        self.data = images
-        self.images = images
-        self.patterns = patterns
-        self.kernel_size, self.stride, self.padding = int(kernel_size), int(stride), int(padding)
-        self.intercept = bool(intercept)
-        self.in_channels = images.shape[1]
+        self._setup_conv(images, patterns, kernel_size, stride, padding, intercept)
         self.Xp = extract_patches(images, kernel_size, stride, padding, intercept)  # (N, K, h)
         self.N, self.K, self.h = self.Xp.shape
         H, W = images.shape[2:]

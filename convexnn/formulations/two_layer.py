@@ -1032,8 +1032,8 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
         new = deduplicate_gates(prog.X, gates[:, order], chunk=prog.chunk) \
             if order.numel() else gates[:, :0]
         # drop patterns already in the program, keep the most violated few
+        have = set(_mask_hashes(prog.X, prog.G, prog.chunk).tolist())
         if new.shape[1]:
-            have = set(_mask_hashes(prog.X, prog.G, prog.chunk).tolist())
             hn = _mask_hashes(prog.X, new, prog.chunk).tolist()
             keep = [i for i, h in enumerate(hn) if h not in have][:add_per_round]
             new = new[:, keep]
@@ -1052,7 +1052,6 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
             new_prog = TwoLayerProgram(prog.X, prog.Y, extra, prog.reg, prog.loss,
                                        prog.activation, intercept=prog.intercept)
             x0 = None
-        have = set(_mask_hashes(prog.X, prog.G, prog.chunk).tolist())
         if all(h in have for h in _mask_hashes(prog.X, new_prog.G, prog.chunk).tolist()):
             info["stop"] = "no new pattern found"
             log[-1]["max_violation"] = vmax / prog.reg
