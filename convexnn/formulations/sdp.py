@@ -82,6 +82,9 @@ from ..solvers.base import History
 __all__ = ["SDPRelaxation", "DualBound", "fit_sdp", "extract_network", "polish_network"]
 
 _EPS = float(np.finfo(np.float64).eps)
+# measured crossover (benchmarks/results/sdp.md): the interior-point method is the more
+# accurate and robust choice on small problems, the ADMM is faster from about here on
+_AUTO_IPM_MAX_N = 80
 
 
 @dataclass
@@ -362,6 +365,46 @@ def _normalised(prob: SDPRelaxation) -> tuple[SDPRelaxation, float, float]:
                           intercept=prob.intercept), sx, ky)
 
 
+def _unscale_primal(pn: SDPRelaxation, sx: float, ky: float, Zn: Tensor) -> Tensor:
+    """Z of the original problem from Z' of the normalised one (:func:`_normalised`)."""
+    t = math.sqrt(sx * ky)
+    dt, dev = Zn.dtype, Zn.device
+    dsc = torch.cat([torch.full((pn.n,), t, dtype=dt, device=dev),
+                     torch.full((pn.d,), t / sx, dtype=dt, device=dev),
+                     torch.full((pn.c,), ky / t, dtype=dt, device=dev)])
+    return dsc[:, None] * Zn * dsc[None, :]
+
+
+def _congruence(prob: SDPRelaxation):
+    """(Z ↦ T Z Tᵀ, E ↦ Tᵀ E T) for the rows T = (α | β | v) of the lift, in O(n² (d + c)).
+
+    Row i of the α block is e_{b_i} + x_i (on u), of the β block e_{b_i}, of the v block e_{v_k};
+    so T Z Tᵀ holds Λ_[αβ], Λ_αv, Λ_βv and Z_vv.
+    """
+    X, n, d = prob.X, prob.n, prob.d
+
+    def gram(Z: Tensor) -> Tensor:          # T Z Tᵀ in O(n² (d + c))
+        Zb, Zu, Zv = Z[:n], Z[n:n + d], Z[n + d:]
+        A = Zb + X @ Zu
+        Kaa = A[:, :n] + A[:, n:n + d] @ X.T
+        Kab, Kav = A[:, :n], A[:, n + d:]
+        Kbb, Kbv, Kvv = Zb[:, :n], Zb[:, n + d:], Zv[:, n + d:]
+        return torch.cat([torch.cat([Kaa, Kab, Kav], 1), torch.cat([Kab.T, Kbb, Kbv], 1),
+                          torch.cat([Kav.T, Kbv.T, Kvv], 1)], 0)
+
+    def adjoint(E: Tensor) -> Tensor:       # Tᵀ E T for symmetric E, O(n² d)
+        Eaa, Eab, Eav = E[:n, :n], E[:n, n:2 * n], E[:n, 2 * n:]
+        Ebb, Ebv, Evv = E[n:2 * n, n:2 * n], E[n:2 * n, 2 * n:], E[2 * n:, 2 * n:]
+        Sbb = Eaa + Eab + Eab.T + Ebb
+        Sbu = (Eaa + Eab.T) @ X
+        Suu = X.T @ Eaa @ X
+        Sbv, Suv = Eav + Ebv, X.T @ Eav
+        return torch.cat([torch.cat([Sbb, Sbu, Sbv], 1), torch.cat([Sbu.T, Suu, Suv], 1),
+                          torch.cat([Sbv.T, Suv.T, Evv], 1)], 0)
+
+    return gram, adjoint
+
+
 def _rank2_problem(prob: SDPRelaxation, WP: Tensor, WR: Tensor):
     """(P)/(D) of :mod:`convexnn.solvers.sdp_ipm` for the reduced relaxation.
 
@@ -388,25 +431,7 @@ def _rank2_problem(prob: SDPRelaxation, WP: Tensor, WR: Tensor):
     C = torch.zeros(q, q, dtype=dt, device=dev)
     C[n:, n:] = 0.5 * prob.reg * torch.eye(d + c, dtype=dt, device=dev)
 
-    def gram(Z: Tensor) -> Tensor:          # T Z Tᵀ in O(n² (d + c))
-        Zb, Zu, Zv = Z[:n], Z[n:n + d], Z[n + d:]
-        A = Zb + X @ Zu
-        Kaa = A[:, :n] + A[:, n:n + d] @ X.T
-        Kab, Kav = A[:, :n], A[:, n + d:]
-        Kbb, Kbv, Kvv = Zb[:, :n], Zb[:, n + d:], Zv[:, n + d:]
-        return torch.cat([torch.cat([Kaa, Kab, Kav], 1), torch.cat([Kab.T, Kbb, Kbv], 1),
-                          torch.cat([Kav.T, Kbv.T, Kvv], 1)], 0)
-
-    def adjoint(E: Tensor) -> Tensor:       # Tᵀ E T for symmetric E, O(n² d)
-        Eaa, Eab, Eav = E[:n, :n], E[:n, n:2 * n], E[:n, 2 * n:]
-        Ebb, Ebv, Evv = E[n:2 * n, n:2 * n], E[n:2 * n, 2 * n:], E[2 * n:, 2 * n:]
-        Sbb = Eaa + Eab + Eab.T + Ebb
-        Sbu = (Eaa + Eab.T) @ X
-        Suu = X.T @ Eaa @ X
-        Sbv, Suv = Eav + Ebv, X.T @ Eav
-        return torch.cat([torch.cat([Sbb, Sbu, Sbv], 1), torch.cat([Sbu.T, Suu, Suv], 1),
-                          torch.cat([Sbv.T, Suv.T, Evv], 1)], 0)
-
+    gram, adjoint = _congruence(prob)
     return Rank2SDP(T=T, C=C, P=P, R=R, coef=coef, b=Y.reshape(-1).clone(), n_quad=n * c,
                     n_eq=n, gram_fn=gram, adjoint_fn=adjoint)
 
@@ -536,11 +561,7 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
     Pw, Rw = rp.P[nc + n:], rp.R[nc + n:]
     N[Pw, Rw] = nu
     N[Rw, Pw] = nu
-    t = math.sqrt(sx * ky)
-    dsc = torch.cat([torch.full((n,), t, dtype=dt, device=dev),
-                     torch.full((pn.d,), t / sx, dtype=dt, device=dev),
-                     torch.full((pn.c,), ky / t, dtype=dt, device=dev)])
-    Z = dsc[:, None] * res.Z * dsc[None, :]
+    Z = _unscale_primal(pn, sx, ky, res.Z)
     bound = prob.dual_bound(Gam, om, N, upper=0.5 * float((prob.Y * prob.Y).sum()))
     info = {"ipm_iterations": res.n_iter, "ipm_stop": res.stop_reason,
             "ipm_rel_gap": res.rel_gap, "ipm_infeasibility": res.infeasibility,
@@ -548,6 +569,128 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
             "sdp_primal_estimate": ky * ky * res.primal_value,
             "sdp_dual_estimate": ky * ky * res.dual_value, "history": res.history,
             "multipliers": (Gam, om, N)}
+    return bound, Z.to(prob.X), info
+
+
+def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
+               max_time: float | None = None, check_every: int | None = None,
+               rho: float = 0.3, dtype: torch.dtype | None = None,
+               verbose: int = 0) -> tuple[DualBound, Tensor, dict]:
+    r"""Solve the relaxation with the first-order method :func:`convexnn.solvers.sdp_admm`.
+
+    The relaxation is  min_{Z ⪰ 0} <C, Z> + g(T Z Tᵀ)  with T the rows (α | β | v) of the lift
+    (:func:`_congruence`) and g separable over the entries of K = T Z Tᵀ (t = 2n + c):
+    K_[αβ] ≥ 0, diag(K_αβ) = 0, ½||K_αv − Y||² on the αv block, free elsewhere. *All* 4n²
+    entrywise constraints are kept (no working set); an iteration costs one q x q
+    eigendecomposition and O(q³ + n² d) products, so n in the thousands is feasible.
+
+    The ADMM multiplier Y = ρU₂ of K = T W Tᵀ maps onto the certificate's multipliers:
+    Γ = 2 Y_αv, ω_i = 2 Y_{α_i β_i}, N = (−Y_[αβ])_+ off those pairs. Every ``check_every``
+    iterations that dual point is certified on the normalised problem
+    (:meth:`SDPRelaxation.dual_bound`, λ_min check and repair) and the method stops when the
+    certified relative gap to the primal estimate <C, Z> + ½||Z_αv − Y||² and the relative
+    primal residual are both ≤ ``tol``. The returned bound is re-certified on the original
+    data; it is a proven lower bound whatever the accuracy reached.
+
+    ``dtype`` (e.g. ``torch.float32``) runs the iterations in that precision; the certificate
+    is always computed in float64.
+    """
+    from ..solvers.sdp_admm import CongruenceSDP, sdp_admm
+
+    pn, sx, ky = _normalised(prob)
+    if dtype is not None:
+        pn = SDPRelaxation(pn.X.to(dtype), pn.Y.to(dtype), pn.reg, intercept=pn.intercept)
+    n, d, c, q = pn.n, pn.d, pn.c, pn.q
+    X, Y = pn.X, pn.Y
+    dt, dev = X.dtype, X.device
+    gram, adjoint = _congruence(pn)
+    C = torch.zeros(q, q, dtype=dt, device=dev)
+    C[n:, n:] = 0.5 * pn.reg * torch.eye(d + c, dtype=dt, device=dev)
+    G = torch.zeros(q, q, dtype=dt, device=dev)
+    G[:n, :n] = 2.0 * torch.eye(n, dtype=dt, device=dev)
+    G[:n, n:n + d] = X
+    G[n:n + d, :n] = X.T
+    G[n:n + d, n:n + d] = X.T @ X
+    G[n + d:, n + d:] = torch.eye(c, dtype=dt, device=dev)
+    ia = torch.arange(n, device=dev)
+    offd = torch.ones(2 * n, 2 * n, dtype=torch.bool, device=dev)
+    offd[ia, ia + n] = False
+    offd[ia + n, ia] = False
+
+    def prox(V: Tensor, r: float) -> Tensor:
+        K = V.clone()
+        K[:2 * n, :2 * n] = V[:2 * n, :2 * n].clamp_min(0) * offd
+        Kav = (Y + 2.0 * r * V[:n, 2 * n:]) / (1.0 + 2.0 * r)
+        K[:n, 2 * n:] = Kav
+        K[2 * n:, :n] = Kav.T
+        return K
+
+    def multipliers(Yd: Tensor, scale_g: float = 1.0, scale_n: float = 1.0):
+        Yd = Yd.to(torch.float64)
+        Gam = scale_g * 2.0 * Yd[:n, 2 * n:]
+        om = scale_n * 2.0 * 0.5 * (Yd[ia, ia + n] + Yd[ia + n, ia])
+        N = scale_n * (-(0.5 * (Yd[:2 * n, :2 * n] + Yd[:2 * n, :2 * n].T))).clamp_min(0)
+        N = N * offd
+        return Gam, om, N
+
+    pn64 = pn if dt == torch.float64 else SDPRelaxation(pn.X.double(), pn.Y.double(), pn.reg,
+                                                        intercept=pn.intercept)
+    every = check_every if check_every is not None else (10 if q <= 400 else 25)
+    y_half = 0.5 * float((pn64.Y * pn64.Y).sum())
+    best: dict = {"est": -math.inf, "Y": None, "obj": math.nan, "rel": math.inf}
+    t0 = time.perf_counter()
+
+    def monitor(state: dict) -> bool:
+        obj = pn64.objective_matrix(state["Z"].to(torch.float64))
+        b = pn64.dual_bound(*multipliers(state["Y"]), upper=y_half)  # Z = 0 is feasible
+        # stopping estimate: the trace bound with the primal estimate in place of a proven
+        # upper bound (the final certificate uses the extracted network's objective instead)
+        est = b.raw_value - 3.0 * max(obj, 0.0) / pn64.reg * max(0.0, -b.lam_min)
+        est = max(est, b.value)
+        if est > best["est"]:
+            best.update(est=est, Y=state["Y"].clone())
+        rel = relative(max(obj - best["est"], 0.0), obj)
+        best.update(obj=obj, rel=rel)
+        state["history"].append(state["iter"], obj, max(obj - best["est"], 0.0), rel,
+                                time.perf_counter() - t0)
+        if verbose:
+            print(f"[sdp-admm] it={state['iter']} primal={obj:.6e} lb_estimate={est:.6e} "
+                  f"rel_gap={rel:.2e} r_primal={state['r_primal']:.2e} "
+                  f"lam_min={b.lam_min:.2e} t={time.perf_counter() - t0:.1f}s")
+        return rel <= tol and state["r_primal"] <= 0.1 * tol
+
+    res = sdp_admm(CongruenceSDP(C=C, G=G, gram_fn=gram, adjoint_fn=adjoint, prox_fn=prox),
+                   rho=rho, max_iter=max_iter, max_time=max_time, check_every=every,
+                   monitor=monitor, verbose=max(0, verbose - 1))
+    if best["Y"] is None:    # never checked (max_iter < check_every): use the last iterate
+        monitor({"Z": res.x, "Y": res.extras["Y"], "iter": res.n_iter, "history": res.history,
+                 "r_primal": res.extras["r_primal"]})
+    Yd = best["Y"]
+    Gam, om, N = multipliers(Yd, ky, ky / sx)
+    Z = _unscale_primal(pn64, sx, ky, res.x.to(torch.float64))
+    y_half_orig = 0.5 * float((prob.Y * prob.Y).sum())
+
+    def certify(upper: float | None = None) -> DualBound:
+        """Proven bound of the selected multipliers; ``upper``: any proven upper bound on
+        p_SDP of the original problem (default ½||Y||², the value of Z = 0)."""
+        up = y_half_orig if upper is None else min(float(upper), y_half_orig)
+        dev_ = prob.X.device
+        bo = prob.dual_bound(Gam.to(dev_), om.to(dev_), N.to(dev_), upper=up)
+        # the normalised problem is the same SDP with value scaled by 1/κ² (data rescaled in
+        # float64, a relative perturbation of ~1e-16); its eigenvalue check is better
+        # conditioned, so its bound, scaled back, is used when larger
+        bn = pn64.dual_bound(*multipliers(Yd), upper=up / (ky * ky))
+        if ky * ky * bn.value > bo.value:
+            return DualBound(value=ky * ky * bn.value, raw_value=ky * ky * bn.raw_value,
+                             lam_min=bn.lam_min, theta=bn.theta, lam0=bn.lam0, delta=bn.delta)
+        return bo
+
+    bound = certify()
+    info = {"admm_iterations": res.n_iter, "admm_stop": res.stop_reason,
+            "admm_rel_gap_estimate": best["rel"], "admm_r_primal": res.extras["r_primal"],
+            "admm_r_dual": res.extras["r_dual"], "admm_rho": res.extras["rho"],
+            "sdp_primal_estimate": ky * ky * best["obj"], "history": res.history,
+            "multipliers": (Gam, om, N), "certify": certify}
     return bound, Z.to(prob.X), info
 
 
@@ -679,15 +822,15 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
                          "paper (Prakhya et al. 2024)")
     if reg <= 0:
         raise ValueError(f"reg must be > 0, got {reg}")
-    if solver not in ("auto", "ipm", "cvxpy", "lowrank"):
-        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'ipm', 'cvxpy' or "
-                         "'lowrank'")
+    if solver not in ("auto", "ipm", "admm", "cvxpy", "lowrank"):
+        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'ipm', 'admm', 'cvxpy' "
+                         "or 'lowrank'")
     if Y.ndim == 1:
         Y = Y[:, None]
     t0 = time.perf_counter()
     prob = SDPRelaxation(X, Y, reg, intercept=intercept)
     if solver == "auto":
-        solver = "ipm"
+        solver = "ipm" if prob.n <= _AUTO_IPM_MAX_N else "admm"
     rng = np.random.default_rng(random_state)
     hist = History()
     info: dict = {"solver": solver, "n": prob.n, "q": prob.q}
@@ -701,6 +844,16 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
             info[k] = ipm[k]
         info["solver_seconds"] = time.perf_counter() - t0
         bound_args = ipm["multipliers"]
+    elif solver == "admm":
+        bound, Z, adm = solve_admm(prob, tol=max(tol, 1e-5), max_iter=max_iter,
+                                   max_time=max_time, verbose=verbose)
+        W = prob.factor_from_matrix(Z)
+        sdp_value = adm["sdp_primal_estimate"]
+        stop = adm["admm_stop"]
+        for k in ("admm_iterations", "admm_rel_gap_estimate", "admm_r_primal", "admm_rho"):
+            info[k] = adm[k]
+        info["solver_seconds"] = time.perf_counter() - t0
+        hist = adm["history"]
     elif solver == "cvxpy":
         from ..solvers.cvxpy_backend import solve_cvxpy
 
@@ -773,6 +926,9 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     if solver in ("lowrank", "ipm"):  # the network's objective tightens the trace bound
         args = best["d"] if solver == "lowrank" else bound_args
         b2 = prob.dual_bound(*args, upper=min(ub, 0.5 * float((prob.Y * prob.Y).sum())))
+        bound = b2 if b2.value > bound.value else bound
+    elif solver == "admm":
+        b2 = adm["certify"](ub)
         bound = b2 if b2.value > bound.value else bound
     lb = bound.value
     gap = max(ub - lb, 0.0)
