@@ -191,7 +191,7 @@ def main():
         if a.part in (0, 2):
             part2([10, 20, 40], [80, 160, 240], 900)
         if a.part in (0, 3):
-            part3(ns, [n for n in ns if n <= 300], a.max_time, a.admm_tol)
+            part3(ns, [n for n in ns if n <= 150], a.max_time, a.admm_tol)
     print(f"\ntotal {time.perf_counter() - t0:.0f}s")
 
 

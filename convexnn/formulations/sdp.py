@@ -56,11 +56,17 @@ after balancing each neuron), solved by FISTA; (3) local polishing of all weight
 the non-convex objective. The gap  network objective − certified lower bound  is the
 *tightness* reported; when it is ≈ 0 the network is a certified global optimum over all widths.
 
-**Solvers / limits.** ``solver="cvxpy"`` (Clarabel) is accurate and fast up to n ≈ 40–75.
-``solver="lowrank"`` (:mod:`convexnn.solvers.lowrank_sdp`, Burer–Monteiro AL) matches CVXPY on
-small n but converges slowly beyond n ≈ 40 (measured in benchmarks/results/sdp.md); its bound
-stays *valid* but becomes loose when it has not converged. Not implemented: the paper's TOS
-rounding, and the paper's test-set threshold tuning protocol (deliberately).
+**Solvers / limits.** ``solver="ipm"`` (:func:`solve_ipm`, structured interior point with a
+working set of the entrywise constraints) is accurate to ~1e-7 and the default up to n = 80;
+its Schur complement grows with the working set, which limits it to a few hundred samples.
+``solver="admm"`` (:func:`solve_admm`, first-order, all constraints, one q x q
+eigendecomposition per iteration) is the default above n = 80 and the one for n in the
+thousands; it reaches 1e-3–1e-4 certified accuracy (iteration counts grow with n, measured in
+benchmarks/results/sdp.md). ``solver="cvxpy"`` (Clarabel) is the independent reference for
+small n (≈ 40–75). ``solver="lowrank"`` (:mod:`convexnn.solvers.lowrank_sdp`, Burer–Monteiro
+AL) matches CVXPY on small n but converges slowly beyond n ≈ 40. Every solver's bound is
+*valid* whatever its accuracy (it is certified, not read off the solver). Not implemented:
+the paper's TOS rounding, and the paper's test-set threshold tuning protocol (deliberately).
 """
 
 from __future__ import annotations
@@ -574,8 +580,7 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
 
 def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
                max_time: float | None = None, check_every: int | None = None,
-               rho: float = 0.3, dtype: torch.dtype | None = None,
-               verbose: int = 0) -> tuple[DualBound, Tensor, dict]:
+               rho: float = 0.3, verbose: int = 0) -> tuple[DualBound, Tensor, dict]:
     r"""Solve the relaxation with the first-order method :func:`convexnn.solvers.sdp_admm`.
 
     The relaxation is  min_{Z ⪰ 0} <C, Z> + g(T Z Tᵀ)  with T the rows (α | β | v) of the lift
@@ -584,22 +589,20 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     entrywise constraints are kept (no working set); an iteration costs one q x q
     eigendecomposition and O(q³ + n² d) products, so n in the thousands is feasible.
 
-    The ADMM multiplier Y = ρU₂ of K = T W Tᵀ maps onto the certificate's multipliers:
+    The ADMM multiplier Y = ρU of K = T Z Tᵀ maps onto the certificate's multipliers:
     Γ = 2 Y_αv, ω_i = 2 Y_{α_i β_i}, N = (−Y_[αβ])_+ off those pairs. Every ``check_every``
-    iterations that dual point is certified on the normalised problem
-    (:meth:`SDPRelaxation.dual_bound`, λ_min check and repair) and the method stops when the
-    certified relative gap to the primal estimate <C, Z> + ½||Z_αv − Y||² and the relative
-    primal residual are both ≤ ``tol``. The returned bound is re-certified on the original
-    data; it is a proven lower bound whatever the accuracy reached.
-
-    ``dtype`` (e.g. ``torch.float32``) runs the iterations in that precision; the certificate
-    is always computed in float64.
+    iterations that dual point is checked on the normalised problem
+    (:meth:`SDPRelaxation.dual_bound`). The method stops when the relative gap between the
+    primal estimate <C, Z> + ½||Z_αv − Y||² and a bound *estimate* (the trace bound of
+    :meth:`SDPRelaxation.dual_bound` with the primal estimate standing in for a proven upper
+    bound) is ≤ ``tol`` and the relative primal residual is ≤ ``tol``/10. The returned
+    ``bound`` and ``info["certify"](upper)`` are *proven*: the latter takes any proven upper
+    bound on p_SDP (e.g. an extracted network's objective, as :func:`fit_sdp` does), which
+    tightens the trace bound.
     """
     from ..solvers.sdp_admm import CongruenceSDP, sdp_admm
 
     pn, sx, ky = _normalised(prob)
-    if dtype is not None:
-        pn = SDPRelaxation(pn.X.to(dtype), pn.Y.to(dtype), pn.reg, intercept=pn.intercept)
     n, d, c, q = pn.n, pn.d, pn.c, pn.q
     X, Y = pn.X, pn.Y
     dt, dev = X.dtype, X.device
@@ -798,7 +801,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
             solver: str = "auto", random_state: int | None = None, tol: float = 1e-4,
             max_iter: int = 20000, max_time: float | None = None, verbose: int = 0,
             rank: int | None = None, cvxpy_solver: str | None = None,
-            polish_iter: int = 500,
+            polish_iter: int = 5000,
             cert_every_max_q: int = 400, refine_iter: int = 200,
             rho: float = 10.0) -> FitResult:
     """Fit a two-layer ReLU network through the SDP relaxation of its lifted CP program.
@@ -807,9 +810,11 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     squared loss is supported (the relaxation is built for it); for classification pass one-hot
     targets with ``loss="squared"``, as the paper does. ``solver``: ``"cvxpy"`` (Clarabel by
     default, or ``cvxpy_solver``), ``"lowrank"`` (Burer–Monteiro augmented Lagrangian, rank
-    ``rank``), ``"ipm"`` (the structured interior-point method :func:`solve_ipm`, the
-    fastest here and the default for ``"auto"``). ``tol`` is the relative primal–dual gap of
-    the SDP at which the low-rank solver stops (the interior-point method uses min(tol, 1e-7)).
+    ``rank``), ``"ipm"`` (the structured interior-point method :func:`solve_ipm`),
+    ``"admm"`` (the first-order method :func:`solve_admm`); ``"auto"`` picks the
+    interior-point method up to n = 80 and the ADMM above. ``tol`` is the relative
+    primal–dual gap of the SDP at which the low-rank solver and the ADMM stop (the ADMM uses
+    max(tol, 1e-4), the interior-point method min(tol, 1e-7)).
 
     The returned certificate is *global*: ``dual`` is a proven lower bound on the optimum of
     the training problem over networks of every width, ``primal`` the extracted network's
@@ -845,7 +850,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
         info["solver_seconds"] = time.perf_counter() - t0
         bound_args = ipm["multipliers"]
     elif solver == "admm":
-        bound, Z, adm = solve_admm(prob, tol=max(tol, 1e-5), max_iter=max_iter,
+        bound, Z, adm = solve_admm(prob, tol=max(tol, 1e-4), max_iter=max_iter,
                                    max_time=max_time, verbose=verbose)
         W = prob.factor_from_matrix(Z)
         sdp_value = adm["sdp_primal_estimate"]
