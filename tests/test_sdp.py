@@ -288,3 +288,28 @@ def test_bad_inputs():
         fit_sdp(X, Y, 0.0, intercept=False)
     with pytest.raises(ValueError, match="samples"):
         SDPRelaxation(X, Y[:3], 0.1)
+
+
+def test_estimator_method_sdp_fit_predict_save_load(tmp_path):
+    """The user-facing path: method="sdp" on the classifier (one-hot squared loss, as in the
+    paper), the ADMM chosen through method_options, a global certificate, save/load."""
+    from sklearn.datasets import load_iris
+
+    from convexnn.estimators.two_layer import ConvexReLUClassifier, load_estimator
+
+    X, y = load_iris(return_X_y=True)
+    idx = np.random.default_rng(0).choice(len(y), 40, replace=False)
+    X, y = (X[idx] - X[idx].mean(0)) / X[idx].std(0), y[idx]
+    clf = ConvexReLUClassifier(reg=0.1, loss="squared", method="sdp",
+                               method_options={"solver": "admm"}, max_iter=5000)
+    clf.fit(X, y)
+    cert = clf.certificate_
+    assert clf.fit_info_["solver"] == "admm"
+    assert cert.scope == "global" and cert.dual <= cert.primal
+    assert math.isclose(cert.primal, clf.objective(X, y), rel_tol=1e-9)
+    assert clf.score(X, y) >= 0.9
+    clf.save(tmp_path / "m")
+    back = load_estimator(tmp_path / "m")
+    assert np.array_equal(back.predict(X), clf.predict(X))
+    with pytest.raises(ValueError, match="squared"):
+        ConvexReLUClassifier(reg=0.1, method="sdp").fit(X, y)
