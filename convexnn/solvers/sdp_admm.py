@@ -12,7 +12,7 @@ K = T Z Tᵀ (closed, convex; +∞ encodes constraints such as K_ij ≥ 0 or K_i
 
 **Preconditioning.** With G = TᵀT = Q diag(γ) Qᵀ (one eigendecomposition) and H = G^{-1/2},
 the substitution Z = H Z' H is a bijection of the PSD cone and T' = T H has orthonormal
-columns, so ||T' Z' T'ᵀ − M|| = ||Z' − T'ᵀ M T'|| + const(M). The splitting
+columns, so ||T' Z' T'ᵀ − M||² = ||Z' − T'ᵀ M T'||² + const(M). The splitting
 K = T' Z' T'ᵀ (Z' ⪰ 0, g on K) is then a two-block ADMM whose Z'-step is a *projection*
 (the scheme of Oliveira, Wolkowicz & Xu for facially reduced doubly-nonnegative relaxations)::
 
