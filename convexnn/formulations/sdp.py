@@ -411,6 +411,20 @@ def _congruence(prob: SDPRelaxation):
     return gram, adjoint
 
 
+def _lift_rows(prob: SDPRelaxation) -> Tensor:
+    """The rows T = (α | β | v) of the lift as a dense (2n + c) x q matrix (see
+    :func:`_congruence` for the structured products with it)."""
+    X, n, d, c, q = prob.X, prob.n, prob.d, prob.c, prob.q
+    dt, dev = X.dtype, X.device
+    T = torch.zeros(2 * n + c, q, dtype=dt, device=dev)
+    eye = torch.eye(n, dtype=dt, device=dev)
+    T[:n, :n] = eye
+    T[:n, n:n + d] = X
+    T[n:2 * n, :n] = eye
+    T[2 * n:, n + d:] = torch.eye(c, dtype=dt, device=dev)
+    return T
+
+
 def _rank2_problem(prob: SDPRelaxation, WP: Tensor, WR: Tensor):
     """(P)/(D) of :mod:`convexnn.solvers.sdp_ipm` for the reduced relaxation.
 
@@ -421,14 +435,9 @@ def _rank2_problem(prob: SDPRelaxation, WP: Tensor, WR: Tensor):
     """
     from ..solvers.sdp_ipm import Rank2SDP
 
-    X, Y, n, d, c, q = prob.X, prob.Y, prob.n, prob.d, prob.c, prob.q
-    dt, dev = X.dtype, X.device
-    T = torch.zeros(2 * n + c, q, dtype=dt, device=dev)
-    eye = torch.eye(n, dtype=dt, device=dev)
-    T[:n, :n] = eye
-    T[:n, n:n + d] = X
-    T[n:2 * n, :n] = eye
-    T[2 * n:, n + d:] = torch.eye(c, dtype=dt, device=dev)
+    Y, n, d, c, q = prob.Y, prob.n, prob.d, prob.c, prob.q
+    dt, dev = prob.X.dtype, prob.X.device
+    T = _lift_rows(prob)
     ia = torch.arange(n, device=dev)
     P = torch.cat([ia.repeat_interleave(c), ia, WP.to(dev)])
     R = torch.cat([(2 * n + torch.arange(c, device=dev)).repeat(n), ia + n, WR.to(dev)])
@@ -609,12 +618,9 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     gram, adjoint = _congruence(pn)
     C = torch.zeros(q, q, dtype=dt, device=dev)
     C[n:, n:] = 0.5 * pn.reg * torch.eye(d + c, dtype=dt, device=dev)
-    G = torch.zeros(q, q, dtype=dt, device=dev)
-    G[:n, :n] = 2.0 * torch.eye(n, dtype=dt, device=dev)
-    G[:n, n:n + d] = X
-    G[n:n + d, :n] = X.T
-    G[n:n + d, n:n + d] = X.T @ X
-    G[n + d:, n + d:] = torch.eye(c, dtype=dt, device=dev)
+    T = _lift_rows(pn)
+    G = T.T @ T
+    del T
     ia = torch.arange(n, device=dev)
     offd = torch.ones(2 * n, 2 * n, dtype=torch.bool, device=dev)
     offd[ia, ia + n] = False
