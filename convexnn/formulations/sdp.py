@@ -44,7 +44,12 @@ So S ⪰ 0 ⇒ −L*(Γ) ≤ p_SDP ≤ p*. The point D₀ = (Γ = 0, ω = δ·1,
 λ_min(S(D)) = −ε, the blend (1 − θ) D + θ D₀, θ = ε / (ε + λ_min(S(D₀))), is dual feasible (S is
 affine in D), and its value −L*((1 − θ) Γ) is a **proven lower bound** (eigenvalues computed in
 float64 with a rounding margin). This is how both CVXPY's and our solver's duals are certified;
-no primal value of an inexact solve is ever reported as a bound.
+no primal value of an inexact solve is ever reported as a bound. Since λ_min(S(D₀)) ≤ β/2, this
+"blend" repair needs λ_min(S(D)) accurate *relative to β*. The ADMM therefore also certifies
+its Γ alone by the **neuron SDP** (:mod:`convexnn.formulations.sdp_neuron`): with φ̄ a proven
+upper bound on the doubly-nonnegative relaxation of max_{||u||≤1} ¼||Γᵀ(Xu)_+||², every
+−L*(sΓ) with s ≤ β/(2√φ̄) is a lower bound on p_SDP; φ is scale-free, so first-order accuracy
+suffices, and the better of the two bounds is reported (``DualBound.method``).
 
 **Network extraction (upper bound).** Any network's objective upper-bounds p*. We do not use the
 paper's three-operator-splitting rounding; instead (justified by simplicity and by the
@@ -60,11 +65,12 @@ the non-convex objective. The gap  network objective − certified lower bound  
 working set of the entrywise constraints) is accurate to ~1e-7 and the default up to n = 80;
 its Schur complement grows with the working set, which limits it to a few hundred samples.
 ``solver="admm"`` (:func:`solve_admm`, first-order, all constraints, one q x q
-eigendecomposition per iteration) is the default above n = 80 and the one for n in the
-thousands; it reaches 1e-3–1e-4 certified accuracy (iteration counts grow with n, measured in
-benchmarks/results/sdp.md). ``solver="cvxpy"`` (Clarabel) is the independent reference for
-small n (≈ 40–75). ``solver="lowrank"`` (:mod:`convexnn.solvers.lowrank_sdp`, Burer–Monteiro
-AL) matches CVXPY on small n but converges slowly beyond n ≈ 40. Every solver's bound is
+eigendecomposition per iteration, float32 iterates from q = 500 on) is the default above
+n = 80; it reaches 1e-3–1e-4 certified accuracy at a few hundred samples, and its accuracy
+at n = 1000 is measured in benchmarks/results/sdp.md. ``solver="cvxpy"`` (Clarabel) is the
+independent reference for small n (≈ 40–75). ``solver="lowrank"``
+(:mod:`convexnn.solvers.lowrank_sdp`, Burer–Monteiro AL) matches CVXPY on small n but
+converges slowly beyond n ≈ 40. Every solver's bound is
 *valid* whatever its accuracy (it is certified, not read off the solver). Not implemented:
 the paper's TOS rounding, and the paper's test-set threshold tuning protocol (deliberately).
 """
@@ -83,7 +89,7 @@ from ..certificates import SCOPE_GLOBAL, Certificate, relative
 from ..losses import get_loss
 from ..networks import TwoLayerNetwork
 from ..results import FitResult
-from ..solvers.base import History
+from ..solvers.base import History, StopReason
 
 __all__ = ["SDPRelaxation", "DualBound", "fit_sdp", "extract_network", "polish_network"]
 
@@ -100,9 +106,10 @@ class DualBound:
     value: float           # the proven lower bound
     raw_value: float       # −L*(Γ) of the unrepaired estimate (a bound only if lam_min ≥ 0)
     lam_min: float         # λ_min(S(D)) of the estimate
-    theta: float           # blend weight towards the strictly feasible dual point
-    lam0: float            # λ_min(S(D₀)) of that point
-    delta: float           # ω = δ·1 of that point
+    theta: float           # Γ is scaled by 1 − θ
+    lam0: float            # λ_min(S(D₀)) of the strictly feasible point blended with (nan: none)
+    delta: float           # ω = δ·1 of that point (nan: none)
+    method: str = "blend"  # "blend" (with D₀, trace bound) or "neuron" (:mod:`.sdp_neuron`)
 
 
 class SDPRelaxation:
@@ -589,29 +596,51 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
 
 def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
                max_time: float | None = None, check_every: int | None = None,
-               rho: float = 0.3, verbose: int = 0) -> tuple[DualBound, Tensor, dict]:
+               rho: float = 0.3, dtype: torch.dtype | None = None,
+               neuron_first: int | None = 200, neuron_growth: float = 1.5,
+               neuron_max_iter: int = 3000, verbose: int = 0
+               ) -> tuple[DualBound, Tensor, dict]:
     r"""Solve the relaxation with the first-order method :func:`convexnn.solvers.sdp_admm`.
 
     The relaxation is  min_{Z ⪰ 0} <C, Z> + g(T Z Tᵀ)  with T the rows (α | β | v) of the lift
     (:func:`_congruence`) and g separable over the entries of K = T Z Tᵀ (t = 2n + c):
     K_[αβ] ≥ 0, diag(K_αβ) = 0, ½||K_αv − Y||² on the αv block, free elsewhere. *All* 4n²
     entrywise constraints are kept (no working set); an iteration costs one q x q
-    eigendecomposition and O(q³ + n² d) products, so n in the thousands is feasible.
+    eigendecomposition and O(q³ + n² d) products.
 
-    The ADMM multiplier Y = ρU of K = T Z Tᵀ maps onto the certificate's multipliers:
-    Γ = 2 Y_αv, ω_i = 2 Y_{α_i β_i}, N = (−Y_[αβ])_+ off those pairs. Every ``check_every``
-    iterations that dual point is checked on the normalised problem
-    (:meth:`SDPRelaxation.dual_bound`). The method stops when the relative gap between the
-    primal estimate <C, Z> + ½||Z_αv − Y||² and a bound *estimate* (the trace bound of
-    :meth:`SDPRelaxation.dual_bound` with the primal estimate standing in for a proven upper
-    bound) is ≤ ``tol`` and the relative primal residual is ≤ ``tol``/10. The returned
-    ``bound`` and ``info["certify"](upper)`` are *proven*: the latter takes any proven upper
-    bound on p_SDP (e.g. an extracted network's objective, as :func:`fit_sdp` does), which
-    tightens the trace bound.
+    **Certificates.** The ADMM multiplier Y = ρU of K = T Z Tᵀ maps onto the certificate's
+    multipliers: Γ = 2 Y_αv, ω_i = 2 Y_{α_i β_i}, N = (−Y_[αβ])_+ off those pairs. Two proven
+    bounds are computed from it and the larger is returned:
+
+    * "blend" (:meth:`SDPRelaxation.dual_bound`, every ``check_every`` iterations): needs
+      λ_min of the dual matrix accurate relative to reg, which is slow to reach when
+      reg ≪ ||X|| ||Y||;
+    * "neuron" (:mod:`convexnn.formulations.sdp_neuron`): Γ alone, scaled by the proven
+      bound of a scale-free neuron SDP, solved by the same ADMM at iterations
+      ``neuron_first``, then every ``neuron_growth`` times more (warm-started, about as
+      many inner iterations as outer ones since the last call, at most ``neuron_max_iter``)
+      and, unless the tolerance was met, once at the end with the full budget, which may
+      exceed ``max_time`` by a quarter (``neuron_first=None``: never).
+
+    The method stops when the relative gap between the primal estimate
+    <C, Z> + ½||Z_αv − Y||² and either the proven "neuron" bound or the "blend" *estimate*
+    (the trace bound with the primal estimate standing in for a proven upper bound) is ≤ ``tol``
+    and the relative primal residual is ≤ ``tol``/10. The returned ``bound`` and
+    ``info["certify"](upper)`` are *proven*; the latter takes any proven upper bound on p_SDP
+    (e.g. an extracted network's objective, as :func:`fit_sdp` does), which tightens the trace
+    bound. ``dtype``: precision of the iterates (default: float32 from q = 500 on, where an
+    iteration is twice as fast; every certificate is computed in float64).
     """
     from ..solvers.sdp_admm import CongruenceSDP, sdp_admm
+    from .sdp_neuron import neuron_sdp_bound, scaled_gamma_bound
 
     pn, sx, ky = _normalised(prob)
+    if dtype is None:
+        dtype = torch.float32 if pn.q >= 500 else pn.X.dtype
+    pn64 = pn if pn.X.dtype == torch.float64 else SDPRelaxation(
+        pn.X.double(), pn.Y.double(), pn.reg, intercept=pn.intercept)
+    if dtype != pn.X.dtype:
+        pn = SDPRelaxation(pn.X.to(dtype), pn.Y.to(dtype), pn.reg, intercept=pn.intercept)
     n, d, c, q = pn.n, pn.d, pn.c, pn.q
     X, Y = pn.X, pn.Y
     dt, dev = X.dtype, X.device
@@ -642,12 +671,38 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         N = N * offd
         return Gam, om, N
 
-    pn64 = pn if dt == torch.float64 else SDPRelaxation(pn.X.double(), pn.Y.double(), pn.reg,
-                                                        intercept=pn.intercept)
     every = check_every if check_every is not None else (10 if q <= 400 else 25)
     y_half = 0.5 * float((pn64.Y * pn64.Y).sum())
-    best: dict = {"est": -math.inf, "Y": None, "obj": math.nan, "rel": math.inf}
+    Xo, Yo = prob.X.to(torch.float64), prob.Y.to(torch.float64)
+    best: dict = {"est": -math.inf, "Y": None, "obj": math.nan, "rel": math.inf,
+                  "neuron": None, "neuron_iter": -1, "warm": None,
+                  "next": math.inf if neuron_first is None else neuron_first,
+                  "inner_iterations": 0, "inner_seconds": 0.0}
     t0 = time.perf_counter()
+
+    def neuron(Yd: Tensor, it: int, final: bool = False) -> DualBound:
+        """The "neuron" bound of the multiplier Yd, proven on the original data."""
+        Gam = ky * 2.0 * Yd.to(torch.float64)[:n, 2 * n:].to(Xo.device)
+        el = time.perf_counter() - t0
+        if final:   # the returned bound: full budget, at most max(time left, el/4) seconds
+            budget = neuron_max_iter
+            left = None if max_time is None else max(max_time - el, 0.25 * el)
+        else:       # about as many as outer iterations since the last call (warm-started)
+            budget = min(neuron_max_iter, max(500, it - max(best["neuron_iter"], 0)))
+            left = None if max_time is None else max(1.0, max_time - el)
+        nb = neuron_sdp_bound(Xo, Gam, tol=tol, max_iter=budget, max_time=left,
+                              dtype=dt, warm=best["warm"])
+        value, s = scaled_gamma_bound(Gam, Yo, prob.reg, nb.phi_upper)
+        sq = get_loss("squared")
+        b = DualBound(value=value, raw_value=float(-sq.conjugate(Gam, Yo)), lam_min=nb.lam_min,
+                      theta=1.0 - s, lam0=math.nan, delta=math.nan, method="neuron")
+        best["warm"] = nb.state
+        best["inner_iterations"] += nb.iterations
+        best["inner_seconds"] += nb.seconds
+        if best["neuron"] is None or b.value > best["neuron"].value:
+            best["neuron"] = b
+        best["neuron_iter"] = it
+        return b
 
     def monitor(state: dict) -> bool:
         obj = pn64.objective_matrix(state["Z"].to(torch.float64))
@@ -658,13 +713,20 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         est = max(est, b.value)
         if est > best["est"]:
             best.update(est=est, Y=state["Y"].clone())
-        rel = relative(max(obj - best["est"], 0.0), obj)
+        if state["iter"] >= best["next"]:
+            best["next"] = max(best["next"] + every, int(neuron_growth * state["iter"]))
+            neuron(state["Y"], state["iter"])
+        lo = best["est"]
+        if best["neuron"] is not None:
+            lo = max(lo, best["neuron"].value / (ky * ky))
+        rel = relative(max(obj - lo, 0.0), obj)
         best.update(obj=obj, rel=rel)
-        state["history"].append(state["iter"], obj, max(obj - best["est"], 0.0), rel,
+        state["history"].append(state["iter"], obj, max(obj - lo, 0.0), rel,
                                 time.perf_counter() - t0)
         if verbose:
+            nv = best["neuron"].value / ky ** 2 if best["neuron"] is not None else math.nan
             print(f"[sdp-admm] it={state['iter']} primal={obj:.6e} lb_estimate={est:.6e} "
-                  f"rel_gap={rel:.2e} r_primal={state['r_primal']:.2e} "
+                  f"neuron_lb={nv:.6e} rel_gap={rel:.2e} r_primal={state['r_primal']:.2e} "
                   f"lam_min={b.lam_min:.2e} t={time.perf_counter() - t0:.1f}s")
         return rel <= tol and state["r_primal"] <= 0.1 * tol
 
@@ -674,14 +736,19 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     if best["Y"] is None:    # never checked (max_iter < check_every): use the last iterate
         monitor({"Z": res.x, "Y": res.extras["Y"], "iter": res.n_iter, "history": res.history,
                  "r_primal": res.extras["r_primal"]})
+    if (neuron_first is not None and best["neuron_iter"] != res.n_iter
+            and res.stop_reason != StopReason.GAP):     # not converged: certify the last one
+        neuron(res.extras["Y"], res.n_iter, final=True)
     Yd = best["Y"]
     Gam, om, N = multipliers(Yd, ky, ky / sx)
     Z = _unscale_primal(pn64, sx, ky, res.x.to(torch.float64))
     y_half_orig = 0.5 * float((prob.Y * prob.Y).sum())
+    nbound = best["neuron"]
 
     def certify(upper: float | None = None) -> DualBound:
-        """Proven bound of the selected multipliers; ``upper``: any proven upper bound on
-        p_SDP of the original problem (default ½||Y||², the value of Z = 0)."""
+        """Proven bound: the best of the "neuron" bound and the "blend" bound of the selected
+        multipliers; ``upper``: any proven upper bound on p_SDP of the original problem
+        (default ½||Y||², the value of Z = 0)."""
         up = y_half_orig if upper is None else min(float(upper), y_half_orig)
         dev_ = prob.X.device
         bo = prob.dual_bound(Gam.to(dev_), om.to(dev_), N.to(dev_), upper=up)
@@ -690,14 +757,16 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         # conditioned, so its bound, scaled back, is used when larger
         bn = pn64.dual_bound(*multipliers(Yd), upper=up / (ky * ky))
         if ky * ky * bn.value > bo.value:
-            return DualBound(value=ky * ky * bn.value, raw_value=ky * ky * bn.raw_value,
-                             lam_min=bn.lam_min, theta=bn.theta, lam0=bn.lam0, delta=bn.delta)
-        return bo
+            bo = DualBound(value=ky * ky * bn.value, raw_value=ky * ky * bn.raw_value,
+                           lam_min=bn.lam_min, theta=bn.theta, lam0=bn.lam0, delta=bn.delta)
+        return nbound if nbound is not None and nbound.value > bo.value else bo
 
     bound = certify()
     info = {"admm_iterations": res.n_iter, "admm_stop": res.stop_reason,
             "admm_rel_gap_estimate": best["rel"], "admm_r_primal": res.extras["r_primal"],
             "admm_r_dual": res.extras["r_dual"], "admm_rho": res.extras["rho"],
+            "neuron_iterations": best["inner_iterations"],
+            "neuron_seconds": best["inner_seconds"],
             "sdp_primal_estimate": ky * ky * best["obj"], "history": res.history,
             "multipliers": (Gam, om, N), "certify": certify}
     return bound, Z.to(prob.X), info
@@ -861,7 +930,8 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
         W = prob.factor_from_matrix(Z)
         sdp_value = adm["sdp_primal_estimate"]
         stop = adm["admm_stop"]
-        for k in ("admm_iterations", "admm_rel_gap_estimate", "admm_r_primal", "admm_rho"):
+        for k in ("admm_iterations", "admm_rel_gap_estimate", "admm_r_primal", "admm_rho",
+                  "neuron_iterations", "neuron_seconds"):
             info[k] = adm[k]
         info["solver_seconds"] = time.perf_counter() - t0
         hist = adm["history"]
@@ -956,6 +1026,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     info.update({"lower_bound": lb, "upper_bound": ub, "sdp_value_estimate": sdp_value,
                  "tightness": cert.relative_gap, "stop_reason": stop,
                  "dual_theta": bound.theta, "dual_lam_min": bound.lam_min,
+                 "bound_method": bound.method,
                  "extract_seconds": time.perf_counter() - t1,
                  "seconds": time.perf_counter() - t0, "n_neurons": net.n_neurons})
     return FitResult(network=net, certificate=cert, history=hist, info=info)
