@@ -103,3 +103,11 @@ def test_bad_input():
     nb = neuron_sdp_bound(X, torch.zeros(5, 2, dtype=torch.float64))
     assert nb.phi_upper == 0.0
     assert scaled_gamma_bound(torch.zeros(5, 2), torch.ones(5, 2), 0.1, 0.0) == (0.0, 0.0)
+
+
+def test_solve_admm_rejects_a_bad_schedule():
+    X, Y = _iris(10, 0)
+    prob = SDPRelaxation(torch.tensor(X), torch.tensor(Y), 0.1, intercept=True)
+    for bad in (0, -5, "sometimes", 1.5):
+        with pytest.raises(ValueError, match="neuron_first"):
+            solve_admm(prob, max_iter=10, neuron_first=bad)

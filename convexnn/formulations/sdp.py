@@ -97,6 +97,10 @@ _EPS = float(np.finfo(np.float64).eps)
 # measured crossover (benchmarks/results/sdp.md): the interior-point method is the more
 # accurate and robust choice on small problems, the ADMM is faster from about here on
 _AUTO_IPM_MAX_N = 80
+# from this SDP size on the ADMM iterates in float32 and runs the neuron certificate on a
+# schedule: the blend certificate stalls there (β small relative to the data), below it
+# reaches 1e-3 first (benchmarks/results/sdp.md, part 4)
+_LARGE_Q = 500
 
 
 @dataclass
@@ -597,7 +601,7 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
 def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
                max_time: float | None = None, check_every: int | None = None,
                rho: float = 0.3, dtype: torch.dtype | None = None,
-               neuron_first: int | None = 200, neuron_growth: float = 1.5,
+               neuron_first: int | str | None = "auto", neuron_growth: float = 1.5,
                neuron_max_iter: int = 3000, verbose: int = 0
                ) -> tuple[DualBound, Tensor, dict]:
     r"""Solve the relaxation with the first-order method :func:`convexnn.solvers.sdp_admm`.
@@ -620,7 +624,9 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
       ``neuron_first``, then every ``neuron_growth`` times more (warm-started, about as
       many inner iterations as outer ones since the last call, at most ``neuron_max_iter``)
       and, unless the tolerance was met, once at the end with the full budget, which may
-      exceed ``max_time`` by a quarter (``neuron_first=None``: never).
+      exceed ``max_time`` by a quarter (``neuron_first=None``: never; ``"auto"``: 200 from
+      q = 500 on, else only the final solve — below that size the blend bound reaches 1e-3
+      first, benchmarks/results/sdp.md).
 
     The method stops when the relative gap between the primal estimate
     <C, Z> + ½||Z_αv − Y||² and either the proven "neuron" bound or the "blend" *estimate*
@@ -636,7 +642,13 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
 
     pn, sx, ky = _normalised(prob)
     if dtype is None:
-        dtype = torch.float32 if pn.q >= 500 else pn.X.dtype
+        dtype = torch.float32 if pn.q >= _LARGE_Q else pn.X.dtype
+    final_neuron = neuron_first is not None
+    if neuron_first == "auto":
+        neuron_first = 200 if pn.q >= _LARGE_Q else None
+    elif neuron_first is not None and not (isinstance(neuron_first, int) and neuron_first > 0):
+        raise ValueError(f"neuron_first must be a positive int, 'auto' or None, got "
+                         f"{neuron_first!r}")
     pn64 = pn if pn.X.dtype == torch.float64 else SDPRelaxation(
         pn.X.double(), pn.Y.double(), pn.reg, intercept=pn.intercept)
     if dtype != pn.X.dtype:
@@ -736,7 +748,7 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     if best["Y"] is None:    # never checked (max_iter < check_every): use the last iterate
         monitor({"Z": res.x, "Y": res.extras["Y"], "iter": res.n_iter, "history": res.history,
                  "r_primal": res.extras["r_primal"]})
-    if (neuron_first is not None and best["neuron_iter"] != res.n_iter
+    if (final_neuron and best["neuron_iter"] != res.n_iter
             and res.stop_reason != StopReason.GAP):     # not converged: certify the last one
         neuron(res.extras["Y"], res.n_iter, final=True)
     Yd = best["Y"]
