@@ -97,9 +97,8 @@ _EPS = float(np.finfo(np.float64).eps)
 # measured crossover (benchmarks/results/sdp.md): the interior-point method is the more
 # accurate and robust choice on small problems, the ADMM is faster from about here on
 _AUTO_IPM_MAX_N = 80
-# from this SDP size on the ADMM iterates in float32 and runs the neuron certificate on a
-# schedule: the blend certificate stalls there (β small relative to the data), below it
-# reaches 1e-3 first (benchmarks/results/sdp.md, part 4)
+# from this SDP size on the ADMM iterates in float32 (about twice as fast; every certificate
+# stays float64; benchmarks/results/sdp.md, part 4)
 _LARGE_Q = 500
 
 
@@ -624,9 +623,10 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
       ``neuron_first``, then every ``neuron_growth`` times more (warm-started, about as
       many inner iterations as outer ones since the last call, at most ``neuron_max_iter``)
       and, unless the tolerance was met, once at the end with the full budget, which may
-      exceed ``max_time`` by a quarter (``neuron_first=None``: never; ``"auto"``: 200 from
-      q = 500 on, else only the final solve — below that size the blend bound reaches 1e-3
-      first, benchmarks/results/sdp.md).
+      exceed ``max_time`` by a quarter (``neuron_first=None``: never; ``"auto"``: only the
+      final solve — measured at n = 1000, giving the whole time to the outer ADMM and one
+      inner solve at the end proves a better bound in the same time than the schedule;
+      an int schedule lets the neuron bound stop the run early at loose ``tol``).
 
     The method stops when the relative gap between the primal estimate
     <C, Z> + ½||Z_αv − Y||² and either the proven "neuron" bound or the "blend" *estimate*
@@ -645,7 +645,7 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         dtype = torch.float32 if pn.q >= _LARGE_Q else pn.X.dtype
     final_neuron = neuron_first is not None
     if neuron_first == "auto":
-        neuron_first = 200 if pn.q >= _LARGE_Q else None
+        neuron_first = None
     elif neuron_first is not None and not (isinstance(neuron_first, int) and neuron_first > 0):
         raise ValueError(f"neuron_first must be a positive int, 'auto' or None, got "
                          f"{neuron_first!r}")
