@@ -24,3 +24,14 @@ def classification_targets(n, c, loss, seed=0, dtype=torch.float64):
     if loss == "logistic":
         return torch.as_tensor((2.0 * labels - 1.0)[:, None], dtype=dtype)
     return torch.as_tensor(np.eye(c)[labels], dtype=dtype)
+
+
+def iris_subsample(n, seed):
+    """Standardised iris subsample (numpy): X with a bias column, one-hot targets (the SDP
+    paper's use of iris)."""
+    from sklearn.datasets import load_iris
+
+    Xa, y = load_iris(return_X_y=True)
+    idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
+    Xs = (Xa[idx] - Xa[idx].mean(0)) / Xa[idx].std(0)
+    return np.hstack([Xs, np.ones((n, 1))]), np.eye(3)[y[idx]]

@@ -15,6 +15,8 @@ from convexnn.patterns import PatternSet
 from convexnn.solvers.lowrank_sdp import burer_monteiro_al
 from convexnn.solvers.sdp_admm import CongruenceSDP, sdp_admm
 
+from .helpers import iris_subsample
+
 pytest.importorskip("cvxpy")
 
 
@@ -205,13 +207,8 @@ def test_burer_monteiro_generic_small_sdp():
 
 def _classification(n, seed):
     """Standardised iris subsample with one-hot targets and a bias column (the paper's use)."""
-    from sklearn.datasets import load_iris
-
-    Xa, y = load_iris(return_X_y=True)
-    idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
-    Xs = (Xa[idx] - Xa[idx].mean(0)) / Xa[idx].std(0)
-    X = torch.tensor(np.hstack([Xs, np.ones((n, 1))]))
-    return X, torch.tensor(np.eye(3)[y[idx]])
+    X, Y = iris_subsample(n, seed)
+    return torch.tensor(X), torch.tensor(Y)
 
 
 @pytest.mark.parametrize("n,seed", [(12, 0), (20, 1)])

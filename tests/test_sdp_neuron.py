@@ -9,16 +9,12 @@ import torch
 from convexnn.formulations.sdp import SDPRelaxation, solve_admm
 from convexnn.formulations.sdp_neuron import neuron_sdp_bound, scaled_gamma_bound
 
+from .helpers import iris_subsample
+
 cp = pytest.importorskip("cvxpy")
 
 
-def _iris(n, seed):
-    from sklearn.datasets import load_iris
-
-    Xa, y = load_iris(return_X_y=True)
-    idx = np.random.default_rng(seed).choice(len(y), n, replace=False)
-    Xs = (Xa[idx] - Xa[idx].mean(0)) / Xa[idx].std(0)
-    return np.hstack([Xs, np.ones((n, 1))]), np.eye(3)[y[idx]]
+_iris = iris_subsample
 
 
 def _phi_cvxpy(X, Gam):
@@ -111,3 +107,23 @@ def test_solve_admm_rejects_a_bad_schedule():
     for bad in (0, -5, "sometimes", 1.5):
         with pytest.raises(ValueError, match="neuron_first"):
             solve_admm(prob, max_iter=10, neuron_first=bad)
+
+
+def test_neuron_congruence_matches_the_dense_rows():
+    """T W Tᵀ and Tᵀ E T of the structured maps equal the dense rows (α | β | u) on (b, u)."""
+    from convexnn.formulations.sdp_neuron import _neuron_congruence
+
+    rng = np.random.default_rng(0)
+    X = torch.tensor(rng.standard_normal((7, 3)))
+    n, d = X.shape
+    T = torch.zeros(2 * n + d, n + d, dtype=X.dtype)
+    T[:n, :n] = torch.eye(n)
+    T[:n, n:] = X
+    T[n:2 * n, :n] = torch.eye(n)
+    T[2 * n:, n:] = torch.eye(d)
+    gram, adjoint = _neuron_congruence(X)
+    W = torch.tensor(rng.standard_normal((n + d, n + d)))
+    E = torch.tensor(rng.standard_normal((2 * n + d, 2 * n + d)))
+    W, E = W + W.T, E + E.T
+    assert torch.allclose(gram(W), T @ W @ T.T, atol=1e-12)
+    assert torch.allclose(adjoint(E), T.T @ E @ T, atol=1e-12)

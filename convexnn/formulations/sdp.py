@@ -421,6 +421,16 @@ def _congruence(prob: SDPRelaxation):
     return gram, adjoint
 
 
+def _off_pair_mask(n: int, device: torch.device | str | None = None) -> Tensor:
+    """2n x 2n bool mask of the [αβ] block's sign-constrained entries: every entry except the
+    complementary pairs (α_i, β_i), (β_i, α_i), which are fixed to zero instead."""
+    ia = torch.arange(n, device=device)
+    m = torch.ones(2 * n, 2 * n, dtype=torch.bool, device=device)
+    m[ia, ia + n] = False
+    m[ia + n, ia] = False
+    return m
+
+
 def _lift_rows(prob: SDPRelaxation) -> Tensor:
     """The rows T = (α | β | v) of the lift as a dense (2n + c) x q matrix (see
     :func:`_congruence` for the structured products with it)."""
@@ -663,9 +673,7 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     G = T.T @ T
     del T
     ia = torch.arange(n, device=dev)
-    offd = torch.ones(2 * n, 2 * n, dtype=torch.bool, device=dev)
-    offd[ia, ia + n] = False
-    offd[ia + n, ia] = False
+    offd = _off_pair_mask(n, dev)
 
     def prox(V: Tensor, r: float) -> Tensor:
         K = V.clone()

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from ..losses import get_loss
+from .sdp import _off_pair_mask
 
 __all__ = ["NeuronBound", "neuron_sdp_bound", "scaled_gamma_bound"]
 
@@ -153,15 +154,8 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
     Xi = Xn.to(dt).to(dev)
     gram, adjoint = _neuron_congruence(Xi)
     gram64, adjoint64 = _neuron_congruence(Xn)
-    G = torch.zeros(q, q, dtype=dt, device=dev)
-    G[:n, :n] = 2.0 * torch.eye(n, dtype=dt, device=dev)
-    G[:n, n:] = Xi
-    G[n:, :n] = Xi.T
-    G[n:, n:] = Xi.T @ Xi + torch.eye(d, dtype=dt, device=dev)
-    ia = torch.arange(n, device=dev)
-    offd = torch.ones(2 * n, 2 * n, dtype=torch.bool, device=dev)
-    offd[ia, ia + n] = False
-    offd[ia + n, ia] = False
+    G = adjoint(torch.eye(2 * n + d, dtype=dt, device=dev))      # TᵀT, from the same map
+    offd = _off_pair_mask(n, dev)
     iu = torch.arange(d, device=dev) + 2 * n
 
     def prox(V: Tensor, r: float) -> Tensor:
@@ -171,8 +165,7 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
         K[iu, iu] = dg - max(0.0, (float(dg.sum()) - 1.0) / d)   # onto Σ diag ≤ 1
         return K
 
-    offd64 = offd.cpu()
-    iu64 = iu.cpu()
+    offd64, iu64, C64 = offd.cpu(), iu.cpu(), C64.cpu()
     x2 = 1.0 + 1e-12                               # ||Xn||₂² (normalised; rounding slack)
     best = {"ub": math.inf, "lo": 0.0, "t": 0.0, "lam": 0.0}
 
@@ -183,7 +176,7 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
         Yc[:2 * n, :2 * n] = torch.where(offd64, blk.clamp_max(0.0), blk)
         t = max(0.0, float(Y[iu64, iu64].mean()))
         Yc[iu64, iu64] = t
-        S = C64.cpu() + adjoint64(Yc)
+        S = C64 + adjoint64(Yc)
         lam = float(torch.linalg.eigvalsh(S)[0])
         margin = 1e3 * q * _EPS * (float(torch.linalg.matrix_norm(S)) + 1.0)
         eps = max(0.0, -(lam - margin))
@@ -198,7 +191,7 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
             best.update(ub=ub, t=t, lam=lam)
         W = st["Z"].to(torch.float64).cpu()
         tu = float(torch.trace(W[n:, n:]))
-        lo = float(-(C64.cpu() * W).sum()) / max(tu, 1e-300)
+        lo = float(-(C64 * W).sum()) / max(tu, 1e-300)
         best["lo"] = lo
         return abs(best["ub"] - lo) <= tol * best["ub"] and st["r_primal"] <= tol
 
