@@ -18,7 +18,12 @@ Part 3 — the first-order solver (``solver="admm"``, :func:`solve_admm`) at gro
 digits (PCA-20, one-hot, bias): time, iterations, certified LB, the extracted network's
 objective and the certified gap, next to the interior-point method where it is affordable.
 
-Run:  .venv/bin/python benchmarks/bench_sdp.py [--quick] [--part 1|2|3] [--ns 100,300,1000]
+Part 4 — variants of the ADMM side by side on the same digits problems (``solve_admm`` only,
+no extraction): restarted momentum (the default, ``accel=True``) against the plain ADMM, and
+the iterates' precision (float32, float64, "mixed" = float32 until it stalls, then float64;
+the default from q = 500 on): seconds, iterations, proven LB.
+
+Run:  .venv/bin/python benchmarks/bench_sdp.py [--quick] [--part 1|2|3|4] [--ns 100,300,1000]
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from convexnn.formulations.sdp import SDPRelaxation, fit_sdp, solve_ipm
+from convexnn.formulations.sdp import SDPRelaxation, fit_sdp, solve_admm, solve_ipm
 from convexnn.formulations.two_layer import TwoLayerProgram, solve
 from convexnn.networks import TwoLayerNetwork
 from convexnn.patterns import sample_gates
@@ -183,13 +188,49 @@ def part3(ns, ns_ipm, max_time, tol):
               flush=True)
 
 
+VARIANTS = {   # part 4: solve_admm keyword arguments of each variant
+    "plain": {"accel": False}, "momentum": {"accel": True},
+    "plain-f64": {"accel": False, "dtype": torch.float64},
+    "f32": {"dtype": torch.float32}, "f64": {"dtype": torch.float64}, "mixed": {"dtype": "mixed"},
+}
+
+
+def part4(ns, max_time, tol, variants=("plain", "momentum")):
+    print("\n| n | variant | seconds | outer iterations | float64 from iteration | "
+          "neuron-SDP iterations | stop | SDP primal estimate | proven LB (method) | "
+          "LB vs SDP estimate |")
+    print("|" + "---|" * 10)
+    for n in ns:
+        Xtr, _, ytr, _ = load("digits", n)
+        Y = torch.tensor(np.eye(10)[ytr])
+        Xa = torch.tensor(np.hstack([Xtr, np.ones((len(Xtr), 1))]))
+        prob = SDPRelaxation(Xa, Y, REG, intercept=True)
+        secs = {}
+        for v in variants:
+            t = time.perf_counter()
+            b, _, info = solve_admm(prob, tol=tol, max_iter=10 ** 6, max_time=max_time,
+                                    **VARIANTS[v])
+            secs[v] = time.perf_counter() - t
+            est = info["sdp_primal_estimate"]
+            sw = info["precision_switch_iteration"]
+            print(f"| {n} | {v} | {secs[v]:.1f} | {info['admm_iterations']} | "
+                  f"{'-' if sw is None else sw} | {info['neuron_iterations']} | "
+                  f"{info['admm_stop']} | {est:.6f} | {b.value:.6f} ({b.method}) | "
+                  f"{(est - b.value) / est:.1e} |", flush=True)
+        if "plain" in secs and "momentum" in secs:
+            print(f"| {n} | plain s / momentum s | {secs['plain'] / secs['momentum']:.2f} | "
+                  "| | | | | | |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n-train", type=int, default=100)
-    ap.add_argument("--part", type=int, default=0, help="run only this part (1, 2 or 3)")
-    ap.add_argument("--ns", default="100,300,1000", help="part 3: training sizes")
+    ap.add_argument("--part", type=int, default=0, help="run only this part (1, 2, 3 or 4)")
+    ap.add_argument("--ns", default="100,300,1000", help="parts 3 and 4: training sizes")
     ap.add_argument("--admm-tol", type=float, default=1e-3)
+    ap.add_argument("--variants", default="plain,momentum",
+                    help="part 4: comma-separated " + ", ".join(VARIANTS))
     ap.add_argument("--max-time", type=float, default=2400)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: like Clarabel)")
     a = ap.parse_args()
@@ -200,6 +241,7 @@ def main():
         part1(["iris"], 30)
         part2([10, 20], [40], 60)
         part3([60], [60], 60, 1e-3)
+        part4([60], 60, 1e-3)
     else:
         if a.part in (0, 1):
             part1(["iris", "wine", "breast_cancer", "digits"], a.n_train)
@@ -207,6 +249,8 @@ def main():
             part2([10, 20, 40], [80, 160, 240], 900)
         if a.part in (0, 3):
             part3(ns, [n for n in ns if n <= 150], a.max_time, a.admm_tol)
+        if a.part in (0, 4):
+            part4(ns, a.max_time, a.admm_tol, a.variants.split(","))
     print(f"\ntotal {time.perf_counter() - t0:.0f}s")
 
 

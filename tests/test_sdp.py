@@ -211,14 +211,15 @@ def _classification(n, seed):
     return torch.tensor(X), torch.tensor(Y)
 
 
-@pytest.mark.parametrize("n,seed", [(12, 0), (20, 1)])
-def test_admm_matches_cvxpy(n, seed):
-    """The first-order solver reaches CVXPY + Clarabel's optimum of the full relaxation (all
-    4n² entrywise constraints, no working set), and its bound is proven and tight."""
+@pytest.mark.parametrize("n,seed,accel", [(12, 0, True), (20, 1, True), (20, 1, False)])
+def test_admm_matches_cvxpy(n, seed, accel):
+    """The first-order solver (restarted momentum by default, and plain) reaches CVXPY +
+    Clarabel's optimum of the full relaxation (all 4n² entrywise constraints, no working set),
+    and its bound is proven and tight."""
     X, Y = _classification(n, seed)
     prob = SDPRelaxation(X, Y, 0.1, intercept=True)
     value, _ = _solve_sdp_cvxpy(prob)
-    bound, Z, info = solve_admm(prob, tol=1e-5, max_iter=20000)
+    bound, Z, info = solve_admm(prob, tol=1e-5, max_iter=20000, accel=accel)
     assert info["admm_stop"] == "gap_tolerance"
     assert abs(info["sdp_primal_estimate"] - value) <= 1e-4 * value
     assert bound.value <= value + 1e-7 * value     # proven lower bound
@@ -226,6 +227,24 @@ def test_admm_matches_cvxpy(n, seed):
     assert torch.linalg.eigvalsh(Z).min() >= -1e-10 * float(Z.diagonal().max())
     # the certificate tightens when a better (proven) upper bound is supplied
     assert info["certify"](value * (1 + 1e-6)).value >= bound.value
+
+
+def test_admm_mixed_precision_switches_to_float64_and_stays_proven():
+    """dtype="mixed": float32 iterates stall (their rounding caps the certificate's accuracy,
+    here at ~1e-3), the solver notices, continues in float64 and returns a proven bound much
+    closer to CVXPY's optimum; an unknown dtype is rejected."""
+    X, Y = _classification(20, 1)
+    prob = SDPRelaxation(X, Y, 0.1, intercept=True)
+    value, _ = _solve_sdp_cvxpy(prob)
+    b32, _, i32 = solve_admm(prob, tol=1e-5, max_iter=6000, dtype=torch.float32)
+    bound, _, info = solve_admm(prob, tol=1e-5, max_iter=20000, dtype="mixed")
+    assert i32["precision_switch_iteration"] is None
+    assert info["precision_switch_iteration"] is not None
+    assert b32.value <= value + 1e-7 * value and bound.value <= value + 1e-7 * value
+    assert value - bound.value <= 2e-4 * value
+    assert value - bound.value <= 0.25 * (value - b32.value)
+    with pytest.raises(ValueError, match="dtype"):
+        solve_admm(prob, dtype="half")
 
 
 def test_fit_sdp_admm_sandwich_and_auto_choice():
@@ -248,8 +267,10 @@ def test_fit_sdp_admm_sandwich_and_auto_choice():
     assert auto.certificate.dual <= auto.certificate.primal
 
 
-def test_sdp_admm_generic_doubly_nonnegative_projection():
-    """The generic solver on  min ½||Z − A||²  s.t. Z ⪰ 0, Z ≥ 0 (T = I) — against CVXPY + SCS."""
+@pytest.mark.parametrize("accel", [False, True])
+def test_sdp_admm_generic_doubly_nonnegative_projection(accel):
+    """The generic solver on  min ½||Z − A||²  s.t. Z ⪰ 0, Z ≥ 0 (T = I) — against CVXPY + SCS,
+    plain and with restarted momentum."""
     import cvxpy as cp
 
     rng = np.random.default_rng(3)
@@ -261,7 +282,7 @@ def test_sdp_admm_generic_doubly_nonnegative_projection():
 
     sdp = CongruenceSDP(C=torch.zeros(7, 7, dtype=A.dtype), G=torch.eye(7, dtype=A.dtype),
                         gram_fn=lambda Z: Z, adjoint_fn=lambda E: E, prox_fn=prox)
-    res = sdp_admm(sdp, rho=1.0, max_iter=3000, check_every=10,
+    res = sdp_admm(sdp, rho=1.0, max_iter=3000, check_every=10, accel=accel,
                    monitor=lambda s: s["r_primal"] < 1e-10 and s["r_dual"] < 1e-10)
     Zc = cp.Variable((7, 7), PSD=True)
     # SCS at high accuracy: Clarabel stops at ~2e-5 on this projection
@@ -273,6 +294,8 @@ def test_sdp_admm_generic_doubly_nonnegative_projection():
         sdp_admm(sdp, relax=2.5)
     with pytest.raises(ValueError, match="rho"):
         sdp_admm(sdp, rho=0.0)
+    with pytest.raises(ValueError, match="restart_eta"):
+        sdp_admm(sdp, restart_eta=1.5)
 
 
 def test_bad_inputs():

@@ -64,8 +64,9 @@ the non-convex objective. The gap  network objective − certified lower bound  
 **Solvers / limits.** ``solver="ipm"`` (:func:`solve_ipm`, structured interior point with a
 working set of the entrywise constraints) is accurate to ~1e-7 and the default up to n = 80;
 its Schur complement grows with the working set, which limits it to a few hundred samples.
-``solver="admm"`` (:func:`solve_admm`, first-order, all constraints, one q x q
-eigendecomposition per iteration, float32 iterates from q = 500 on) is the default above
+``solver="admm"`` (:func:`solve_admm`, first-order with restarted momentum, all
+constraints, one q x q eigendecomposition per iteration; from q = 500 on float32 iterates
+until they stall, then float64) is the default above
 n = 80; it reaches 1e-3–1e-4 certified accuracy at a few hundred samples, and its accuracy
 at n = 1000 is measured in benchmarks/results/sdp.md. ``solver="cvxpy"`` (Clarabel) is the
 independent reference for small n (≈ 40–75). ``solver="lowrank"``
@@ -100,6 +101,11 @@ _AUTO_IPM_MAX_N = 80
 # from this SDP size on the ADMM iterates in float32 (about twice as fast; every certificate
 # stays float64; benchmarks/results/sdp.md, part 4)
 _LARGE_Q = 500
+# ... and switches to float64 once the stopping measure max(gap estimate, 10 r_primal) has
+# improved by less than _STALL_GAIN over the last _STALL_CHECKS checks (float32 caps the
+# certificate's accuracy)
+_STALL_CHECKS = 20
+_STALL_GAIN = 0.05
 
 
 @dataclass
@@ -609,9 +615,9 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
 
 def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
                max_time: float | None = None, check_every: int | None = None,
-               rho: float = 0.3, dtype: torch.dtype | None = None,
+               rho: float = 0.3, dtype: torch.dtype | str | None = None,
                neuron_first: int | str | None = "auto", neuron_growth: float = 1.5,
-               neuron_max_iter: int = 3000, verbose: int = 0
+               neuron_max_iter: int = 3000, accel: bool = True, verbose: int = 0
                ) -> tuple[DualBound, Tensor, dict]:
     r"""Solve the relaxation with the first-order method :func:`convexnn.solvers.sdp_admm`.
 
@@ -644,44 +650,66 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     and the relative primal residual is ≤ ``tol``/10. The returned ``bound`` and
     ``info["certify"](upper)`` are *proven*; the latter takes any proven upper bound on p_SDP
     (e.g. an extracted network's objective, as :func:`fit_sdp` does), which tightens the trace
-    bound. ``dtype``: precision of the iterates (default: float32 from q = 500 on, where an
-    iteration is twice as fast; every certificate is computed in float64).
+    bound.
+
+    ``dtype``: precision of the iterates. Default: from q = 500 on, float32 (an iteration is
+    twice as fast) until the stopping measure (the larger of the gap estimate and 10x the
+    primal residual) has improved by less than 5 % over the last 20 checks, then float64 from
+    the same iterate and multipliers (penalty reset to ``rho``) — float32 caps the accuracy
+    of the blend certificate (measured at n = 500: it stalls at a 8e-3 gap, float64 goes on
+    to 1e-3);
+    below q = 500 the data's precision; ``"mixed"``: that float32-then-float64 schedule at
+    any size. Every certificate is computed in float64.
+    ``accel``: restarted momentum in the ADMM and in the inner neuron solves
+    (:func:`convexnn.solvers.sdp_admm.sdp_admm`).
     """
     from ..solvers.sdp_admm import CongruenceSDP, sdp_admm
     from .sdp_neuron import neuron_sdp_bound, scaled_gamma_bound
 
     pn, sx, ky = _normalised(prob)
-    if dtype is None:
-        dtype = torch.float32 if pn.q >= _LARGE_Q else pn.X.dtype
-    final_neuron = neuron_first is not None
     if neuron_first == "auto":
-        neuron_first = None
-    elif neuron_first is not None and not (isinstance(neuron_first, int) and neuron_first > 0):
+        final_neuron, neuron_first = True, None
+    elif neuron_first is None:
+        final_neuron = False
+    elif isinstance(neuron_first, int) and neuron_first > 0:
+        final_neuron = True
+    else:
         raise ValueError(f"neuron_first must be a positive int, 'auto' or None, got "
                          f"{neuron_first!r}")
     pn64 = pn if pn.X.dtype == torch.float64 else SDPRelaxation(
         pn.X.double(), pn.Y.double(), pn.reg, intercept=pn.intercept)
-    if dtype != pn.X.dtype:
-        pn = SDPRelaxation(pn.X.to(dtype), pn.Y.to(dtype), pn.reg, intercept=pn.intercept)
-    n, d, c, q = pn.n, pn.d, pn.c, pn.q
-    X, Y = pn.X, pn.Y
-    dt, dev = X.dtype, X.device
-    gram, adjoint = _congruence(pn)
-    C = torch.zeros(q, q, dtype=dt, device=dev)
-    C[n:, n:] = 0.5 * pn.reg * torch.eye(d + c, dtype=dt, device=dev)
-    T = _lift_rows(pn)
-    G = T.T @ T
-    del T
-    ia = torch.arange(n, device=dev)
-    offd = _off_pair_mask(n, dev)
+    n, q = pn.n, pn.q
+    # precision phases: float32 while it makes progress, then float64 (see the docstring)
+    if dtype == "mixed" or (dtype is None and q >= _LARGE_Q and pn.X.dtype == torch.float64):
+        phases = [torch.float32, torch.float64]
+    elif dtype is None:
+        phases = [pn.X.dtype]
+    elif isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        phases = [dtype]
+    else:
+        raise ValueError(f"dtype must be a floating torch dtype, 'mixed' or None, got {dtype!r}")
+    ia = torch.arange(n, device=pn.X.device)
+    offd = _off_pair_mask(n, pn.X.device)
 
-    def prox(V: Tensor, r: float) -> Tensor:
-        K = V.clone()
-        K[:2 * n, :2 * n] = V[:2 * n, :2 * n].clamp_min(0) * offd
-        Kav = (Y + 2.0 * r * V[:n, 2 * n:]) / (1.0 + 2.0 * r)
-        K[:n, 2 * n:] = Kav
-        K[2 * n:, :n] = Kav.T
-        return K
+    def problem(dt: torch.dtype) -> CongruenceSDP:
+        """The ADMM's data for iterates of precision dt."""
+        p = pn64 if dt == torch.float64 else SDPRelaxation(
+            pn64.X.to(dt), pn64.Y.to(dt), pn64.reg, intercept=pn64.intercept)
+        X, Y = p.X, p.Y
+        gram, adjoint = _congruence(p)
+        C = torch.zeros(q, q, dtype=dt, device=X.device)
+        C[n:, n:] = 0.5 * p.reg * torch.eye(q - n, dtype=dt, device=X.device)
+        T = _lift_rows(p)
+
+        def prox(V: Tensor, r: float) -> Tensor:
+            K = V.clone()
+            K[:2 * n, :2 * n] = V[:2 * n, :2 * n].clamp_min(0) * offd
+            Kav = (Y + 2.0 * r * V[:n, 2 * n:]) / (1.0 + 2.0 * r)
+            K[:n, 2 * n:] = Kav
+            K[2 * n:, :n] = Kav.T
+            return K
+
+        return CongruenceSDP(C=C, G=T.T @ T, gram_fn=gram, adjoint_fn=adjoint, prox_fn=prox)
 
     def multipliers(Yd: Tensor, scale_g: float = 1.0, scale_n: float = 1.0):
         Yd = Yd.to(torch.float64)
@@ -697,7 +725,7 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     best: dict = {"est": -math.inf, "Y": None, "obj": math.nan, "rel": math.inf,
                   "neuron": None, "neuron_iter": -1, "warm": None,
                   "next": math.inf if neuron_first is None else neuron_first,
-                  "inner_iterations": 0, "inner_seconds": 0.0}
+                  "inner_iterations": 0, "inner_seconds": 0.0, "dtype": phases[0]}
     t0 = time.perf_counter()
 
     def neuron(Yd: Tensor, it: int, final: bool = False) -> DualBound:
@@ -711,7 +739,7 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
             budget = min(neuron_max_iter, max(500, it - max(best["neuron_iter"], 0)))
             left = None if max_time is None else max(1.0, max_time - el)
         nb = neuron_sdp_bound(Xo, Gam, tol=tol, max_iter=budget, max_time=left,
-                              dtype=dt, warm=best["warm"])
+                              dtype=best["dtype"], warm=best["warm"], accel=accel)
         value, s = scaled_gamma_bound(Gam, Yo, prob.reg, nb.phi_upper)
         sq = get_loss("squared")
         b = DualBound(value=value, raw_value=float(-sq.conjugate(Gam, Yo)), lam_min=nb.lam_min,
@@ -723,6 +751,8 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
             best["neuron"] = b
         best["neuron_iter"] = it
         return b
+
+    hist = History()
 
     def monitor(state: dict) -> bool:
         obj = pn64.objective_matrix(state["Z"].to(torch.float64))
@@ -741,24 +771,55 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
             lo = max(lo, best["neuron"].value / (ky * ky))
         rel = relative(max(obj - lo, 0.0), obj)
         best.update(obj=obj, rel=rel)
-        state["history"].append(state["iter"], obj, max(obj - lo, 0.0), rel,
-                                time.perf_counter() - t0)
+        hist.append(state["iter"], obj, max(obj - lo, 0.0), rel, time.perf_counter() - t0)
         if verbose:
             nv = best["neuron"].value / ky ** 2 if best["neuron"] is not None else math.nan
             print(f"[sdp-admm] it={state['iter']} primal={obj:.6e} lb_estimate={est:.6e} "
                   f"neuron_lb={nv:.6e} rel_gap={rel:.2e} r_primal={state['r_primal']:.2e} "
-                  f"lam_min={b.lam_min:.2e} t={time.perf_counter() - t0:.1f}s")
+                  f"lam_min={b.lam_min:.2e} dtype={best['dtype']} "
+                  f"t={time.perf_counter() - t0:.1f}s")
         return rel <= tol and state["r_primal"] <= 0.1 * tol
 
-    res = sdp_admm(CongruenceSDP(C=C, G=G, gram_fn=gram, adjoint_fn=adjoint, prox_fn=prox),
-                   rho=rho, max_iter=max_iter, max_time=max_time, check_every=every,
-                   monitor=monitor, verbose=max(0, verbose - 1))
+    K0 = U0 = None
+    it0, rho_ = 0, rho
+    for k, dt in enumerate(phases):
+        best["dtype"] = dt
+        stalled = {"flag": False, "rels": []}
+        last_phase = k == len(phases) - 1
+
+        def phase_monitor(state: dict, it0=it0, last_phase=last_phase, stalled=stalled) -> bool:
+            state = dict(state, iter=state["iter"] + it0)
+            if monitor(state):
+                return True
+            rels = stalled["rels"]   # best so far of the stopping rule's measure
+            m = max(best["rel"], 10.0 * state["r_primal"])
+            rels.append(min(m, rels[-1] if rels else math.inf))
+            if (not last_phase and len(rels) > _STALL_CHECKS
+                    and rels[-1] > (1.0 - _STALL_GAIN) * rels[-1 - _STALL_CHECKS]):
+                stalled["flag"] = True     # this precision has stopped making progress
+                return True
+            return False
+
+        left = None if max_time is None else max(max_time - (time.perf_counter() - t0), 0.0)
+        res = sdp_admm(problem(dt), K0=K0, U0=U0, rho=rho_, max_iter=max_iter - it0,
+                       max_time=left, check_every=every, accel=accel, monitor=phase_monitor,
+                       verbose=max(0, verbose - 1))
+        it0 += res.n_iter
+        if not stalled["flag"] or it0 >= max_iter:
+            break
+        # same iterate and multiplier Y = ρU, penalty back to its start (the balancing of the
+        # float32 phase reacts to rounding noise in the residuals)
+        K0 = res.extras["K"].to(phases[k + 1])
+        U0 = res.extras["Y"].to(phases[k + 1]) / rho
+        rho_ = rho
+        best["switch"] = it0
+    stop = res.stop_reason if not stalled["flag"] else StopReason.MAX_ITER
     if best["Y"] is None:    # never checked (max_iter < check_every): use the last iterate
-        monitor({"Z": res.x, "Y": res.extras["Y"], "iter": res.n_iter, "history": res.history,
+        monitor({"Z": res.x, "Y": res.extras["Y"], "iter": it0,
                  "r_primal": res.extras["r_primal"]})
-    if (final_neuron and best["neuron_iter"] != res.n_iter
-            and res.stop_reason != StopReason.GAP):     # not converged: certify the last one
-        neuron(res.extras["Y"], res.n_iter, final=True)
+    if (final_neuron and best["neuron_iter"] != it0
+            and stop != StopReason.GAP):     # not converged: certify the last one
+        neuron(res.extras["Y"], it0, final=True)
     Yd = best["Y"]
     Gam, om, N = multipliers(Yd, ky, ky / sx)
     Z = _unscale_primal(pn64, sx, ky, res.x.to(torch.float64))
@@ -782,12 +843,13 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         return nbound if nbound is not None and nbound.value > bo.value else bo
 
     bound = certify()
-    info = {"admm_iterations": res.n_iter, "admm_stop": res.stop_reason,
+    info = {"admm_iterations": it0, "admm_stop": stop,
             "admm_rel_gap_estimate": best["rel"], "admm_r_primal": res.extras["r_primal"],
             "admm_r_dual": res.extras["r_dual"], "admm_rho": res.extras["rho"],
             "neuron_iterations": best["inner_iterations"],
             "neuron_seconds": best["inner_seconds"],
-            "sdp_primal_estimate": ky * ky * best["obj"], "history": res.history,
+            "sdp_primal_estimate": ky * ky * best["obj"], "history": hist,
+            "precision_switch_iteration": best.get("switch"),
             "multipliers": (Gam, om, N), "certify": certify}
     return bound, Z.to(prob.X), info
 

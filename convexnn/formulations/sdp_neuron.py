@@ -123,7 +123,7 @@ def _block_shift(S: Tensor, n: int, x2: float, eps: float, margin: float) -> flo
 def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: int = 3000,
                      max_time: float | None = None, rho: float = 0.1,
                      dtype: torch.dtype | None = None, check_every: int = 25,
-                     warm: dict | None = None) -> NeuronBound:
+                     warm: dict | None = None, accel: bool = True) -> NeuronBound:
     """A proven upper bound φ̄ ≥ φ(Γ) (module docstring) by the ADMM on the neuron SDP.
 
     Stops when the proven bound is within ``tol`` (relative) of the primal estimate and the
@@ -195,11 +195,11 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
         best["lo"] = lo
         return abs(best["ub"] - lo) <= tol * best["ub"] and st["r_primal"] <= tol
 
-    w = warm or {}
+    w = {k: (v.to(dt) if isinstance(v, Tensor) else v) for k, v in (warm or {}).items()}
     res = sdp_admm(CongruenceSDP(C=C64.to(dt).to(dev), G=G, gram_fn=gram, adjoint_fn=adjoint,
                                  prox_fn=prox),
                    K0=w.get("K"), U0=w.get("U"), rho=w.get("rho", rho), max_iter=max_iter,
-                   max_time=max_time, check_every=check_every, monitor=monitor)
+                   max_time=max_time, check_every=check_every, accel=accel, monitor=monitor)
     if best["ub"] == math.inf:                      # stopped before the first check
         monitor({"Y": res.extras["Y"], "Z": res.x, "r_primal": math.inf})
     scale = gs * sx * sx
