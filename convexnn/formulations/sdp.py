@@ -98,12 +98,11 @@ _EPS = float(np.finfo(np.float64).eps)
 # measured crossover (benchmarks/results/sdp.md): the interior-point method is the more
 # accurate and robust choice on small problems, the ADMM is faster from about here on
 _AUTO_IPM_MAX_N = 80
-# from this SDP size on the ADMM iterates in float32 (about twice as fast; every certificate
-# stays float64; benchmarks/results/sdp.md, part 4)
+# from this SDP size on the ADMM starts in float32 (about twice as fast; every certificate
+# stays float64) and switches to float64 once the stopping measure max(gap estimate,
+# 10 r_primal) has improved by less than _STALL_GAIN over the last _STALL_CHECKS checks
+# (float32 caps the certificate's accuracy; benchmarks/results/sdp.md, parts 4 and 5)
 _LARGE_Q = 500
-# ... and switches to float64 once the stopping measure max(gap estimate, 10 r_primal) has
-# improved by less than _STALL_GAIN over the last _STALL_CHECKS checks (float32 caps the
-# certificate's accuracy)
 _STALL_CHECKS = 20
 _STALL_GAIN = 0.05
 
