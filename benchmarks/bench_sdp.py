@@ -63,6 +63,14 @@ def load(name, n_train, seed=0):
     return Xtr, Xte, ytr, yte
 
 
+def digits_problem(n):
+    """Digits (PCA-20) with n training samples: (X with a ones column, one-hot Y, the split)."""
+    Xtr, Xte, ytr, yte = load("digits", n)
+    Y = torch.tensor(np.eye(10)[ytr])
+    Xa = torch.tensor(np.hstack([Xtr, np.ones((len(Xtr), 1))]))
+    return Xa, Y, (Xtr, Xte, ytr, yte)
+
+
 def adam(Xtr, Y, reg, width=300, epochs=2000, lr=1e-2, seed=0):
     torch.manual_seed(seed)
     X = torch.tensor(Xtr)
@@ -157,9 +165,7 @@ def part3(ns, ns_ipm, max_time, tol):
           "IPM certified LB | ADMM LB vs IPM LB |")
     print("|" + "---|" * 18)
     for n in ns:
-        Xtr, Xte, ytr, yte = load("digits", n)
-        Y = torch.tensor(np.eye(10)[ytr])
-        Xa = torch.tensor(np.hstack([Xtr, np.ones((len(Xtr), 1))]))
+        Xa, Y, (Xtr, Xte, ytr, yte) = digits_problem(n)
         t = time.perf_counter()
         fit = fit_sdp(Xa, Y, REG, intercept=True, solver="admm", tol=tol, max_time=max_time,
                       max_iter=10 ** 6)
@@ -201,9 +207,7 @@ def part4(ns, max_time, tol, variants=("plain", "momentum")):
           "LB vs SDP estimate |")
     print("|" + "---|" * 10)
     for n in ns:
-        Xtr, _, ytr, _ = load("digits", n)
-        Y = torch.tensor(np.eye(10)[ytr])
-        Xa = torch.tensor(np.hstack([Xtr, np.ones((len(Xtr), 1))]))
+        Xa, Y, _ = digits_problem(n)
         prob = SDPRelaxation(Xa, Y, REG, intercept=True)
         secs = {}
         for v in variants:
