@@ -152,11 +152,9 @@ def sdp_admm(prob: CongruenceSDP, *, K0: Tensor | None = None, U0: Tensor | None
             stop = StopReason.MAX_TIME
             break
         if do_balance and 0 < rp < math.inf and 0 < rd < math.inf:
-            if rp > balance_ratio * rd:
-                rho, U = 2.0 * rho, U / 2.0
-                Kh, Uh, mom, comb = K, U, 1.0, math.inf
-            elif rd > balance_ratio * rp:
-                rho, U = rho / 2.0, U * 2.0
+            f = 2.0 if rp > balance_ratio * rd else 0.5 if rd > balance_ratio * rp else 1.0
+            if f != 1.0:        # new penalty: rescale U (Y = ρU kept), restart the momentum
+                rho, U = f * rho, U / f
                 Kh, Uh, mom, comb = K, U, 1.0, math.inf
     return SolverResult(x=Z, history=hist, stop_reason=stop, n_iter=it,
                         seconds=time.perf_counter() - t0,
