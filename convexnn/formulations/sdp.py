@@ -65,8 +65,9 @@ the non-convex objective. The gap  network objective − certified lower bound  
 working set of the entrywise constraints) is accurate to ~1e-7 and the default up to n = 80;
 its Schur complement grows with the working set, which limits it to a few hundred samples.
 ``solver="admm"`` (:func:`solve_admm`, first-order with restarted momentum, all
-constraints, one q x q eigendecomposition per iteration; from q = 500 on float32 iterates
-until they stall, then float64) is the default above
+constraints; per iteration the positive eigenpairs of one q x q matrix — LAPACK's subset
+driver on CPU — and products with the block Cholesky factor of TᵀT in O(n d q); from q = 500
+on float32 iterates until they stall, then float64) is the default above
 n = 80; it reaches 1e-3–1e-4 certified accuracy at a few hundred samples, and its accuracy
 at n = 1000 is measured in benchmarks/results/sdp.md. ``solver="cvxpy"`` (Clarabel) is the
 independent reference for small n (≈ 40–75). ``solver="lowrank"``
@@ -404,14 +405,21 @@ def _congruence(prob: SDPRelaxation):
     """
     X, n, d = prob.X, prob.n, prob.d
 
-    def gram(Z: Tensor) -> Tensor:          # T Z Tᵀ in O(n² (d + c))
-        Zb, Zu, Zv = Z[:n], Z[n:n + d], Z[n + d:]
-        A = Zb + X @ Zu
-        Kaa = A[:, :n] + A[:, n:n + d] @ X.T
-        Kab, Kav = A[:, :n], A[:, n + d:]
-        Kbb, Kbv, Kvv = Zb[:, :n], Zb[:, n + d:], Zv[:, n + d:]
-        return torch.cat([torch.cat([Kaa, Kab, Kav], 1), torch.cat([Kab.T, Kbb, Kbv], 1),
-                          torch.cat([Kav.T, Kbv.T, Kvv], 1)], 0)
+    def gram(Z: Tensor, out: Tensor | None = None) -> Tensor:   # T Z Tᵀ in O(n² (d + c))
+        Zb, Zu = Z[:n], Z[n:n + d]
+        A = torch.addmm(Zb, X, Zu)
+        K = Z.new_empty(2 * n + Z.shape[0] - n - d, 2 * n + Z.shape[0] - n - d) \
+            if out is None else out
+        K[:n, :n].copy_(A[:, :n]).addmm_(A[:, n:n + d], X.T)          # Λ_αα
+        K[:n, n:2 * n] = A[:, :n]                                      # Λ_αβ
+        K[n:2 * n, :n] = A[:, :n].T
+        K[:n, 2 * n:] = A[:, n + d:]                                   # Λ_αv
+        K[2 * n:, :n] = A[:, n + d:].T
+        K[n:2 * n, n:2 * n] = Zb[:, :n]                                # Λ_ββ = Z_bb
+        K[n:2 * n, 2 * n:] = Zb[:, n + d:]
+        K[2 * n:, n:2 * n] = Zb[:, n + d:].T
+        K[2 * n:, 2 * n:] = Z[n + d:, n + d:]
+        return K
 
     def adjoint(E: Tensor) -> Tensor:       # Tᵀ E T for symmetric E, O(n² d)
         Eaa, Eab, Eav = E[:n, :n], E[:n, n:2 * n], E[:n, 2 * n:]
@@ -424,6 +432,41 @@ def _congruence(prob: SDPRelaxation):
                           torch.cat([Sbv.T, Suv.T, Evv], 1)], 0)
 
     return gram, adjoint
+
+
+def _lift_factor(X: Tensor, a: float, c: int):
+    """M ↦ L⁻¹ M (L⁻ᵀ M if ``transpose``) for the block Cholesky factor L Lᵀ = G of
+
+        G = [[2 I_n, X, 0], [Xᵀ, XᵀX + a I_d, 0], [0, 0, I_c]]
+
+    (TᵀT of the lifts: a = 0, c = #outputs for the relaxation's rows α | β | v; a = 1, c = 0
+    for the neuron SDP's rows α | β | u). L = [[√2 I, 0, 0], [Xᵀ/√2, L_u, 0], [0, 0, I]] with
+    L_u L_uᵀ = XᵀX/2 + a I, so one application costs O(n d k) for k columns instead of the
+    O(q² k) of a dense root. None if XᵀX/2 + aI is numerically singular (then the ADMM falls
+    back on its dense pseudo-inverse root)."""
+    n, d = X.shape
+    S = 0.5 * (X.T @ X) + a * torch.eye(d, dtype=X.dtype, device=X.device)
+    Lu, bad = torch.linalg.cholesky_ex(S)
+    if int(bad) != 0:
+        return None
+    dg = torch.diagonal(Lu).abs()
+    # pivots this small mean XᵀX is numerically rank deficient (cond(G) ≳ 1 / (100 eps))
+    if float(dg.min()) <= 10.0 * float(torch.finfo(X.dtype).eps) ** 0.5 * float(dg.max()):
+        return None
+    r2 = math.sqrt(2.0)
+    Xs = X / r2
+
+    def solve(M: Tensor, transpose: bool = False) -> Tensor:
+        Mb, Mu, Mv = M[:n], M[n:n + d], M[n + d:]
+        if transpose:   # Lᵀ = [[√2 I, X/√2], [0, L_uᵀ]] on (b, u)
+            yu = torch.linalg.solve_triangular(Lu.T, Mu, upper=True)
+            yb = (Mb - Xs @ yu) / r2
+        else:
+            yb = Mb / r2
+            yu = torch.linalg.solve_triangular(Lu, Mu - Xs.T @ yb, upper=False)
+        return torch.cat([yb, yu, Mv], 0)
+
+    return solve
 
 
 def _off_pair_mask(n: int, device: torch.device | str | None = None) -> Tensor:
@@ -616,15 +659,17 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
                max_time: float | None = None, check_every: int | None = None,
                rho: float = 0.3, dtype: torch.dtype | str | None = None,
                neuron_first: int | str | None = "auto", neuron_growth: float = 1.5,
-               neuron_max_iter: int = 3000, accel: bool = True, verbose: int = 0
-               ) -> tuple[DualBound, Tensor, dict]:
+               neuron_max_iter: int = 3000, accel: bool = True, eig: str = "auto",
+               verbose: int = 0) -> tuple[DualBound, Tensor, dict]:
     r"""Solve the relaxation with the first-order method :func:`convexnn.solvers.sdp_admm`.
 
     The relaxation is  min_{Z ⪰ 0} <C, Z> + g(T Z Tᵀ)  with T the rows (α | β | v) of the lift
     (:func:`_congruence`) and g separable over the entries of K = T Z Tᵀ (t = 2n + c):
     K_[αβ] ≥ 0, diag(K_αβ) = 0, ½||K_αv − Y||² on the αv block, free elsewhere. *All* 4n²
-    entrywise constraints are kept (no working set); an iteration costs one q x q
-    eigendecomposition and O(q³ + n² d) products.
+    entrywise constraints are kept (no working set); an iteration costs the positive
+    eigenpairs of one q x q matrix, O(q² r) products (r: their number) and O(n² (d + c))
+    structured ones: T Z Tᵀ, Tᵀ E T and the block Cholesky factor of TᵀT
+    (:func:`_lift_factor`).
 
     **Certificates.** The ADMM multiplier Y = ρU of K = T Z Tᵀ maps onto the certificate's
     multipliers: Γ = 2 Y_αv, ω_i = 2 Y_{α_i β_i}, N = (−Y_[αβ])_+ off those pairs. Two proven
@@ -660,7 +705,9 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     below q = 500 the data's precision; ``"mixed"``: that float32-then-float64 schedule at
     any size. Every certificate is computed in float64.
     ``accel``: restarted momentum in the ADMM and in the inner neuron solves
-    (:func:`convexnn.solvers.sdp_admm.sdp_admm`).
+    (:func:`convexnn.solvers.sdp_admm.sdp_admm`). ``eig``: how the projections' positive
+    eigenpairs are computed ("auto": LAPACK's subset driver on CPU, "full", "subset"; see
+    :func:`convexnn.solvers.sdp_admm.positive_part`); both give the same iterates.
     """
     from ..solvers.sdp_admm import CongruenceSDP, sdp_admm
     from .sdp_neuron import neuron_sdp_bound, scaled_gamma_bound
@@ -700,15 +747,17 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         C[n:, n:] = 0.5 * p.reg * torch.eye(q - n, dtype=dt, device=X.device)
         T = _lift_rows(p)
 
-        def prox(V: Tensor, r: float) -> Tensor:
-            K = V.clone()
-            K[:2 * n, :2 * n] = V[:2 * n, :2 * n].clamp_min(0) * offd
+        def prox(V: Tensor, r: float) -> Tensor:      # in place (sdp_admm allows it)
+            V[:2 * n, :2 * n].clamp_(min=0)
+            V[ia, ia + n] = 0.0       # the complementary pairs (α_i, β_i)
+            V[ia + n, ia] = 0.0
             Kav = (Y + 2.0 * r * V[:n, 2 * n:]) / (1.0 + 2.0 * r)
-            K[:n, 2 * n:] = Kav
-            K[2 * n:, :n] = Kav.T
-            return K
+            V[:n, 2 * n:] = Kav
+            V[2 * n:, :n] = Kav.T
+            return V
 
-        return CongruenceSDP(C=C, G=T.T @ T, gram_fn=gram, adjoint_fn=adjoint, prox_fn=prox)
+        return CongruenceSDP(C=C, G=T.T @ T, gram_fn=gram, adjoint_fn=adjoint, prox_fn=prox,
+                             solve_fn=_lift_factor(X, 0.0, p.c))
 
     def multipliers(Yd: Tensor, scale_g: float = 1.0, scale_n: float = 1.0):
         Yd = Yd.to(torch.float64)
@@ -779,6 +828,8 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
                   f"t={time.perf_counter() - t0:.1f}s")
         return rel <= tol and state["r_primal"] <= 0.1 * tol
 
+    if eig not in ("auto", "full", "subset"):
+        raise ValueError(f"eig must be 'auto', 'full' or 'subset', got {eig!r}")
     K0 = U0 = None
     it0, rho_ = 0, rho
     for k, dt in enumerate(phases):
@@ -801,8 +852,8 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
 
         left = None if max_time is None else max(max_time - (time.perf_counter() - t0), 0.0)
         res = sdp_admm(problem(dt), K0=K0, U0=U0, rho=rho_, max_iter=max_iter - it0,
-                       max_time=left, check_every=every, accel=accel, monitor=phase_monitor,
-                       verbose=max(0, verbose - 1))
+                       max_time=left, check_every=every, accel=accel, eig=eig,
+                       monitor=phase_monitor, verbose=max(0, verbose - 1))
         it0 += res.n_iter
         if not stalled["flag"] or it0 >= max_iter:
             break

@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from ..losses import get_loss
-from .sdp import _off_pair_mask
+from .sdp import _lift_factor, _off_pair_mask
 
 __all__ = ["NeuronBound", "neuron_sdp_bound", "scaled_gamma_bound"]
 
@@ -71,14 +71,20 @@ def _neuron_congruence(X: Tensor):
     """(W ↦ T W Tᵀ, E ↦ Tᵀ E T) for the rows T = (α | β | u) on (b, u), t = 2n + d."""
     n, d = X.shape
 
-    def gram(W: Tensor) -> Tensor:
+    def gram(W: Tensor, out: Tensor | None = None) -> Tensor:
         Wb, Wu = W[:n], W[n:]
-        A = Wb + X @ Wu
-        Kaa = A[:, :n] + A[:, n:] @ X.T
-        Kab, Kau = A[:, :n], A[:, n:]
-        Kbb, Kbu, Kuu = Wb[:, :n], Wb[:, n:], Wu[:, n:]
-        return torch.cat([torch.cat([Kaa, Kab, Kau], 1), torch.cat([Kab.T, Kbb, Kbu], 1),
-                          torch.cat([Kau.T, Kbu.T, Kuu], 1)], 0)
+        A = torch.addmm(Wb, X, Wu)
+        K = W.new_empty(2 * n + d, 2 * n + d) if out is None else out
+        K[:n, :n].copy_(A[:, :n]).addmm_(A[:, n:], X.T)               # Λ_αα
+        K[:n, n:2 * n] = A[:, :n]
+        K[n:2 * n, :n] = A[:, :n].T
+        K[:n, 2 * n:] = A[:, n:]                                       # α rows, u columns
+        K[2 * n:, :n] = A[:, n:].T
+        K[n:2 * n, n:2 * n] = Wb[:, :n]
+        K[n:2 * n, 2 * n:] = Wb[:, n:]
+        K[2 * n:, n:2 * n] = Wb[:, n:].T
+        K[2 * n:, 2 * n:] = Wu[:, n:]
+        return K
 
     def adjoint(E: Tensor) -> Tensor:
         Eaa, Eab, Eau = E[:n, :n], E[:n, n:2 * n], E[:n, 2 * n:]
@@ -158,12 +164,15 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
     offd = _off_pair_mask(n, dev)
     iu = torch.arange(d, device=dev) + 2 * n
 
-    def prox(V: Tensor, r: float) -> Tensor:
-        K = V.clone()
-        K[:2 * n, :2 * n] = V[:2 * n, :2 * n].clamp_min(0) * offd
+    ia = torch.arange(n, device=dev)
+
+    def prox(V: Tensor, r: float) -> Tensor:      # in place (sdp_admm allows it)
+        V[:2 * n, :2 * n].clamp_(min=0)
+        V[ia, ia + n] = 0.0       # the complementary pairs (α_i, β_i)
+        V[ia + n, ia] = 0.0
         dg = V[iu, iu]
-        K[iu, iu] = dg - max(0.0, (float(dg.sum()) - 1.0) / d)   # onto Σ diag ≤ 1
-        return K
+        V[iu, iu] = dg - max(0.0, (float(dg.sum()) - 1.0) / d)   # onto Σ diag ≤ 1
+        return V
 
     offd64, iu64, C64 = offd.cpu(), iu.cpu(), C64.cpu()
     x2 = 1.0 + 1e-12                               # ||Xn||₂² (normalised; rounding slack)
@@ -197,7 +206,7 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
 
     w = {k: (v.to(dt) if isinstance(v, Tensor) else v) for k, v in (warm or {}).items()}
     res = sdp_admm(CongruenceSDP(C=C64.to(dt).to(dev), G=G, gram_fn=gram, adjoint_fn=adjoint,
-                                 prox_fn=prox),
+                                 prox_fn=prox, solve_fn=_lift_factor(Xi, 1.0, 0)),
                    K0=w.get("K"), U0=w.get("U"), rho=w.get("rho", rho), max_iter=max_iter,
                    max_time=max_time, check_every=check_every, accel=accel, monitor=monitor)
     if best["ub"] == math.inf:                      # stopped before the first check
