@@ -23,7 +23,11 @@ no extraction): restarted momentum (the default, ``accel=True``) against the pla
 the iterates' precision (float32, float64, "mixed" = float32 until it stalls, then float64;
 the default from q = 500 on): seconds, iterations, proven LB.
 
-Run:  .venv/bin/python benchmarks/bench_sdp.py [--quick] [--part 1|2|3|4] [--ns 100,300,1000]
+Part 5 — seconds per ADMM iteration with the projection's kernels side by side (LAPACK's
+positive-eigenpair subset vs a full eigendecomposition; block Cholesky factor of TᵀT vs the
+dense inverse root), float32 and float64.
+
+Run:  .venv/bin/python benchmarks/bench_sdp.py [--quick] [--part 1|2|3|4|5] [--ns 100,300,1000]
 """
 
 from __future__ import annotations
@@ -226,11 +230,48 @@ def part4(ns, max_time, tol, variants=("plain", "momentum")):
                   "| | | | | | |", flush=True)
 
 
+def part5(ns, iters=60, rounds=3):
+    """Seconds per ADMM iteration (no neuron solve, 3 checks): the projection's kernels side by
+    side — positive eigenpairs by LAPACK's subset driver (default on CPU) or a full torch
+    eigendecomposition, the block Cholesky factor of TᵀT (default) or the dense inverse root.
+    The variants run interleaved, ``rounds`` times each; the median is reported."""
+    from convexnn.formulations import sdp as sdp_mod
+
+    print(f"\n| n | q | iterates | kernels | s / iteration (median of {rounds}) | "
+          "vs full eig + dense root |")
+    print("|" + "---|" * 6)
+    factor = sdp_mod._lift_factor
+    kernels = {"full eig + dense root": ("full", lambda *a: None),
+               "full eig + block Cholesky": ("full", factor),
+               "subset eig + block Cholesky (default)": ("auto", factor)}
+    for n in ns:
+        Xa, Y, _ = digits_problem(n)
+        prob = SDPRelaxation(Xa, Y, REG, intercept=True)
+        for dt in (torch.float32, torch.float64):
+            secs = {k: [] for k in kernels}
+            for _ in range(rounds):
+                for name, (eig, fac) in kernels.items():
+                    sdp_mod._lift_factor = fac
+                    try:
+                        t = time.perf_counter()
+                        _, _, info = solve_admm(prob, tol=1e-12, max_iter=iters, dtype=dt,
+                                                eig=eig, neuron_first=None,
+                                                check_every=iters // 3)
+                        secs[name].append((time.perf_counter() - t) / info["admm_iterations"])
+                    finally:
+                        sdp_mod._lift_factor = factor
+            base = float(np.median(secs["full eig + dense root"]))
+            for name, v in secs.items():
+                med = float(np.median(v))
+                print(f"| {n} | {prob.q} | {str(dt)[6:]} | {name} | {med:.3f} | "
+                      f"{base / med:.2f}x |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n-train", type=int, default=100)
-    ap.add_argument("--part", type=int, default=0, help="run only this part (1, 2, 3 or 4)")
+    ap.add_argument("--part", type=int, default=0, help="run only this part (1, ..., 5)")
     ap.add_argument("--ns", default="100,300,1000", help="parts 3 and 4: training sizes")
     ap.add_argument("--admm-tol", type=float, default=1e-3)
     ap.add_argument("--variants", default="plain,momentum",
@@ -246,6 +287,7 @@ def main():
         part2([10, 20], [40], 60)
         part3([60], [60], 60, 1e-3)
         part4([60], 60, 1e-3)
+        part5([60], 9, 1)
     else:
         if a.part in (0, 1):
             part1(["iris", "wine", "breast_cancer", "digits"], a.n_train)
@@ -255,6 +297,8 @@ def main():
             part3(ns, [n for n in ns if n <= 150], a.max_time, a.admm_tol)
         if a.part in (0, 4):
             part4(ns, a.max_time, a.admm_tol, a.variants.split(","))
+        if a.part in (0, 5):
+            part5(ns)
     print(f"\ntotal {time.perf_counter() - t0:.0f}s")
 
 
