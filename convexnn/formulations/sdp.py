@@ -100,8 +100,9 @@ _EPS = float(np.finfo(np.float64).eps)
 # accurate and robust choice on small problems, the ADMM is faster from about here on
 _AUTO_IPM_MAX_N = 80
 # from this SDP size on the ADMM starts in float32 (1.7x faster per iteration at n = 1000;
-# every certificate stays float64) and switches to float64 once the stopping measure max(gap estimate,
-# 10 r_primal) has improved by less than _STALL_GAIN over the last _STALL_CHECKS checks
+# every certificate stays float64) and switches to float64 once the stopping measure
+# max(gap estimate, 10 r_primal) has improved by less than _STALL_GAIN over the last
+# _STALL_CHECKS checks
 # (float32 caps the certificate's accuracy; benchmarks/results/sdp.md, parts 4 and 5)
 _LARGE_Q = 500
 _STALL_CHECKS = 20
