@@ -257,6 +257,8 @@ def test_structured_factor_and_subset_eigenpairs_give_the_dense_iterates():
     assert torch.allclose((V * w) @ V.T, (Vf * wf) @ Vf.T, atol=1e-10)
     with pytest.raises(ValueError, match="eig"):
         positive_part(B, "lanczos")
+    with pytest.raises(ValueError, match="float32/float64"):
+        positive_part(B.to(torch.bfloat16), "subset")
 
     # the same 40 ADMM steps with the structured factor and with the dense root
     calls = {}

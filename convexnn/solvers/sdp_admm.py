@@ -21,7 +21,7 @@ K) is then a two-block ADMM whose Z'-step is a *projection* (the scheme of Olive
     U  ← U + T Z Tᵀ − K                (over-relaxed by ``relax``).
 
 The Z-step's minimiser does not depend on the factor (T has full column rank on range(Tᵀ)),
-so neither do the iterates. By default L = Q diag(γ)^{1/2} from G = Q diag(γ) Qᵀ (two dense
+so neither do the iterates. By default L = G^{1/2} = Q diag(γ)^{1/2} Qᵀ (symmetric; two dense
 q x q products per iteration; pseudo-inverse root if G is singular); a caller who knows a
 structured factor passes ``solve_fn`` (M ↦ L⁻¹ M, or L⁻ᵀ M), e.g. the block Cholesky factor of
 the lifts of :mod:`convexnn.formulations.sdp`, applied in O(n d q) instead of O(q³).
@@ -96,6 +96,10 @@ def positive_part(A: Tensor, mode: str = "auto") -> tuple[Tensor, Tensor]:
         mode = "subset" if A.device.type == "cpu" else "full"
     if mode == "subset":
         import scipy.linalg as sl
+
+        if A.device.type != "cpu" or A.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"eig='subset' needs a float32/float64 CPU matrix, got {A.dtype} "
+                             f"on {A.device}; use eig='full' or 'auto'")
 
         a = A.detach().numpy()
         w, v = sl.eigh(a, lower=True, subset_by_value=(0.0, math.inf), driver="evr",
