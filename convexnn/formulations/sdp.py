@@ -736,7 +736,6 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     else:
         raise ValueError(f"dtype must be a floating torch dtype, 'mixed' or None, got {dtype!r}")
     ia = torch.arange(n, device=pn.X.device)
-    offd = _off_pair_mask(n, pn.X.device)
 
     def problem(dt: torch.dtype) -> CongruenceSDP:
         """The ADMM's data for iterates of precision dt."""
@@ -765,7 +764,8 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         Gam = scale_g * 2.0 * Yd[:n, 2 * n:]
         om = scale_n * 2.0 * 0.5 * (Yd[ia, ia + n] + Yd[ia + n, ia])
         N = scale_n * (-(0.5 * (Yd[:2 * n, :2 * n] + Yd[:2 * n, :2 * n].T))).clamp_min(0)
-        N = N * offd
+        N[ia, ia + n] = 0.0                 # the complementary pairs carry ω, not N
+        N[ia + n, ia] = 0.0
         return Gam, om, N
 
     every = check_every if check_every is not None else (10 if q <= 400 else 25)

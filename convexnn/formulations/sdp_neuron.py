@@ -161,7 +161,6 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
     gram, adjoint = _neuron_congruence(Xi)
     gram64, adjoint64 = _neuron_congruence(Xn)
     G = adjoint(torch.eye(2 * n + d, dtype=dt, device=dev))      # TᵀT, from the same map
-    offd = _off_pair_mask(n, dev)
     iu = torch.arange(d, device=dev) + 2 * n
 
     ia = torch.arange(n, device=dev)
@@ -174,7 +173,7 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
         V[iu, iu] = dg - max(0.0, (float(dg.sum()) - 1.0) / d)   # onto Σ diag ≤ 1
         return V
 
-    offd64, iu64, C64 = offd.cpu(), iu.cpu(), C64.cpu()
+    offd64, iu64, C64 = _off_pair_mask(n), iu.cpu(), C64.cpu()   # certificates: CPU
     x2 = 1.0 + 1e-12                               # ||Xn||₂² (normalised; rounding slack)
     best = {"ub": math.inf, "lo": 0.0, "t": 0.0, "lam": 0.0}
 

@@ -133,6 +133,8 @@ def sdp_admm(prob: CongruenceSDP, *, K0: Tensor | None = None, U0: Tensor | None
         raise ValueError(f"rho must be > 0, got {rho}")
     if not 0 < restart_eta <= 1:
         raise ValueError(f"restart_eta must be in (0, 1], got {restart_eta}")
+    if eig not in ("auto", "full", "subset"):
+        raise ValueError(f"eig must be 'auto', 'full' or 'subset', got {eig!r}")
     t0 = time.perf_counter()
     C, G = prob.C, prob.G
     if prob.solve_fn is not None:
@@ -163,9 +165,6 @@ def sdp_admm(prob: CongruenceSDP, *, K0: Tensor | None = None, U0: Tensor | None
     stop = StopReason.MAX_ITER
     it = 0
     rp = rd = math.inf
-
-    if eig not in ("auto", "full", "subset"):
-        raise ValueError(f"eig must be 'auto', 'full' or 'subset', got {eig!r}")
 
     # the t x t iterates live in preallocated buffers, updated in place: allocating a fresh
     # t x t matrix costs as much as several passes over it (page faults), which made the
