@@ -276,10 +276,13 @@ def test_structured_factor_and_subset_eigenpairs_give_the_dense_iterates():
         solve_admm(prob, eig="lanczos")
 
 
-def test_admm_mixed_precision_switches_to_float64_and_stays_proven():
+def test_admm_mixed_precision_switches_to_float64_and_stays_proven(monkeypatch):
     """dtype="mixed": float32 iterates stall (their rounding caps the certificate's accuracy,
     here at ~1e-3), the solver notices, continues in float64 and returns a proven bound much
-    closer to CVXPY's optimum; an unknown dtype is rejected."""
+    closer to CVXPY's optimum; a stall above the floor _STALL_BELOW does not switch; an
+    unknown dtype is rejected."""
+    from convexnn.formulations import sdp as sdp_mod
+
     X, Y = _classification(20, 1)
     prob = SDPRelaxation(X, Y, 0.1, intercept=True)
     value, _ = _solve_sdp_cvxpy(prob)
@@ -290,6 +293,10 @@ def test_admm_mixed_precision_switches_to_float64_and_stays_proven():
     assert b32.value <= value + 1e-7 * value and bound.value <= value + 1e-7 * value
     assert value - bound.value <= 2e-4 * value
     assert value - bound.value <= 0.25 * (value - b32.value)
+    sw = info["precision_switch_iteration"]
+    monkeypatch.setattr(sdp_mod, "_STALL_BELOW", 1e-9)    # the stall is above this floor
+    _, _, ifl = solve_admm(prob, tol=1e-5, max_iter=sw + 2000, dtype="mixed")
+    assert ifl["precision_switch_iteration"] is None
     with pytest.raises(ValueError, match="dtype"):
         solve_admm(prob, dtype="half")
 
@@ -303,6 +310,7 @@ def test_fit_sdp_admm_sandwich_and_auto_choice():
     fit = fit_sdp(X, Y, 0.1, intercept=True, solver="admm", tol=1e-4)
     c = fit.certificate
     assert fit.info["solver"] == "admm"
+    assert fit.info["precision_switch_iteration"] is None     # q < 700: float64 throughout
     assert c.dual <= value + 1e-7 * value <= c.primal
     assert c.dual >= 0.99 * value
     assert math.isclose(c.primal, fit.network.objective(X[:, :-1], Y, 0.1), rel_tol=1e-12)

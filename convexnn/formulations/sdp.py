@@ -66,8 +66,8 @@ working set of the entrywise constraints) is accurate to ~1e-7 and the default u
 its Schur complement grows with the working set, which limits it to a few hundred samples.
 ``solver="admm"`` (:func:`solve_admm`, first-order with restarted momentum, all
 constraints; per iteration the positive eigenpairs of one q x q matrix — LAPACK's subset
-driver on CPU — and products with the block Cholesky factor of TᵀT in O(n d q); from q = 500
-on float32 iterates until they stall, then float64) is the default above
+driver on CPU — and products with the block Cholesky factor of TᵀT in O(n d q); from q = 700
+on float32 iterates until they stall below a 1e-2 gap, then float64) is the default above
 n = 80; it reaches 1e-3–1e-4 certified accuracy at a few hundred samples, and its accuracy
 at n = 1000 is measured in benchmarks/results/sdp.md. ``solver="cvxpy"`` (Clarabel) is the
 independent reference for small n (≈ 40–75). ``solver="lowrank"``
@@ -99,14 +99,18 @@ _EPS = float(np.finfo(np.float64).eps)
 # measured crossover (benchmarks/results/sdp.md): the interior-point method is the more
 # accurate and robust choice on small problems, the ADMM is faster from about here on
 _AUTO_IPM_MAX_N = 80
-# from this SDP size on the ADMM starts in float32 (1.7x faster per iteration at n = 1000;
+# from this SDP size on the ADMM starts in float32 (1.8x faster per iteration at n = 1000;
 # every certificate stays float64) and switches to float64 once the stopping measure
 # max(gap estimate, 10 r_primal) has improved by less than _STALL_GAIN over the last
-# _STALL_CHECKS checks
-# (float32 caps the certificate's accuracy; benchmarks/results/sdp.md, parts 4 and 5)
-_LARGE_Q = 500
-_STALL_CHECKS = 20
+# _STALL_CHECKS checks while below _STALL_BELOW. Measured (benchmarks/results/sdp.md,
+# part 7): float64 throughout is better at q = 531 (1e-3 in 205 s; mixed 288 s), float32 at
+# q = 781 and 1031 for 7.5 and 15 minute budgets. float32 caps the accuracy near 1e-3; far
+# above that its best-so-far measure moves in steps (at q = 1031 a 20-check rule came within
+# 10 % of firing at a gap of 9e-2), so plateaus there are the method's, not the precision's.
+_LARGE_Q = 700
+_STALL_CHECKS = 40
 _STALL_GAIN = 0.05
+_STALL_BELOW = 1e-2
 
 
 @dataclass
@@ -697,13 +701,14 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     (e.g. an extracted network's objective, as :func:`fit_sdp` does), which tightens the trace
     bound.
 
-    ``dtype``: precision of the iterates. Default: from q = 500 on, float32 (an iteration is
-    1.7x faster at n = 1000) until the stopping measure (the larger of the gap estimate and 10x the
-    primal residual) has improved by less than 5 % over the last 20 checks, then float64 from
+    ``dtype``: precision of the iterates. Default: from q = 700 on, float32 (an iteration is
+    1.8x faster at n = 1000) until the stopping measure (the larger of the gap estimate and 10x the
+    primal residual) is below 1e-2 and has improved by less than 5 % over the last 40 checks,
+    then float64 from
     the same iterate and multipliers (penalty reset to ``rho``) — float32 caps the accuracy
-    of the blend certificate (measured at n = 500: it stalls at a 8e-3 gap, float64 goes on
-    to 1e-3);
-    below q = 500 the data's precision; ``"mixed"``: that float32-then-float64 schedule at
+    of the blend certificate and slows near ~1e-3 (measured at n = 500: float32 alone
+    1.2e-3 after 300 s, float64 1e-3 in 205 s);
+    below q = 700 the data's precision; ``"mixed"``: that float32-then-float64 schedule at
     any size. Every certificate is computed in float64.
     ``accel``: restarted momentum in the ADMM and in the inner neuron solves
     (:func:`convexnn.solvers.sdp_admm.sdp_admm`). ``eig``: how the projections' positive
@@ -845,7 +850,7 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
             rels = stalled["rels"]   # best so far of the stopping rule's measure
             m = max(best["rel"], 10.0 * state["r_primal"])
             rels.append(min(m, rels[-1] if rels else math.inf))
-            if (not last_phase and len(rels) > _STALL_CHECKS
+            if (not last_phase and len(rels) > _STALL_CHECKS and rels[-1] < _STALL_BELOW
                     and rels[-1] > (1.0 - _STALL_GAIN) * rels[-1 - _STALL_CHECKS]):
                 stalled["flag"] = True     # this precision has stopped making progress
                 return True
@@ -1064,7 +1069,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
         sdp_value = adm["sdp_primal_estimate"]
         stop = adm["admm_stop"]
         for k in ("admm_iterations", "admm_rel_gap_estimate", "admm_r_primal", "admm_rho",
-                  "neuron_iterations", "neuron_seconds"):
+                  "neuron_iterations", "neuron_seconds", "precision_switch_iteration"):
             info[k] = adm[k]
         info["solver_seconds"] = time.perf_counter() - t0
         hist = adm["history"]
