@@ -704,11 +704,10 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     ``dtype``: precision of the iterates. Default: from q = 700 on, float32 (an iteration is
     1.8x faster at n = 1000) until the stopping measure (the larger of the gap estimate and 10x the
     primal residual) is below 1e-2 and has improved by less than 5 % over the last 40 checks,
-    then float64 from
-    the same iterate and multipliers (penalty reset to ``rho``) — float32 caps the accuracy
-    of the blend certificate and slows near ~1e-3 (measured at n = 500: float32 alone
-    1.2e-3 after 300 s, float64 1e-3 in 205 s);
-    below q = 700 the data's precision; ``"mixed"``: that float32-then-float64 schedule at
+    then float64 from the same iterate and multipliers (penalty reset to ``rho``) — float32
+    caps the accuracy of the blend certificate and slows near ~1e-3 (measured at n = 500:
+    float32 alone 1.2e-3 after 300 s, float64 1e-3 in 205 s); below q = 700 the data's
+    precision; ``"mixed"``: that float32-then-float64 schedule at
     any size. Every certificate is computed in float64.
     ``accel``: restarted momentum in the ADMM and in the inner neuron solves
     (:func:`convexnn.solvers.sdp_admm.sdp_admm`). ``eig``: how the projections' positive
