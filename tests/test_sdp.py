@@ -82,6 +82,21 @@ def test_cvxpy_duals_give_a_tight_certified_bound():
     assert value - bound.value <= 1e-4 * value
 
 
+def test_loose_scs_solution_is_certified_through_the_neuron_bound():
+    """SCS at eps = 1e-3 (a first-order solver, as in the paper's code): its duals alone give a
+    loose blend bound; the neuron certificate of its Γ must stay valid and get close."""
+    X, Y = _data(12, 2, 2, 0, intercept=True)
+    prob = SDPRelaxation(X, Y, 0.1, intercept=True)
+    value, _ = _solve_sdp_cvxpy(prob)
+    problem, handles = prob.to_cvxpy("reduced")
+    problem.solve(solver="SCS", eps=1e-3)
+    blend, _ = prob.certify_cvxpy(handles, neuron=False)
+    both, _ = prob.certify_cvxpy(handles)
+    assert blend.method == "blend"
+    assert blend.value <= both.value <= value + 1e-7
+    assert both.value >= 0.9 * value
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_any_dual_estimate_gives_a_valid_lower_bound(seed):
     """Random (Γ, ω, N) — however bad — must never bound above the SDP optimum."""

@@ -347,8 +347,33 @@ class SDPRelaxation:
             return cp.Problem(cp.Minimize(obj), cons), {"Lambda": L}
         raise ValueError(f"form must be 'reduced' or 'paper', got {form!r}")
 
-    def certify_cvxpy(self, handles) -> tuple[DualBound, Tensor]:
-        """Certified lower bound from a solved reduced CVXPY problem; also returns Z."""
+    def neuron_bound(self, Gamma: Tensor, **neuron_kwargs) -> tuple[DualBound, object]:
+        """The "neuron" certificate of a loss multiplier Γ alone (any Γ, however obtained).
+
+        A proven φ̄ ≥ φ(Γ) from :func:`convexnn.formulations.sdp_neuron.neuron_sdp_bound`
+        (keyword arguments passed on), then max_{s ≤ reg/(2√φ̄)} −L*(sΓ) ≤ p_SDP. Returns the
+        bound (``method="neuron"``, ``theta`` = 1 − s) and the inner solve's ``NeuronBound``.
+        """
+        from .sdp_neuron import neuron_sdp_bound, scaled_gamma_bound
+
+        X64, Y64 = self.X.to(torch.float64), self.Y.to(torch.float64)
+        Gamma = Gamma.to(device=X64.device, dtype=torch.float64)
+        nb = neuron_sdp_bound(X64, Gamma, **neuron_kwargs)
+        value, s = scaled_gamma_bound(Gamma, Y64, self.reg, nb.phi_upper)
+        raw = float(-get_loss("squared").conjugate(Gamma, Y64))
+        return DualBound(value=value, raw_value=raw, lam_min=nb.lam_min, theta=1.0 - s,
+                         lam0=math.nan, delta=math.nan, method="neuron"), nb
+
+    def certify_cvxpy(self, handles, neuron: bool = True,
+                      neuron_tol: float = 1e-4) -> tuple[DualBound, Tensor]:
+        """Certified lower bound from a solved reduced CVXPY problem; also returns Z.
+
+        The "blend" bound of the solver's duals (:meth:`dual_bound`) and, with ``neuron``, the
+        "neuron" bound (:meth:`neuron_bound`, to relative accuracy ``neuron_tol``) of the loss
+        multiplier Γ = Λ_αv(Z) − Y read off the primal solution; the larger is returned. The
+        blend needs the duals accurate relative to reg: it is tight for an interior-point
+        solver (Clarabel) but can be far off for a first-order one (SCS at eps = 1e-3).
+        """
         dt = torch.float64
         Z = torch.as_tensor(handles["Z"].value, dtype=dt)
         Zs = 0.5 * (Z + Z.T)
@@ -367,9 +392,10 @@ class SDPRelaxation:
         N[n:, n:] = 0.5 * (Nbb + Nbb.T)
         om = dv("diag").reshape(-1)
         # the sign convention of equality duals is solver-dependent; ω is free, try both
-        best = max((prob.dual_bound(Gamma, s * om, N) for s in (1.0, -1.0)),
-                   key=lambda b: b.value)
-        return best, Zs.to(self.X)
+        cands = [prob.dual_bound(Gamma, s * om, N) for s in (1.0, -1.0)]
+        if neuron:
+            cands.append(prob.neuron_bound(Gamma, tol=neuron_tol, max_iter=20000)[0])
+        return max(cands, key=lambda b: b.value), Zs.to(self.X)
 
     def factor_from_matrix(self, Z: Tensor, rank: int | None = None, tol: float = 1e-9) -> Tensor:
         """W with W Wᵀ ≈ Z from the leading eigenpairs (eigenvalues > tol·λ_max)."""
@@ -715,7 +741,6 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     :func:`convexnn.solvers.sdp_admm.positive_part`); both give the same iterates.
     """
     from ..solvers.sdp_admm import CongruenceSDP, sdp_admm
-    from .sdp_neuron import neuron_sdp_bound, scaled_gamma_bound
 
     pn, sx, ky = _normalised(prob)
     if neuron_first == "auto":
@@ -774,7 +799,6 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
 
     every = check_every if check_every is not None else (10 if q <= 400 else 25)
     y_half = 0.5 * float((pn64.Y * pn64.Y).sum())
-    Xo, Yo = prob.X.to(torch.float64), prob.Y.to(torch.float64)
     best: dict = {"est": -math.inf, "Y": None, "obj": math.nan, "rel": math.inf,
                   "neuron": None, "neuron_iter": -1, "warm": None,
                   "next": math.inf if neuron_first is None else neuron_first,
@@ -783,7 +807,7 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
 
     def neuron(Yd: Tensor, it: int, final: bool = False) -> DualBound:
         """The "neuron" bound of the multiplier Yd, proven on the original data."""
-        Gam = ky * 2.0 * Yd.to(torch.float64)[:n, 2 * n:].to(Xo.device)
+        Gam = ky * 2.0 * Yd.to(torch.float64)[:n, 2 * n:]
         el = time.perf_counter() - t0
         if final:   # the returned bound: full budget, at most max(time left, el/4) seconds
             budget = neuron_max_iter
@@ -791,12 +815,8 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         else:       # about as many as outer iterations since the last call (warm-started)
             budget = min(neuron_max_iter, max(500, it - max(best["neuron_iter"], 0)))
             left = None if max_time is None else max(1.0, max_time - el)
-        nb = neuron_sdp_bound(Xo, Gam, tol=tol, max_iter=budget, max_time=left,
-                              dtype=best["dtype"], warm=best["warm"], accel=accel)
-        value, s = scaled_gamma_bound(Gam, Yo, prob.reg, nb.phi_upper)
-        sq = get_loss("squared")
-        b = DualBound(value=value, raw_value=float(-sq.conjugate(Gam, Yo)), lam_min=nb.lam_min,
-                      theta=1.0 - s, lam0=math.nan, delta=math.nan, method="neuron")
+        b, nb = prob.neuron_bound(Gam, tol=tol, max_iter=budget, max_time=left,
+                                  dtype=best["dtype"], warm=best["warm"], accel=accel)
         best["warm"] = nb.state
         best["inner_iterations"] += nb.iterations
         best["inner_seconds"] += nb.seconds
