@@ -45,11 +45,13 @@ So S ⪰ 0 ⇒ −L*(Γ) ≤ p_SDP ≤ p*. The point D₀ = (Γ = 0, ω = δ·1,
 affine in D), and its value −L*((1 − θ) Γ) is a **proven lower bound** (eigenvalues computed in
 float64 with a rounding margin). This is how both CVXPY's and our solver's duals are certified;
 no primal value of an inexact solve is ever reported as a bound. Since λ_min(S(D₀)) ≤ β/2, this
-"blend" repair needs λ_min(S(D)) accurate *relative to β*. The ADMM therefore also certifies
-its Γ alone by the **neuron SDP** (:mod:`convexnn.formulations.sdp_neuron`): with φ̄ a proven
-upper bound on the doubly-nonnegative relaxation of max_{||u||≤1} ¼||Γᵀ(Xu)_+||², every
-−L*(sΓ) with s ≤ β/(2√φ̄) is a lower bound on p_SDP; φ is scale-free, so first-order accuracy
-suffices, and the better of the two bounds is reported (``DualBound.method``).
+"blend" repair needs λ_min(S(D)) accurate *relative to β*. The ADMM and the CVXPY path
+therefore also certify Γ alone by the **neuron SDP** (:meth:`SDPRelaxation.neuron_bound`,
+:mod:`convexnn.formulations.sdp_neuron`): with φ̄ a proven upper bound on the
+doubly-nonnegative relaxation of max_{||u||≤1} ¼||Γᵀ(Xu)_+||², every −L*(sΓ) with
+s ≤ β/(2√φ̄) is a lower bound on p_SDP; φ is scale-free, so first-order accuracy suffices (it
+is what certifies an SCS solution), and the better of the two bounds is reported
+(``DualBound.method``).
 
 **Network extraction (upper bound).** Any network's objective upper-bounds p*. We do not use the
 paper's three-operator-splitting rounding; instead (justified by simplicity and by the
