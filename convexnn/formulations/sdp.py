@@ -84,6 +84,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -94,6 +95,9 @@ from ..losses import get_loss
 from ..networks import TwoLayerNetwork
 from ..results import FitResult
 from ..solvers.base import History, StopReason
+
+if TYPE_CHECKING:   # sdp_neuron imports from this module
+    from .sdp_neuron import NeuronBound
 
 __all__ = ["SDPRelaxation", "DualBound", "fit_sdp", "extract_network", "polish_network"]
 
@@ -349,7 +353,7 @@ class SDPRelaxation:
             return cp.Problem(cp.Minimize(obj), cons), {"Lambda": L}
         raise ValueError(f"form must be 'reduced' or 'paper', got {form!r}")
 
-    def neuron_bound(self, Gamma: Tensor, **neuron_kwargs) -> tuple[DualBound, object]:
+    def neuron_bound(self, Gamma: Tensor, **neuron_kwargs) -> tuple[DualBound, NeuronBound]:
         """The "neuron" certificate of a loss multiplier Γ alone (any Γ, however obtained).
 
         A proven φ̄ ≥ φ(Γ) from :func:`convexnn.formulations.sdp_neuron.neuron_sdp_bound`
