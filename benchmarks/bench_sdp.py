@@ -79,6 +79,12 @@ def digits_problem(n):
     return Xa, Y, (Xtr, Xte, ytr, yte)
 
 
+def digits_relaxation(n):
+    """The relaxation (β = REG, first-layer bias) of :func:`digits_problem` (n)."""
+    Xa, Y, _ = digits_problem(n)
+    return SDPRelaxation(Xa, Y, REG, intercept=True)
+
+
 def adam(Xtr, Y, reg, width=300, epochs=2000, lr=1e-2, seed=0):
     torch.manual_seed(seed)
     X = torch.tensor(Xtr)
@@ -215,8 +221,7 @@ def part4(ns, max_time, tol, variants=("plain", "momentum")):
           "LB vs SDP estimate |")
     print("|" + "---|" * 10)
     for n in ns:
-        Xa, Y, _ = digits_problem(n)
-        prob = SDPRelaxation(Xa, Y, REG, intercept=True)
+        prob = digits_relaxation(n)
         secs = {}
         for v in variants:
             t = time.perf_counter()
@@ -249,8 +254,7 @@ def part5(ns, iters=60, rounds=3):
                "full eig + block Cholesky": ("full", factor),
                "subset eig + block Cholesky (default)": ("auto", factor)}
     for n in ns:
-        Xa, Y, _ = digits_problem(n)
-        prob = SDPRelaxation(Xa, Y, REG, intercept=True)
+        prob = digits_relaxation(n)
         for dt in (torch.float32, torch.float64):
             secs = {k: [] for k in kernels}
             for _ in range(rounds):
@@ -288,8 +292,7 @@ def part6(ns, eps, max_time, tol):
           "SCS s / ADMM s | SCS LB vs ADMM LB |")
     print("|" + "---|" * 16)
     for n in ns:
-        Xa, Y, _ = digits_problem(n)
-        prob = SDPRelaxation(Xa, Y, REG, intercept=True)
+        prob = digits_relaxation(n)
         t = time.perf_counter()
         ba, _, ia = solve_admm(prob, tol=tol, max_iter=10 ** 6, max_time=max_time)
         ta = time.perf_counter() - t
