@@ -8,12 +8,17 @@ with σ_j(x) = 1[u_jᵀ x + b_j ≥ 0] for a ReLU network (so the term is (u_j�
 σ_j(x) = 1[g_jᵀ x + h_j ≥ 0] with fixed gates (g_j, h_j) for a gated-ReLU network.
 
 Weights use ``torch.nn.Linear`` layout: ``first_layer_weights`` (m x d), ``first_layer_bias``
-(m,), ``second_layer_weights`` (c x m). There is no output offset: every parameter is
-regularised, as in the papers. The training objective of the non-convex problem is
+(m,), ``second_layer_weights`` (c x m), and an optional ``output_bias`` (c,) that is **not**
+regularised (scikit-learn's ``fit_intercept`` semantics). The training objective is
 
-    loss(f(X), Y) + (reg/2) (||W1||_F^2 + ||b1||^2 + ||W2||_F^2)
+    loss(f(X), Y) + (reg/2) (||W1 S||_F^2 + ||b1 + W1 μ||^2 + ||W2||_F^2)
 
-with the loss summed over samples (see :mod:`convexnn.losses`).
+with the loss summed over samples (see :mod:`convexnn.losses`). ``μ = input_offset`` and
+``S = diag(input_scale)`` give the frame in which the weights are penalised: an estimator that
+standardises its inputs internally stores the mean and scale it used, so the weight decay is that
+of the standardised inputs while ``W1``, ``b1`` act on raw inputs (the predictions are the same;
+the fit is then invariant to the scale of X). Without them (the default) the penalty is the
+papers' plain ||W1||² + ||b1||² + ||W2||².
 Networks save to ``.npz`` + JSON metadata (no pickle): loading executes no code.
 """
 
@@ -30,6 +35,8 @@ from torch import Tensor, nn
 from .losses import Loss, get_loss
 
 __all__ = ["TwoLayerNetwork", "GatedReLULayer", "load_network"]
+
+_OPTIONAL = ("gate_weights", "gate_bias", "output_bias", "input_offset", "input_scale")
 
 
 def _as_tensor(X, like: Tensor) -> Tensor:
@@ -66,6 +73,9 @@ class TwoLayerNetwork:
     activation: str = "relu"  # "relu" | "gated"
     gate_weights: Tensor | None = None  # (m, d), gated only
     gate_bias: Tensor | None = None  # (m,), gated only
+    output_bias: Tensor | None = None  # (c,), unregularised output offset
+    input_offset: Tensor | None = None  # (d,), μ of the penalty frame (see module docstring)
+    input_scale: Tensor | None = None  # (d,), S of the penalty frame
 
     def __post_init__(self) -> None:
         m = self.first_layer_weights.shape[0]
@@ -80,6 +90,11 @@ class TwoLayerNetwork:
             raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
         if self.activation == "gated" and (self.gate_weights is None or self.gate_bias is None):
             raise ValueError("a gated network needs gate_weights and gate_bias")
+        c, d = self.second_layer_weights.shape[0], self.first_layer_weights.shape[1]
+        for name, size in (("output_bias", c), ("input_offset", d), ("input_scale", d)):
+            t = getattr(self, name)
+            if t is not None and tuple(t.shape) != (size,):
+                raise ValueError(f"{name} must be ({size},), got {tuple(t.shape)}")
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -106,17 +121,24 @@ class TwoLayerNetwork:
 
     def forward(self, X) -> Tensor:
         """Raw outputs f(X), shape (n, c)."""
-        return self.hidden(X) @ self.second_layer_weights.T
+        Z = self.hidden(X) @ self.second_layer_weights.T
+        return Z if self.output_bias is None else Z + self.output_bias
+
+    def frame_weights(self) -> tuple[Tensor, Tensor]:
+        """First-layer (weights, bias) in the penalty frame: (W1 S, b1 + W1 μ)."""
+        W, b = self.first_layer_weights, self.first_layer_bias
+        if self.input_offset is not None:
+            b = b + W @ self.input_offset
+        if self.input_scale is not None:
+            W = W * self.input_scale
+        return W, b
 
     __call__ = forward
 
     def penalty(self) -> Tensor:
-        """||W1||² + ||b1||² + ||W2||² (the weight-decay sum, without reg/2)."""
-        return (
-            (self.first_layer_weights**2).sum()
-            + (self.first_layer_bias**2).sum()
-            + (self.second_layer_weights**2).sum()
-        )
+        """||W1 S||² + ||b1 + W1 μ||² + ||W2||² (the weight-decay sum, without reg/2)."""
+        W, b = self.frame_weights()
+        return (W**2).sum() + (b**2).sum() + (self.second_layer_weights**2).sum()
 
     def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
         """Non-convex training objective ``loss(f(X), Y) + (reg/2)·penalty``.
@@ -137,9 +159,11 @@ class TwoLayerNetwork:
         m, d = self.first_layer_weights.shape
         W1 = self.first_layer_weights.detach()
         kw = {"dtype": W1.dtype, "device": W1.device}
-        out = nn.Linear(m, self.n_outputs, bias=False, **kw)
+        out = nn.Linear(m, self.n_outputs, bias=self.output_bias is not None, **kw)
         with torch.no_grad():
             out.weight.copy_(self.second_layer_weights.detach())
+            if self.output_bias is not None:
+                out.bias.copy_(self.output_bias.detach())
         if self.activation == "relu":
             first = nn.Linear(d, m, **kw)
             with torch.no_grad():
@@ -158,17 +182,17 @@ class TwoLayerNetwork:
     def from_torch(cls, model: nn.Module) -> TwoLayerNetwork:
         """Read a ``Sequential(Linear, ReLU, Linear)`` (e.g. trained by Adam) into a network.
 
-        An output-layer bias is not part of the papers' model and is refused.
+        An output-layer bias becomes the (unregularised) ``output_bias``.
         """
         layers = [mod for mod in model.modules() if isinstance(mod, nn.Linear)]
         if len(layers) != 2:
             raise ValueError("expected a model with exactly two nn.Linear layers")
         first, second = layers
-        if second.bias is not None and bool((second.bias != 0).any()):
-            raise ValueError("the output layer has a non-zero bias; the convex model has none")
-        b = first.bias if first.bias is not None else torch.zeros(first.out_features)
-        return cls(first.weight.detach().clone(), b.detach().clone(),
-                   second.weight.detach().clone())
+        W1 = first.weight.detach().clone()
+        b = first.bias.detach().clone() if first.bias is not None else torch.zeros(
+            first.out_features, dtype=W1.dtype)
+        ob = second.bias.detach().clone() if second.bias is not None else None
+        return cls(W1, b, second.weight.detach().clone(), output_bias=ob)
 
     def to(self, device=None, dtype=None) -> TwoLayerNetwork:
         def mv(t):
@@ -176,7 +200,8 @@ class TwoLayerNetwork:
 
         return TwoLayerNetwork(mv(self.first_layer_weights), mv(self.first_layer_bias),
                                mv(self.second_layer_weights), self.activation,
-                               mv(self.gate_weights), mv(self.gate_bias))
+                               mv(self.gate_weights), mv(self.gate_bias), mv(self.output_bias),
+                               mv(self.input_offset), mv(self.input_scale))
 
     # -------------------------------------------------------------------- I/O
     def save(self, path: str | Path) -> None:
@@ -186,9 +211,10 @@ class TwoLayerNetwork:
             "first_layer_bias": self.first_layer_bias.detach().cpu().numpy(),
             "second_layer_weights": self.second_layer_weights.detach().cpu().numpy(),
         }
-        if self.activation == "gated":
-            arrays["gate_weights"] = self.gate_weights.detach().cpu().numpy()
-            arrays["gate_bias"] = self.gate_bias.detach().cpu().numpy()
+        for name in _OPTIONAL:
+            t = getattr(self, name)
+            if t is not None:
+                arrays[name] = t.detach().cpu().numpy()
         meta = {"format": "convexnn.TwoLayerNetwork", "version": 1, "activation": self.activation}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         with open(path, "wb") as fh:
@@ -204,4 +230,4 @@ def load_network(path: str | Path) -> TwoLayerNetwork:
         t = {k: torch.from_numpy(np.array(data[k])) for k in data.files if k != "__meta__"}
     return TwoLayerNetwork(t["first_layer_weights"], t["first_layer_bias"],
                            t["second_layer_weights"], meta["activation"],
-                           t.get("gate_weights"), t.get("gate_bias"))
+                           **{k: t.get(k) for k in _OPTIONAL})
