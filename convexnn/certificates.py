@@ -18,6 +18,7 @@ oracle), in which case d ≤ p* for the whole network training problem.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -43,14 +44,41 @@ class Certificate:
     n_patterns: int = 0
     dual_scale: float = 1.0           # s: how far ∇L had to be shrunk to be dual feasible
     constraint_violation: float = 0.0  # max cone-constraint violation of the convex iterate
+    #: (ii) the lower bound on the *global* optimum that the dual point would prove if the
+    #: neuron search were exact — an estimate, not a proof (None: no search was run)
+    search_bound: float | None = None
+    #: largest ||Λᵀ(Xu)_+|| / reg found by the neuron search (≤ 1 at a global optimum)
+    max_violation: float | None = None
+    #: (iii) a proven lower bound on the global optimum over all networks, where decidable
+    global_bound: float | None = None
+    #: the network's objective is below ``dual``: it is not in the program that was solved
+    left_program: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def vacuous(self) -> bool:
+        """The lower bound proves nothing useful (non-finite, or ≤ 0 while primal > 0)."""
+        return not math.isfinite(self.dual) or (self.dual <= 0 < self.primal)
+
     def __str__(self) -> str:
-        return (f"Certificate(primal={self.primal:.8g}, dual={self.dual:.8g}, gap={self.gap:.3e}, "
-                f"relative_gap={self.relative_gap:.3e}, scope={self.scope!r}, "
-                f"problem={self.problem!r})")
+        lines = [f"objective of the network (primal)  {self.primal:.8g}",
+                 f"(i)   lower bound over its patterns {self.dual:.8g}  (gap {self.gap:.3e}, "
+                 f"relative {self.relative_gap:.3e}; {self.problem})"]
+        if self.left_program:
+            lines.append("      the network is better than this program's optimum: it left the "
+                         "program's patterns, so the gap is not a sub-optimality bound for it")
+        if self.search_bound is not None:
+            lines.append(f"(ii)  estimated global lower bound {self.search_bound:.8g}  (if the "
+                         f"neuron search were exact; largest violation "
+                         f"{self.max_violation:.4g}·reg)")
+        lines.append(f"(iii) proven global lower bound    "
+                     + (f"{self.global_bound:.8g}" if self.global_bound is not None
+                        else "none (not decidable here)" if self.scope != SCOPE_GLOBAL
+                        else f"{self.dual:.8g}"))
+        lines.append(f"scope: {self.scope}" + ("  [VACUOUS bound]" if self.vacuous else ""))
+        return "\n".join(lines)
 
 
 def scaled_dual(loss: Loss, lam: torch.Tensor, Y: torch.Tensor, h_max: float,

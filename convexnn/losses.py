@@ -23,7 +23,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Loss", "SquaredLoss", "LogisticLoss", "CrossEntropyLoss", "get_loss", "LOSSES"]
+__all__ = ["Loss", "SquaredLoss", "LogisticLoss", "CrossEntropyLoss", "OffsetLoss", "get_loss",
+           "LOSSES"]
 
 
 def _xlogx(t: Tensor) -> Tensor:
@@ -178,6 +179,120 @@ class CrossEntropyLoss(Loss):
         return Z
 
 
+class OffsetLoss(Loss):
+    """``L_b(Z) = min_b L(Z + 1 bᵀ)``: a loss with an unregularised output offset b ∈ R^c.
+
+    Partial minimisation keeps it convex, so every program, solver and certificate written for
+    a loss works unchanged with it. ∇L_b(Z) = ∇L(Z + 1 b*ᵀ) sums to zero over the samples, and
+    L_b*(Λ) = L*(Λ) when 1ᵀΛ = 0 (else +∞): the dual of a program with an offset is that of the
+    program without it plus the constraint 1ᵀΛ = 0. :meth:`project_dual` moves a candidate Λ
+    onto that constraint inside L*'s domain; :meth:`grad` returns projected gradients.
+    ``offset(Z, Y)`` is b* (squared: the mean residual; logistic and cross-entropy: Newton).
+    """
+
+    def __init__(self, base: Loss):
+        self.base = base
+        self.name = base.name
+        self.smoothness = base.smoothness
+
+    def offset(self, Z: Tensor, Y: Tensor, iters: int = 50) -> Tensor:
+        """b* = argmin_b L(Z + 1 bᵀ), shape (c,)."""
+        if self.name == "squared":
+            return (Y - Z).mean(0)
+        b = torch.zeros(Z.shape[1], dtype=Z.dtype, device=Z.device)
+        f = float(self.base.value(Z, Y))
+        for _ in range(iters):
+            W = Z + b
+            g = self.base.grad(W, Y).sum(0)
+            H = self._hessian(W, Y)
+            H = H + 1e-12 * (1.0 + float(H.diagonal().abs().max())) * torch.eye(
+                H.shape[0], dtype=H.dtype, device=H.device)
+            step = torch.linalg.solve(H, g)
+            dec = float(g @ step)
+            if dec <= 1e-24 * max(1.0, abs(f)):
+                break
+            t = 1.0
+            for _ in range(40):  # backtracking on the (convex) objective in b
+                fn = float(self.base.value(Z + b - t * step, Y))
+                if fn <= f - 0.25 * t * dec:
+                    break
+                t *= 0.5
+            b, f = b - t * step, fn
+        return b
+
+    def _hessian(self, W: Tensor, Y: Tensor) -> Tensor:
+        """Σ_i ∇²ℓ(W_i): the Hessian of L(W + 1 bᵀ) in b."""
+        if self.name == "logistic":
+            s = torch.sigmoid(-Y * W)
+            return (s * (1 - s)).sum().reshape(1, 1)
+        if self.name == "cross_entropy":
+            p = torch.softmax(W, 1)
+            return torch.diag(p.sum(0)) - p.T @ p
+        return W.shape[0] * torch.eye(W.shape[1], dtype=W.dtype, device=W.device)
+
+    def value(self, Z: Tensor, Y: Tensor) -> Tensor:
+        return self.base.value(Z + self.offset(Z, Y), Y)
+
+    def grad(self, Z: Tensor, Y: Tensor) -> Tensor:
+        return self.project_dual(self.base.grad(Z + self.offset(Z, Y), Y), Y)
+
+    def project_dual(self, L: Tensor, Y: Tensor) -> Tensor:
+        """Λ moved to 1ᵀΛ = 0 inside dom L* (a curvature-weighted shift; Λ itself when that
+        fails, which :meth:`conjugate` then reports as +∞)."""
+        e = L.sum(0)
+        if self.name == "squared":
+            return L - e / L.shape[0]
+        if self.name == "logistic":
+            t = (-Y * L).clamp(0, 1)
+            w = t * (1 - t)
+            if float(w.sum()) <= 0:
+                return L
+            out = L - e * w / w.sum()
+        else:  # cross-entropy: P = Λ + Y on the simplex, shift P_i by H_i a (H_i 1 = 0)
+            P = (L + Y).clamp_min(0)
+            H = torch.diag(P.sum(0)) - P.T @ P
+            a = torch.linalg.lstsq(H, -e[:, None]).solution[:, 0]
+            out = L + P * a - P * (P @ a)[:, None]
+        return out if bool(torch.isfinite(self.conjugate(out, Y))) else L
+
+    def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
+        e = float(L.sum(0).abs().max())
+        if e > 1e-9 * max(1.0, float(L.abs().sum())):
+            return torch.tensor(math.inf, dtype=L.dtype, device=L.device)
+        return self.base.conjugate(L, Y)
+
+    def link(self, Z: Tensor) -> Tensor:
+        return self.base.link(Z)
+
+    def prox(self, V: Tensor, Y: Tensor, t: float, iters: int = 30,
+             Z0: Tensor | None = None) -> Tensor:
+        """argmin_Z L_b(Z) + ||Z − V||²/(2t): Z = W − 1bᵀ with W = prox_{tL}(V + 1bᵀ) and b the
+        root of Σ_i (V_i + b − W_i(b)) = 0 (monotone in b; Newton on its Jacobian)."""
+        if self.name == "squared":
+            Vm = V.mean(0)
+            return (V - Vm + t * (Y - Y.mean(0))) / (1.0 + t) + Vm
+        b = torch.zeros(V.shape[1], dtype=V.dtype, device=V.device)
+        W = None
+        for _ in range(iters):
+            W = self.base.prox(V + b, Y, t, Z0=W)
+            g = (V + b - W).sum(0)
+            if float(g.abs().max()) <= 1e-12 * (1.0 + float(V.abs().max())) * V.shape[0]:
+                break
+            Hs = self._hessian_rows(W, Y)  # per-sample Hessians (n, c, c)
+            eye = torch.eye(V.shape[1], dtype=V.dtype, device=V.device)
+            J = (Hs @ torch.linalg.inv(eye + t * Hs)).sum(0)  # Σ H (I + tH)⁻¹ = dg/db
+            J = J + 1e-12 * (1.0 + float(J.diagonal().abs().max())) * eye
+            b = b - torch.linalg.lstsq(J, g[:, None]).solution[:, 0]
+        return W - b
+
+    def _hessian_rows(self, W: Tensor, Y: Tensor) -> Tensor:
+        if self.name == "logistic":
+            s = torch.sigmoid(-Y * W)
+            return (s * (1 - s))[:, :, None]
+        p = torch.softmax(W, 1)
+        return torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+
+
 LOSSES: dict[str, type[Loss]] = {
     "squared": SquaredLoss,
     "logistic": LogisticLoss,
@@ -185,10 +300,15 @@ LOSSES: dict[str, type[Loss]] = {
 }
 
 
-def get_loss(loss: str | Loss) -> Loss:
-    """Return a loss instance from its name (``squared``, ``logistic``, ``cross_entropy``)."""
+def get_loss(loss: str | Loss, offset: bool = False) -> Loss:
+    """A loss instance from its name (``squared``, ``logistic``, ``cross_entropy``); with
+    ``offset``, wrapped in :class:`OffsetLoss` (an unregularised output offset)."""
     if isinstance(loss, Loss):
-        return loss
-    if loss not in LOSSES:
+        lo = loss
+    elif loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
-    return LOSSES[loss]()
+    else:
+        lo = LOSSES[loss]()
+    if offset and not isinstance(lo, OffsetLoss):
+        return OffsetLoss(lo)
+    return lo

@@ -1,0 +1,1 @@
+"""Pipelines: compose patterns → program → solver → certificate → network into a FitResult."""

@@ -1,0 +1,335 @@
+r"""Two-layer ReLU networks by dual-guided descent, certified by the convex program's dual.
+
+The convex program of a two-layer ReLU network (Pilanci & Ergen 2020; vector outputs: Sahiner
+et al. 2021) is an infinite group lasso over neurons u with penalty β||u||·||v||; its dual
+constraint is  max_{||u|| ≤ 1} ||Λᵀ (X u)_+|| ≤ β  at the optimal dual Λ. This module solves the
+program over the activation patterns it discovers by a *fully corrective conditional-gradient*
+method on the factored (network) form:
+
+1. L-BFGS on the network (weight decay, unregularised output offset) from a data-aware start;
+2. at Λ = ∇L(f(X)) search for the neurons that violate the dual constraint most
+   (ascent of ||Λᵀ (X u)_+|| on the sphere from random data hyperplanes and the current
+   neurons); each violated one is added along its descent direction with an exact line
+   search (the objective is convex along that ray, so each addition strictly lowers it);
+3. L-BFGS again on the whole network; repeat until no violation is found or time runs out.
+
+Every step lowers the objective, so the result is never worse than the first local optimum.
+The certificate (:func:`certify_network`) is the convex program's:
+
+(i)  primal = the network's objective; dual = a proven lower bound on the optimum of the convex
+     program over the network's own activation patterns (both output signs; for vector outputs
+     through the gated relaxation over those patterns) — so ``gap`` bounds how far the network
+     is from the best network whose neurons use those patterns;
+(ii) ``search_bound``: the lower bound on the *global* optimum that the dual point would give
+     if the neuron search were exact (an estimate, not a proof; ``max_violation`` = the largest
+     ||Λᵀ(Xu)_+||/β found);
+(iii) a proven global bound only where decidable (not here: ``global_bound`` is None).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from torch import Tensor
+
+from ..certificates import SCOPE_SAMPLED, Certificate, relative, scaled_dual
+from ..losses import Loss, OffsetLoss
+from ..networks import TwoLayerNetwork
+from ..patterns import PatternSet
+from ..solvers.base import History
+
+__all__ = ["fit_relu_descent", "certify_network", "search_neurons", "lbfgs_network",
+           "reg_max"]
+
+
+def _value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float
+                    ) -> tuple[float, list[Tensor]]:
+    """Objective L(relu(X W1ᵀ + b1) W2ᵀ + b2) + (reg/2)(|W1|² + |b1|² + |W2|²) and its
+    gradient, by hand (no autograd: the solver's per-iteration overhead matters here)."""
+    W1, b1, W2, b2 = params
+    A = X @ W1.T + b1
+    H = A.clamp_min(0)
+    Z = H @ W2.T + b2
+    G = loss.grad(Z, Y)
+    dH = (G @ W2) * (A > 0)
+    f = float(loss.value(Z, Y)) + 0.5 * reg * float((W1 ** 2).sum() + (b1 ** 2).sum()
+                                                    + (W2 ** 2).sum())
+    return f, [dH.T @ X + reg * W1, dH.sum(0) + reg * b1, G.T @ H + reg * W2, G.sum(0)]
+
+
+def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
+                  intercept: bool, offset: bool, deadline: float, max_iter: int = 5000,
+                  ftol: float = 1e-10, gtol: float = 1e-9) -> tuple[list[Tensor], float, int]:
+    """Full-batch L-BFGS (scipy's L-BFGS-B, unbounded) on the network objective; stops by
+    scipy's relative-decrease ``ftol`` / gradient ``gtol`` tests, ``max_iter`` or the
+    ``deadline`` (time.perf_counter()). Frozen: b1 without ``intercept``, b2 without
+    ``offset``. Returns (params, objective, iterations)."""
+    from scipy.optimize import minimize
+
+    shapes = [p.shape for p in params]
+    sizes = [p.numel() for p in params]
+    free = [True, intercept, True, offset]
+    dt, dev = X.dtype, X.device
+
+    def unpack(z: np.ndarray) -> list[Tensor]:
+        out, k = [], 0
+        zt = torch.as_tensor(z, dtype=dt, device=dev)
+        for shp, sz, fr, p in zip(shapes, sizes, free, params):
+            if fr:
+                out.append(zt[k:k + sz].reshape(shp))
+                k += sz
+            else:
+                out.append(p)
+        return out
+
+    def fun(z):
+        f, g = _value_and_grad(unpack(z), X, Y, loss, reg)
+        gz = torch.cat([gi.reshape(-1) for gi, fr in zip(g, free) if fr])
+        return f, gz.detach().cpu().double().numpy()
+
+    def stop(intermediate_result=None):
+        if time.perf_counter() >= deadline:
+            raise StopIteration
+
+    z0 = torch.cat([p.reshape(-1) for p, fr in zip(params, free) if fr]).cpu().double().numpy()
+    # scipy's L-BFGS-B makes many tiny BLAS calls: threads only add contention there
+    with torch.no_grad(), threadpool_limits(1, user_api="blas"):
+        res = minimize(fun, z0, jac=True, method="L-BFGS-B", callback=stop,
+                       options={"maxiter": max_iter, "ftol": ftol, "gtol": gtol,
+                                "maxcor": 20})
+    if not np.isfinite(res.fun):
+        raise FloatingPointError("non-finite objective in L-BFGS")
+    return [p.clone() for p in unpack(res.x)], float(res.fun), int(res.nit)
+
+
+def search_neurons(X: Tensor, Lam: Tensor, starts: Tensor, iters: int = 20
+                   ) -> tuple[Tensor, Tensor]:
+    """Ascent of φ(u) = ||Λᵀ (X u)_+|| on the unit sphere from each column of ``starts``.
+
+    Fixed point u ← Xᵀ D(u) Λ w / ||·|| with w = Λᵀ(Xu)_+ / ||Λᵀ(Xu)_+|| (on the cone of the
+    current pattern φ² is a quadratic form and this is its power step). Returns the best unit
+    vector of each start (d x K) and its φ (K,): a lower estimate of max_u φ(u).
+    """
+    U = starts / torch.linalg.vector_norm(starts, dim=0, keepdim=True).clamp_min(1e-300)
+    best_u, best_v = U.clone(), torch.full((U.shape[1],), -math.inf, dtype=X.dtype,
+                                           device=X.device)
+    for _ in range(iters + 1):
+        Z = X @ U
+        Q = Lam.T @ Z.clamp_min(0)  # (c, K)
+        val = torch.linalg.vector_norm(Q, dim=0)
+        better = val > best_v
+        best_v = torch.where(better, val, best_v)
+        best_u[:, better] = U[:, better]
+        Wd = Q / val.clamp_min(1e-300)
+        G = X.T @ ((Z >= 0).to(X.dtype) * (Lam @ Wd))
+        U = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
+    return best_u, best_v
+
+
+def _data_starts(X: Tensor, k: int, rng: np.random.Generator) -> Tensor:
+    """k hyperplanes through the midpoint of two random samples (augmented: last row = bias)."""
+    n, d = X.shape
+    G = torch.as_tensor(rng.standard_normal((d, k)), dtype=X.dtype, device=X.device)
+    i = torch.as_tensor(rng.integers(0, n, size=k), device=X.device)
+    j = torch.as_tensor(rng.integers(0, n, size=k), device=X.device)
+    mid = 0.5 * (X[i] + X[j])
+    return torch.cat([G, -(mid * G.T).sum(1)[None]], 0)
+
+
+def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float) -> float:
+    """argmin_{t ≥ 0} L_b(Z + t F) + reg·t (convex in t): bisection on the derivative."""
+    def deriv(t):
+        return float((loss.grad(Z + t * F, Y) * F).sum()) + reg
+
+    if deriv(0.0) >= 0:
+        return 0.0
+    hi = 1.0
+    while deriv(hi) < 0 and hi < 1e12:
+        hi *= 4.0
+    lo = 0.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if deriv(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _init_params(X: Tensor, c: int, m: int, rng: np.random.Generator, scale: float):
+    dt, dev = X.dtype, X.device
+    G = _data_starts(X, m, rng)
+    G = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
+    W1, b1 = (G[:-1].T * scale).contiguous(), (G[-1] * scale).contiguous()
+    W2 = torch.as_tensor(rng.standard_normal((c, m)), dtype=dt, device=dev) * scale / math.sqrt(m)
+    return [W1, b1, W2, torch.zeros(c, dtype=dt, device=dev)]
+
+
+def reg_max(X: Tensor, Y: Tensor, loss: Loss, *, intercept: bool = True, offset: bool = True,
+            n_starts: int = 256, random_state=None) -> float:
+    """Estimate of the smallest reg whose optimum is the zero network (offset only):
+    max_u ||Λ₀ᵀ (X̃u)_+|| / ||u|| at Λ₀ = ∇L_b(0), by :func:`search_neurons` (a lower estimate
+    of the exact value, which is NP-hard in general)."""
+    rng = np.random.default_rng(random_state)
+    lb = OffsetLoss(loss) if offset else loss
+    n = X.shape[0]
+    with torch.no_grad():
+        Lam = lb.grad(torch.zeros_like(Y), Y)
+        Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
+        starts = _data_starts(X, n_starts, rng)
+        if not intercept:
+            Xa, starts = Xa[:, :-1], starts[:-1]
+        _, vals = search_neurons(Xa, Lam, starts)
+    return float(vals.max())
+
+
+def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons: int = 50,
+                     intercept: bool = True, offset: bool = True,
+                     max_time: float = 30.0, tol: float = 1e-6, max_rounds: int = 20,
+                     add_per_round: int = 10, search_starts: int = 64, random_state=None,
+                     verbose: int = 0):
+    """Fit a ReLU network by dual-guided descent (module docstring); returns
+    ``(network, certificate, history, info)``. ``loss`` is the plain loss (the offset is a
+    parameter here); X holds the features (no ones column)."""
+    t0 = time.perf_counter()
+    deadline = t0 + max_time
+    rng = np.random.default_rng(random_state)
+    n, d = X.shape
+    c = Y.shape[1]
+    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
+    lb = OffsetLoss(loss) if offset else loss
+    scale = math.sqrt(max(float(reg), 1e-12))
+    params = _init_params(X, c, n_neurons, rng, scale=min(1.0, scale))
+    if not intercept:
+        params[1] = torch.zeros_like(params[1])
+    hist, rounds = History(), []
+    # the first descent gets at most half the budget: the dual search needs the rest
+    params, f, its = lbfgs_network(params, X, Y, loss, reg, intercept=intercept,
+                                   offset=offset, deadline=t0 + 0.5 * max_time)
+    total_its = its
+    stop = "max rounds"
+    for r in range(max_rounds):
+        hist.append(total_its, f, math.nan, math.nan, time.perf_counter() - t0)
+        if time.perf_counter() >= deadline:
+            stop = "max_time"
+            break
+        W1, b1, W2, b2 = params
+        with torch.no_grad():
+            Z = torch.relu(X @ W1.T + b1) @ W2.T + b2
+            Lam = lb.grad(Z, Y)
+            own = torch.cat([W1, b1[:, None]], 1).T if intercept else \
+                torch.cat([W1, torch.zeros_like(b1)[:, None]], 1).T
+            starts = torch.cat([_data_starts(X, search_starts, rng), own], 1)
+            Xs = Xa if intercept else Xa[:, :-1]
+            if not intercept:
+                starts = starts[:-1]
+            U, vals = search_neurons(Xs, Lam, starts)
+        vmax = float(vals.max()) / reg if vals.numel() else 0.0
+        rounds.append({"objective": f, "max_violation": vmax, "neurons": int(W1.shape[0])})
+        if verbose:
+            print(f"[descent {time.perf_counter() - t0:6.2f}s] round {r}: objective {f:.8g}, "
+                  f"{W1.shape[0]} neurons, max violation {vmax:.4g}·β")
+        if vmax <= 1 + max(tol, 1e-9):
+            stop = "no violated neuron found"
+            break
+        order = torch.argsort(vals, descending=True)
+        order = order[vals[order] > reg * (1 + max(tol, 1e-9))][:add_per_round]
+        new_W1, new_b1, new_W2 = [], [], []
+        with torch.no_grad():
+            for k in order.tolist():
+                u = U[:, k]
+                F = torch.relu(Xs @ u)
+                g = Lam.T @ F
+                v = -g / torch.linalg.vector_norm(g).clamp_min(1e-300)
+                Fv = F[:, None] * v[None, :]
+                t = _line_search(Z, Fv, Y, lb, reg)
+                if t <= 0:
+                    continue
+                Z = Z + t * Fv
+                Lam = lb.grad(Z, Y)
+                st = math.sqrt(t)
+                new_W1.append(st * u[:d])
+                new_b1.append(st * u[d] if intercept else torch.zeros((), dtype=X.dtype))
+                new_W2.append(st * v)
+        if not new_W1:
+            stop = "no descent along the violated neurons"
+            break
+        params = [torch.cat([W1, torch.stack(new_W1)]), torch.cat([b1, torch.stack(new_b1)]),
+                  torch.cat([W2, torch.stack(new_W2, 1)], 1), b2]
+        params, f_new, its = lbfgs_network(params, X, Y, loss, reg, intercept=intercept,
+                                           offset=offset, deadline=deadline)
+        total_its += its
+        improved = f - f_new
+        f = f_new
+        if improved <= tol * abs(f):
+            stop = "objective stopped improving"
+            break
+    W1, b1, W2, b2 = params
+    keep = (torch.linalg.vector_norm(W2, dim=0) * torch.linalg.vector_norm(
+        torch.cat([W1, b1[:, None]], 1), dim=1)) > 1e-12 * max(1.0, f)
+    net = TwoLayerNetwork(W1[keep].contiguous(), b1[keep].contiguous(),
+                          W2[:, keep].contiguous(), "relu",
+                          output_bias=b2.clone() if offset else None)
+    cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset,
+                           rng=rng, search_starts=search_starts)
+    hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
+    info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
+    return net, cert, hist, info
+
+
+def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss: Loss, *,
+                    intercept: bool = True, offset: bool = True, rng=None,
+                    search_starts: int = 64, tighten_seconds: float = 1.0) -> Certificate:
+    """Certificate (i)-(ii) of the module docstring for ``net`` on (X, Y) (plain penalty)."""
+    from ..formulations.two_layer import TwoLayerProgram
+
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    lb = OffsetLoss(loss) if offset else loss
+    n, c = X.shape[0], Y.shape[1]
+    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1) if intercept \
+        else X
+    base = TwoLayerNetwork(net.first_layer_weights, net.first_layer_bias,
+                           net.second_layer_weights, "relu")
+    with torch.no_grad():
+        Z = net.forward(X)
+        primal = float(lb.value(Z, Y) + 0.5 * reg * base.penalty())
+        Lam = lb.grad(Z, Y)
+        if c == 1 and net.n_neurons:
+            prog, x = TwoLayerProgram.from_network(base, Xa, Y, reg, lb, intercept=intercept)
+            cert = prog.network_certificate(x)
+            cert = prog.tighten(cert, [Lam], max_seconds=tighten_seconds)
+            dual, scale = cert.dual, cert.dual_scale
+            problem = ("ReLU: cone-constrained group lasso over the network's own activation "
+                       "patterns (both output signs)")
+            n_pat = prog.P
+        else:
+            W = torch.cat([net.first_layer_weights, net.first_layer_bias[:, None]], 1) \
+                if intercept else net.first_layer_weights
+            h = 0.0
+            if net.n_neurons:
+                gp = TwoLayerProgram(Xa, Y, PatternSet(W.T.contiguous()), reg, lb, "gated")
+                h = float(gp.dual_norms(gp.rmatvec(Lam)[None]).max())
+                n_pat = gp.P
+            else:
+                n_pat = 0
+            dual, scale = scaled_dual(lb, Lam, Y, h, reg)
+            problem = ("ReLU vector output (coupled): program over the network's own activation "
+                       "patterns, bounded through its gated relaxation")
+        starts = torch.cat([_data_starts(X, search_starts, rng),
+                            torch.cat([net.first_layer_weights,
+                                       net.first_layer_bias[:, None]], 1).T], 1)
+        if not intercept:
+            starts = starts[:-1]
+        _, vals = search_neurons(Xa, Lam, starts)
+        hs = float(vals.max()) if vals.numel() else 0.0
+        h_all = max(hs, reg / scale if scale < 1 else 0.0)
+        est, _ = scaled_dual(lb, Lam, Y, h_all, reg)
+    gap = max(primal - dual, 0.0)
+    return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
+                       scope=SCOPE_SAMPLED, problem=problem, n_patterns=n_pat,
+                       dual_scale=scale, search_bound=min(est, dual),
+                       max_violation=hs / reg)
