@@ -243,3 +243,163 @@ def test_estimator_with_broken_network_file(saved, tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     err = _raises_naming(path, "not a readable convexnn model file", cn.load_estimator)
     assert re.search(r"BadZipFile|EOFError", str(err))
+
+
+# ---------------------------------------------------------------------------------- CLI
+def _write_csv(path, n=40, seed=0, labels=("cat", "dog", "emu")):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3))
+    y = np.array(labels)[(X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)]
+    lines = ["x1,x2,x3,species"] + [f"{a:.6f},{b:.6f},{c:.6f},{s}" for (a, b, c), s in zip(X, y)]
+    path.write_text("\n".join(lines) + "\n")
+    return X, y
+
+
+def _run_error(capsys, argv):
+    """Run the CLI expecting a user error: exit 2, one stderr line, nothing on stdout."""
+    from convexnn.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2
+    assert out == "" and err.startswith("convexnn: error: ") and err.count("\n") == 1
+    assert "Traceback" not in err
+    return err
+
+
+def test_cli_string_labels_with_test_split(tmp_path, capsys):
+    from convexnn.cli import main
+
+    data = tmp_path / "d.csv"
+    _write_csv(data)
+    model = tmp_path / "model.npz"
+    rc = main(["fit", str(data), "--target", "species", "--task", "classification",
+               "--test-size", "0.25", "--activation", "gated", "--max-time", "5", "--reg", "0.1",
+               "--n-patterns", "20", "--tol", "1e-3", "--seed", "1", "--save", str(model)])
+    out, err = capsys.readouterr()
+    res = json.loads(out)  # stdout is one JSON object (the "saved to" note goes to stderr)
+    assert rc == 0 and "saved to" in err
+    assert res["metric"] == "accuracy" and res["n_train"] == 30 and res["n_test"] == 10
+    assert 0.0 <= res["test_score"] <= 1.0 and res["train_score"] >= 0.8
+    assert res["test_score"] * 10 == pytest.approx(round(res["test_score"] * 10))
+    assert "score" not in res and res["scope"] == "sampled patterns"
+    est = cn.load_estimator(model)
+    assert list(est.classes_) == ["cat", "dog", "emu"]  # stratified: every class trained on
+    assert est.reg == 0.1 and est.n_patterns == 20 and est.activation == "gated"
+
+
+def test_cli_defaults_reg_and_patterns_to_the_estimator(tmp_path, capsys, monkeypatch):
+    import inspect
+
+    import convexnn.estimators as est_mod
+
+    seen = {}
+
+    class Spy(est_mod.ConvexReLURegressor):
+        def fit(self, X, y):
+            seen.update(reg=self.reg, n_patterns=self.n_patterns, shape=X.shape)
+            raise ValueError("spy: not fitting")
+
+    monkeypatch.setattr(est_mod, "ConvexReLURegressor", Spy)
+    data = tmp_path / "r.csv"
+    data.write_text("a,b,y\n1,2,3.5\n4,5,6\n7,8,9.25\n")
+    err = _run_error(capsys, ["fit", str(data), "--target", "y"])
+    assert "spy: not fitting" in err and str(data) in err  # a fit ValueError: one line
+    defaults = inspect.signature(est_mod.ConvexReLURegressor).parameters
+    assert seen == {"reg": defaults["reg"].default,
+                    "n_patterns": defaults["n_patterns"].default, "shape": (3, 2)}
+    _run_error(capsys, ["fit", str(data), "--target", "y", "--reg", "0.5", "--n-patterns", "7"])
+    assert seen["reg"] == 0.5 and seen["n_patterns"] == 7
+
+
+@pytest.mark.parametrize("content,argv,match", [
+    (None, ["--target", "species"], "no such file"),
+    ("x1,x2,species\n1,2,a\n", ["--target", "label"], "target column 'label' not found"),
+    ("x1,x2,species\n1,oops,a\n3,4,b\n", ["--target", "species", "--task", "classification"],
+     "feature column 'x2' has a non-numeric value 'oops' at line 2"),
+    ("x1,x2,species\n1,,a\n", ["--target", "species"], "feature column 'x2' has a missing"),
+    ("x1,x2,species\n1,nan,a\n", ["--target", "species"], "non-finite value 'nan'"),
+    ("x1,x2,species\n1,2,a\n3,4\n", ["--target", "species"], "line 3 has 2 fields"),
+    ("x1,x2,species\n1,2,a\n", ["--target", "species"], "target column 'species' has a non-num"),
+    ("", ["--target", "species"], "empty file"),
+    ("x1,x1,species\n1,2,a\n", ["--target", "species"], "duplicate column names"),
+    ("x1,x2,species\n", ["--target", "species"], "no data rows"),
+    ("x1,x2,species\n1,2,a\n3,4,b\n", ["--target", "species", "--task", "classification",
+                                       "--test-size", "0.5"], "cannot split"),
+    ("x1,species\n1,2\n", ["--target", "species", "--test-size", "1"], "fraction in"),
+    ("x1,species\n1,2\n", ["--target", "species", "--loss", "logistic"], "needs --task class"),
+    ("x1,species\n1,2\n", ["--target", "species", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_cli_user_errors_are_one_line(tmp_path, capsys, content, argv, match):
+    data = tmp_path / "bad.csv"
+    if content is not None:
+        data.write_text(content)
+    err = _run_error(capsys, ["fit", str(data), *argv])
+    assert re.search(match, err), err
+    if "line" in match or "file" in match or "column" in match:
+        assert str(data) in err
+
+
+def test_cli_help_lists_every_option(capsys):
+    from convexnn.cli import build_parser, main
+
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    actions = [a for a in fit._actions if a.dest != "help"]
+    assert {a.dest for a in actions} >= {"data", "target", "task", "loss", "reg", "n_patterns",
+                                         "activation", "tol", "max_time", "test_size", "seed",
+                                         "save"}
+    for a in actions:
+        assert a.help and " ".join(a.help.split()[:3]) in text, a.dest
+        assert all(opt in text for opt in a.option_strings)
+
+
+# -------------------------------------------------------------------------- distributed
+@pytest.fixture
+def one_rank_group(tmp_path):
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available() or dist.is_initialized():
+        pytest.skip("torch.distributed unavailable or already initialised")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0,
+                            world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_accepts_numpy(one_rank_group):
+    from convexnn.distributed import fit_gated_distributed
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((25, 3))
+    y = np.sin(X[:, 0]) + 0.2 * X[:, 1]
+    G = rng.standard_normal((4, 8))
+    kw = {"gates": G, "tol": 1e-6, "max_iter": 3000}
+    net, cert, _ = fit_gated_distributed(X, y, 0.1, **kw)
+    ref, cert_t, _ = fit_gated_distributed(torch.tensor(X), torch.tensor(y), 0.1, **kw)
+    assert net.first_layer_weights.dtype == torch.float64
+    assert torch.equal(net.first_layer_weights, ref.first_layer_weights)
+    assert cert.primal == cert_t.primal and cert.relative_gap <= 1e-6
+    # a float32 tensor keeps its dtype, the numpy Y follows it
+    net32, _, _ = fit_gated_distributed(torch.tensor(X, dtype=torch.float32), y[:, None], 0.1,
+                                        **{**kw, "tol": 1e-4})
+    assert net32.first_layer_weights.dtype == torch.float32
+
+
+@pytest.mark.parametrize("X,y,match", [
+    (np.ones(5), np.ones(5), r"X must be a non-empty \(n, d\)"),
+    (np.ones((5, 2)), np.ones(4), "X has 5 rows but Y has 4"),
+    (np.ones((5, 2)), np.ones((5, 1, 1)), r"Y must be \(n,\) or \(n, c\)"),
+    (np.array([["a", "b"]] * 5), np.ones(5), "X must be a numeric array"),
+    (np.full((5, 2), np.nan), np.ones(5), "NaN or infinity"),
+])
+def test_distributed_input_errors(one_rank_group, X, y, match):
+    from convexnn.distributed import fit_gated_distributed
+
+    with pytest.raises(ValueError, match=match):
+        fit_gated_distributed(X, y, 0.1, max_iter=10)
