@@ -27,8 +27,8 @@ import numpy as np
 
 from .certificates import Certificate
 
-__all__ = ["ModelFileError", "read_network_file", "check_network_arrays", "read_estimator_meta",
-           "check_estimator_meta", "NETWORK_FORMAT", "NETWORK_VERSION"]
+__all__ = ["ModelFileError", "MissingModelFileError", "read_network_file", "check_network_arrays",
+           "read_estimator_meta", "check_estimator_meta", "NETWORK_FORMAT", "NETWORK_VERSION"]
 
 NETWORK_FORMAT = "convexnn.TwoLayerNetwork"
 NETWORK_VERSION = 1
