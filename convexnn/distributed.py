@@ -24,7 +24,9 @@ and are not implemented here. The process group must be initialised by the calle
 from __future__ import annotations
 
 import math
+import numbers
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -116,8 +118,40 @@ class ShardedGatedProgram:
                            n_patterns=prog.P, dual_scale=s)
 
 
-def fit_gated_distributed(X: Tensor, Y: Tensor, reg: float, *, loss="squared",
-                          n_patterns: int = 100, gates: Tensor | None = None,
+def _as_float(A, name: str, dtype: torch.dtype | None) -> Tensor:
+    """A floating tensor: a tensor keeps its float dtype (else float64), arrays become float64
+    (or ``dtype``)."""
+    if isinstance(A, Tensor):
+        return A.to(dtype or (A.dtype if A.is_floating_point() else torch.float64))
+    arr = np.asarray(A)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a numeric array or tensor, got dtype {arr.dtype}")
+    if not arr.flags.writeable:  # torch cannot wrap read-only memory
+        arr = arr.copy()
+    return torch.as_tensor(arr, dtype=dtype or torch.float64)
+
+
+def _check_block(X, Y) -> tuple[Tensor, Tensor]:
+    """This rank's block as float tensors X (n, d), Y (n, c) (Y with X's dtype and device)."""
+    X = _as_float(X, "X", None)
+    Y = _as_float(Y, "Y", X.dtype).to(X.device)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must be a non-empty (n, d) array on every rank, got shape "
+                         f"{tuple(X.shape)}")
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be (n,) or (n, c), got shape {tuple(Y.shape)}")
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
+    if not (torch.isfinite(X).all() and torch.isfinite(Y).all()):
+        raise ValueError("X or Y contains NaN or infinity")
+    return X, Y
+
+
+def fit_gated_distributed(X: Tensor | np.ndarray, Y: Tensor | np.ndarray, reg: float, *,
+                          loss="squared", n_patterns: int = 100,
+                          gates: Tensor | np.ndarray | None = None,
                           fit_intercept: bool = True, random_state: int | None = 0,
                           tol: float = 1e-6, max_iter: int = 10000, check_every: int = 10,
                           group=None, verbose: int = 0
@@ -125,7 +159,9 @@ def fit_gated_distributed(X: Tensor, Y: Tensor, reg: float, *, loss="squared",
     """Fit the gated-ReLU network on samples spread over the ranks of a process group.
 
     Call on every rank with that rank's samples ``X`` (n_r x d) and targets ``Y`` (n_r x c or
-    n_r,); d, c and the dtype must agree across ranks. Gates are ``gates`` (d(+1) x P) or
+    n_r,), tensors or numpy arrays (arrays become float64 tensors, a float tensor keeps its
+    dtype; Y takes X's); d, c and the dtype must agree across ranks. Invalid input on any rank
+    raises ``ValueError`` on every rank. Gates are ``gates`` (d(+1) x P) or
     sampled by rank 0 from its own block and broadcast. Returns, on every rank, the same
     network, the certificate of the *whole* program (objective over all samples, scope
     "sampled patterns") and the solver result. Stopping is by ``tol`` or ``max_iter`` only
@@ -134,22 +170,26 @@ def fit_gated_distributed(X: Tensor, Y: Tensor, reg: float, *, loss="squared",
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("fit_gated_distributed needs an initialised torch.distributed "
                            "process group (e.g. dist.init_process_group('gloo') or torchrun)")
-    if reg <= 0:
-        raise ValueError(f"reg must be > 0, got {reg}")
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must be a non-empty (n, d) tensor on every rank, got {tuple(X.shape)}")
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if Y.shape[0] != X.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} rows but Y has {Y.shape[0]}")
-    if not (torch.isfinite(X).all() and torch.isfinite(Y).all()):
-        raise ValueError("X or Y contains NaN or infinity")
-    shape = torch.tensor([X.shape[1], Y.shape[1]], dtype=torch.float64)
+    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg > 0:
+        raise ValueError(f"reg must be a number > 0, got {reg!r}")
+    # every rank checks its block, then all agree, so no rank is left waiting in a collective
+    err = None
+    try:
+        X, Y = _check_block(X, Y)
+    except ValueError as e:
+        err = e
+    failed = torch.tensor([0.0 if err is None else 1.0], dtype=torch.float64)
+    dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=group)
+    if err is not None:
+        raise err
+    if failed.item():
+        raise ValueError("another rank's X or Y is invalid (that rank's error names the problem)")
+    shape = torch.tensor([X.shape[1], Y.shape[1], X.element_size()], dtype=torch.float64)
     lo, hi = shape.clone(), shape.clone()
     dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=group)
     dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=group)
     if not torch.equal(lo, hi):
-        raise ValueError("feature and output dimensions differ between ranks")
+        raise ValueError("feature or output dimensions or dtypes differ between ranks")
     Xa = add_intercept(X) if fit_intercept else X
     if gates is None:
         rank = dist.get_rank(group)
@@ -165,7 +205,7 @@ def fit_gated_distributed(X: Tensor, Y: Tensor, reg: float, *, loss="squared",
         G = torch.as_tensor(gates, dtype=Xa.dtype, device=Xa.device)
         if G.ndim != 2 or G.shape[0] != Xa.shape[1]:
             raise ValueError(f"gates must be ({Xa.shape[1]}, P), got {tuple(G.shape)}")
-    prob = ShardedGatedProgram(Xa, Y.to(Xa), G, reg, loss, intercept=fit_intercept, group=group)
+    prob = ShardedGatedProgram(Xa, Y, G, reg, loss, intercept=fit_intercept, group=group)
 
     def monitor(x_, Z_):
         dist.broadcast(x_, 0, group=group)  # keep the replicas bit-identical

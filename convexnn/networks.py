@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .losses import Loss, get_loss
+from .model_io import read_network_file
 
 __all__ = ["TwoLayerNetwork", "GatedReLULayer", "load_network"]
 
@@ -222,12 +223,13 @@ class TwoLayerNetwork:
 
 
 def load_network(path: str | Path) -> TwoLayerNetwork:
-    """Load a network saved by :meth:`TwoLayerNetwork.save` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(bytes(data["__meta__"]).decode())
-        if meta.get("format") != "convexnn.TwoLayerNetwork":
-            raise ValueError(f"{path}: not a convexnn TwoLayerNetwork file")
-        t = {k: torch.from_numpy(np.array(data[k])) for k in data.files if k != "__meta__"}
+    """Load a network saved by :meth:`TwoLayerNetwork.save` (``allow_pickle=False``).
+
+    The file is checked first (:func:`convexnn.model_io.read_network_file`): a missing,
+    truncated or inconsistent file raises one ``ValueError`` naming it.
+    """
+    meta, arrays = read_network_file(path)
+    t = {k: torch.from_numpy(a) for k, a in arrays.items()}
     return TwoLayerNetwork(t["first_layer_weights"], t["first_layer_bias"],
                            t["second_layer_weights"], meta["activation"],
                            **{k: t.get(k) for k in _OPTIONAL})

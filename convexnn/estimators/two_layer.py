@@ -51,6 +51,7 @@ from .._validation import (
 )
 from ..formulations.two_layer import TwoLayerProgram, solve_with_search
 from ..losses import get_loss
+from ..model_io import read_estimator_meta
 from ..networks import TwoLayerNetwork, load_network
 from ..patterns import PatternSet, sample_gates
 from ..results import FitResult
@@ -407,11 +408,9 @@ def load_estimator(path: str | Path):
     from ..certificates import Certificate
 
     path = Path(path)
-    meta = json.loads(Path(str(path) + ".json").read_text())
     classes = {"ConvexReLURegressor": ConvexReLURegressor,
                "ConvexReLUClassifier": ConvexReLUClassifier}
-    if meta.get("class") not in classes:
-        raise ValueError(f"{path}: unknown estimator class {meta.get('class')!r}")
+    meta = read_estimator_meta(path, classes)  # checked: one ValueError naming the file
     est = classes[meta["class"]](**meta["params"])
     est.network_ = load_network(path)
     est.n_features_in_ = meta["n_features_in"]
