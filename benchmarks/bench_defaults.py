@@ -366,7 +366,7 @@ def main() -> int:
            + (", convexnn max_time=20 (quick)" if args.quick else ""), ""]
     t0 = time.perf_counter()
     if args.part in ("1", "all"):
-        out += part1([p for p in names if p in PART1], args, extra)
+        out += part1([p for p in PART1 if p in names], args, extra)
     if args.part in ("2", "all"):
         out += part2(list(names), args, extra, seeds, steps)
     out.append(f"total {time.perf_counter() - t0:.1f} s, load {os.getloadavg()[0]:.1f}")
