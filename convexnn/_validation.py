@@ -24,7 +24,10 @@ def resolve_dtype(dtype) -> torch.dtype:
 
 
 def resolve_device(device) -> torch.device:
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be 'cpu', 'cuda' (or 'cuda:N'), got {device!r}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' requested but CUDA is not available")
     return dev

@@ -73,7 +73,7 @@ class Certificate:
             lines.append(f"(ii)  estimated global lower bound {self.search_bound:.8g}  (if the "
                          f"neuron search were exact; largest violation "
                          f"{self.max_violation:.4g}·reg)")
-        lines.append(f"(iii) proven global lower bound    "
+        lines.append("(iii) proven global lower bound    "
                      + (f"{self.global_bound:.8g}" if self.global_bound is not None
                         else "none (not decidable here)" if self.scope != SCOPE_GLOBAL
                         else f"{self.dual:.8g}"))

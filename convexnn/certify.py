@@ -26,6 +26,7 @@ when undecided. Exact optimality (ε = 0) is not decidable in floating point; ε
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ import torch
 
 from .arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
 from .certificates import SCOPE_GLOBAL, Certificate, relative, scaled_dual
-from .losses import Loss, get_loss
+from .losses import Loss, OffsetLoss, get_loss
 from .networks import TwoLayerNetwork
 
 __all__ = ["certify", "GlobalCertificate", "SCOPE_NORM_BOUND"]
@@ -112,8 +113,18 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
     Xa = torch.cat([Xt, torch.ones(Xt.shape[0], 1, dtype=Xt.dtype)], 1) if intercept else Xt
     Xn = Xa.numpy()
 
+    if lo.name == "cross_entropy" and not (bool(((Yt == 0) | (Yt == 1)).all())
+                                           and bool((Yt.sum(1) == 1).all())):
+        raise ValueError("loss='cross_entropy' needs one-hot Y (n x classes, rows of 0/1 "
+                         "summing to 1); got other values (encode labels with np.eye(k)[y])")
+    if lo.name == "logistic" and not bool((Yt.abs() == 1).all()):
+        raise ValueError("loss='logistic' needs Y in {-1, +1}; got other values "
+                         "(encode 0/1 labels as 2*y - 1)")
     primal = net.objective(Xt, Yt, reg, lo)
     F = net.forward(Xt)
+    if net.output_bias is not None:  # compare with every network that has a free offset
+        lo = OffsetLoss(lo)
+        F = F - net.output_bias
     lam = lo.grad(F, Yt)
     cnt = count_patterns(Xn)
     details: dict = {"n_patterns_bound": cnt["bound"], "rank": cnt["rank"]}
@@ -150,6 +161,11 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
         details["h_bound_over_reg"] = h / reg
     gap = max(primal - lower, 0.0)
     rel = relative(gap, primal)
+    if not math.isfinite(lower) or lower <= 0 < primal:
+        warnings.warn(f"certify(): the lower bound {lower:.4g} is vacuous for this network "
+                      f"(objective {primal:.4g}) with {method}; no useful global bound can be "
+                      "had here (high-rank data: see README, 'What the certificate means')",
+                      RuntimeWarning, stacklevel=2)
     if rel <= tol:
         is_opt = True
     elif upper is not None and upper < primal * (1 - 1e-12) - 1e-15:

@@ -199,25 +199,37 @@ class OffsetLoss(Loss):
         """b* = argmin_b L(Z + 1 bᵀ), shape (c,)."""
         if self.name == "squared":
             return (Y - Z).mean(0)
-        b = torch.zeros(Z.shape[1], dtype=Z.dtype, device=Z.device)
-        f = float(self.base.value(Z, Y))
+        b = getattr(self, "_b_last", None)  # warm start: successive calls move Z little
+        if b is None or b.shape != (Z.shape[1],) or b.dtype != Z.dtype or b.device != Z.device \
+                or not bool(torch.isfinite(b).all()):
+            b = torch.zeros(Z.shape[1], dtype=Z.dtype, device=Z.device)
+        f = float(self.base.value(Z + b, Y))
+        restart = True
         for _ in range(iters):
             W = Z + b
             g = self.base.grad(W, Y).sum(0)
+            if float(g.abs().max()) <= 1e-13 * Z.shape[0]:
+                break
             H = self._hessian(W, Y)
             H = H + 1e-12 * (1.0 + float(H.diagonal().abs().max())) * torch.eye(
                 H.shape[0], dtype=H.dtype, device=H.device)
             step = torch.linalg.solve(H, g)
             dec = float(g @ step)
-            if dec <= 1e-24 * max(1.0, abs(f)):
-                break
-            t = 1.0
-            for _ in range(40):  # backtracking on the (convex) objective in b
+            t, fn = 1.0, math.inf
+            for _ in range(80):  # backtracking on the (convex) objective in b
                 fn = float(self.base.value(Z + b - t * step, Y))
                 if fn <= f - 0.25 * t * dec:
                     break
                 t *= 0.5
+            if not fn < f:  # no further decrease at working precision
+                if restart and bool((b != 0).any()):  # a stale warm start: once from 0
+                    restart = False
+                    b = torch.zeros_like(b)
+                    f = float(self.base.value(Z, Y))
+                    continue
+                break
             b, f = b - t * step, fn
+        self._b_last = b
         return b
 
     def _hessian(self, W: Tensor, Y: Tensor) -> Tensor:
@@ -257,7 +269,7 @@ class OffsetLoss(Loss):
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         e = float(L.sum(0).abs().max())
-        if e > 1e-9 * max(1.0, float(L.abs().sum())):
+        if e > 64 * torch.finfo(L.dtype).eps * max(1.0, float(L.abs().sum())):
             return torch.tensor(math.inf, dtype=L.dtype, device=L.device)
         return self.base.conjugate(L, Y)
 
@@ -271,19 +283,58 @@ class OffsetLoss(Loss):
         if self.name == "squared":
             Vm = V.mean(0)
             return (V - Vm + t * (Y - Y.mean(0))) / (1.0 + t) + Vm
+        # b minimises the convex φ(b) = Σ_i e_t(V_i + b) (e_t: Moreau envelope of the loss),
+        # whose gradient is g/t: damped Newton with backtracking on φ
+        def envelope(b_, W0=None):
+            W_ = self.base.prox(V + b_, Y, t, Z0=W0)
+            return W_, float(self.base.value(W_, Y)) + float(((W_ - V - b_) ** 2).sum()) / (2 * t)
+
+        eye = torch.eye(V.shape[1], dtype=V.dtype, device=V.device)
         b = torch.zeros(V.shape[1], dtype=V.dtype, device=V.device)
-        W = None
+        W, phi = envelope(b)
         for _ in range(iters):
-            W = self.base.prox(V + b, Y, t, Z0=W)
             g = (V + b - W).sum(0)
             if float(g.abs().max()) <= 1e-12 * (1.0 + float(V.abs().max())) * V.shape[0]:
                 break
             Hs = self._hessian_rows(W, Y)  # per-sample Hessians (n, c, c)
-            eye = torch.eye(V.shape[1], dtype=V.dtype, device=V.device)
-            J = (Hs @ torch.linalg.inv(eye + t * Hs)).sum(0)  # Σ H (I + tH)⁻¹ = dg/db
-            J = J + 1e-12 * (1.0 + float(J.diagonal().abs().max())) * eye
-            b = b - torch.linalg.lstsq(J, g[:, None]).solution[:, 0]
+            J = t * (Hs @ torch.linalg.inv(eye + t * Hs)).sum(0)  # dg/db = Σ tH (I + tH)⁻¹
+            J = J + 1e-9 * (1.0 + float(J.diagonal().abs().max())) * eye
+            step = torch.linalg.lstsq(J, g[:, None]).solution[:, 0]
+            dec = float(g @ step) / t
+            tau, ok = 1.0, False
+            for _ in range(50):
+                Wn, phin = envelope(b - tau * step, W)
+                if phin <= phi - 0.25 * tau * dec:
+                    ok = True
+                    break
+                tau *= 0.5
+            if not ok:
+                break
+            b, W, phi = b - tau * step, Wn, phin
+        g = (V + b - W).sum(0)
+        if float(g.abs().max()) > 1e-9 * (1.0 + float(V.abs().max())) * V.shape[0]:
+            b, W = self._prox_offset_bisect(V, Y, t, b)
         return W - b
+
+    def _prox_offset_bisect(self, V: Tensor, Y: Tensor, t: float, b: Tensor,
+                            sweeps: int = 10, steps: int = 60) -> tuple[Tensor, Tensor]:
+        """Fallback for :meth:`prox`: cyclic bisection on each coordinate of g(b) = Σ_i
+        (V_i + b − W_i(b)), which is non-decreasing in b_k and within [−n·t·G, n·t·G]
+        (G bounds the loss gradient: 1 for logistic and cross-entropy)."""
+        n = V.shape[0]
+        b = b.clone()
+        W = self.base.prox(V + b, Y, t)
+        for _ in range(1 if b.numel() == 1 else sweeps):
+            for k in range(b.numel()):
+                lo_, hi_ = float(b[k]) - 2 * n * t - 1.0, float(b[k]) + 2 * n * t + 1.0
+                for _ in range(steps):
+                    b[k] = 0.5 * (lo_ + hi_)
+                    W = self.base.prox(V + b, Y, t, Z0=W)
+                    if float((V[:, k] + b[k] - W[:, k]).sum()) > 0:
+                        hi_ = float(b[k])
+                    else:
+                        lo_ = float(b[k])
+        return b, self.base.prox(V + b, Y, t, Z0=W)
 
     def _hessian_rows(self, W: Tensor, Y: Tensor) -> Tensor:
         if self.name == "logistic":

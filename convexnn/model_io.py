@@ -198,7 +198,7 @@ def _check_classifier(jpath, params: dict, extra: dict, c: int) -> None:
     arr = np.asarray(cls)
     if len(np.unique(arr)) != len(arr) or not np.array_equal(np.unique(arr), arr):
         raise _fail(jpath, "extra.classes must be distinct and sorted (as fit stores them)")
-    loss = params.get("loss", "cross_entropy")
+    loss = params.get("loss") or ("logistic" if len(cls) == 2 else "cross_entropy")
     if loss == "logistic" and len(cls) != 2:
         raise _fail(jpath, f"loss 'logistic' is binary but extra.classes has {len(cls)} labels")
     want = 1 if loss == "logistic" else len(cls)
@@ -222,9 +222,15 @@ def _check_certificate(jpath, cert: dict) -> None:
     unknown = sorted(set(cert) - set(spec))
     if missing or unknown:
         raise _fail(jpath, f"certificate fields: missing {missing}, unknown {unknown}")
+    optional = ("search_bound", "max_violation", "global_bound")
     for k, v in cert.items():
-        ok = isinstance(v, str) if k in ("scope", "problem") else (
-            isinstance(v, numbers.Real) and not isinstance(v, bool))
+        if k in ("scope", "problem"):
+            ok = isinstance(v, str)
+        elif k == "left_program":
+            ok = isinstance(v, bool)
+        else:
+            ok = (v is None and k in optional) or (
+                isinstance(v, numbers.Real) and not isinstance(v, bool))
         if not ok:
             raise _fail(jpath, f"certificate field {k!r} has the wrong type ({v!r})")
 

@@ -10,7 +10,9 @@ from sklearn.preprocessing import StandardScaler
 
 import convexnn as cn
 
-FAST = {"n_patterns": 10, "random_state": 0, "tol": 1e-5, "search_rounds": 0}
+# solver="admm": the convex program over sampled patterns (these tests check that path; the
+# ReLU default, dual-guided descent, is tested in tests/test_defaults.py)
+FAST = {"n_patterns": 10, "random_state": 0, "tol": 1e-5, "search_rounds": 0, "solver": "admm"}
 
 
 @pytest.fixture
@@ -66,7 +68,8 @@ def test_classifier(clf_data, loss):
 def test_binary_logistic_relu(clf_data):
     X, y = clf_data
     yb = (y == "a").astype(int)
-    clf = cn.ConvexReLUClassifier(reg=0.1, loss="logistic", **FAST).fit(X, yb)
+    clf = cn.ConvexReLUClassifier(reg=0.1, loss="logistic", **{**FAST, "solver": "cvxpy"},
+                                  cvxpy_solver="CLARABEL").fit(X, yb)
     assert clf.predict_proba(X).shape == (45, 2)
     assert clf.score(X, yb) > 0.7
     assert clf.certificate_.relative_gap <= 1e-4  # exponential-cone accuracy of Clarabel

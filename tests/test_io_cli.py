@@ -200,8 +200,8 @@ def _relabel(cls, drop_loss=False):
     ("reg", _relabel("ConvexReLUClassifier"), "extra.classes.*regressor's file"),
     ("clf", _relabel("ConvexReLURegressor", drop_loss=True), "extra.y_1d.*classifier's file"),
     ("clf", _relabel("ConvexReLURegressor"), r"params \['loss'\] are not parameters"),
-    ("clf", _set("extra.classes", ["a", "b"]), "3 outputs but a 'cross_entropy' classifier "
-                                               "over 2 classes needs 2"),
+    ("clf", _set("extra.classes", ["a", "b"]), "3 outputs but a 'logistic' classifier "
+                                               "over 2 classes needs 1"),
     ("clf", _set("extra.classes", ["a"]), ">= 2 labels"),
     ("clf", _set("extra.classes", ["c", "b", "a"]), "distinct and sorted"),
     ("clf", _set("params.loss", "logistic"), "logistic' is binary"),
@@ -222,8 +222,8 @@ def test_inconsistent_estimator_metadata(saved, tmp_path, kind, edit, match):
 
 def test_regressor_y_1d_needs_one_output(saved, tmp_path):
     path = _copy_est(saved, tmp_path, "reg")
-    W2 = np.load(path)["second_layer_weights"]
-    _rewrite(path, second_layer_weights=np.vstack([W2, W2]))
+    W2, b = np.load(path)["second_layer_weights"], np.load(path)["output_bias"]
+    _rewrite(path, second_layer_weights=np.vstack([W2, W2]), output_bias=np.r_[b, b])
     _raises_naming(path, "y_1d is true but the network has 2 outputs", cn.load_estimator)
 
 

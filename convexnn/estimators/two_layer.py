@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import DataConversionWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -49,13 +50,11 @@ from .._validation import (
     resolve_dtype,
     to_tensor,
 )
-from ..formulations.two_layer import TwoLayerProgram, solve_with_search
 from ..losses import get_loss
 from ..model_io import read_estimator_meta
 from ..networks import TwoLayerNetwork, load_network
-from ..patterns import PatternSet, sample_gates
+from ..pipelines.two_layer import fit_two_layer
 from ..results import FitResult
-from ..solvers.base import History
 
 __all__ = ["ConvexReLURegressor", "ConvexReLUClassifier", "load_estimator", "METHODS"]
 
@@ -67,7 +66,7 @@ METHODS: dict[str, str] = {
     "column_generation": "convexnn.formulations.copositive:fit_column_generation",
     "sdp": "convexnn.formulations.sdp:fit_sdp",
 }
-_SOLVERS = ("auto", "admm", "fista", "al", "active_set", "cvxpy")
+_SOLVERS = ("auto", "descent", "admm", "fista", "al", "active_set", "cvxpy")
 
 
 def _backend(method: str):
@@ -81,17 +80,27 @@ def _backend(method: str):
         raise ValueError(f"method {method!r} is not available: {err}") from err
 
 
+_DEFAULTS = {"n_patterns": None, "gate_kind": "data", "gates": None, "solver": "auto",
+             "cvxpy_solver": None, "method_options": None, "search_rounds": None}
+#: the parameters each path reads (a non-default value of any other one is an error)
+_USES = {
+    "descent": {"n_patterns", "search_rounds"},
+    "program": {"n_patterns", "gate_kind", "gates", "solver", "search_rounds", "cvxpy_solver"},
+}
+
+
 class _ConvexTwoLayer(BaseEstimator):
     """Shared fitting logic; see the module docstring."""
 
     _loss_default = "squared"
 
-    def __init__(self, reg: float = 1e-3, *, n_patterns: int = 500, activation: str = "relu",
-                 method: str = "convex", fit_intercept: bool = True, gate_kind: str = "data",
-                 gates=None, solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
-                 max_time: float | None = None, device: str = "cpu", dtype: str = "float64",
-                 random_state=None, verbose: int = 0, cvxpy_solver: str | None = None,
-                 method_options: dict | None = None, search_rounds: int = 5):
+    def __init__(self, reg: float | None = None, *, n_patterns: int | None = None,
+                 activation: str = "relu", method: str = "convex", fit_intercept: bool = True,
+                 gate_kind: str = "data", gates=None, solver: str = "auto", tol: float = 1e-6,
+                 max_iter: int = 10000, max_time: float | None = None, device: str = "cpu",
+                 dtype: str = "float64", random_state=None, verbose: int = 0,
+                 cvxpy_solver: str | None = None, method_options: dict | None = None,
+                 search_rounds: int | None = None, warn_gap: float | None = 0.5):
         self.reg = reg
         self.n_patterns = n_patterns
         self.activation = activation
@@ -110,29 +119,81 @@ class _ConvexTwoLayer(BaseEstimator):
         self.cvxpy_solver = cvxpy_solver
         self.method_options = method_options
         self.search_rounds = search_rounds
+        self.warn_gap = warn_gap
 
     # ------------------------------------------------------------------ checks
+    def _path(self) -> str:
+        if self.method != "convex":
+            return self.method
+        if self.activation == "relu" and self.gates is None and self.solver in (
+                "auto", "descent"):
+            return "descent"
+        return "program"
+
     def _check_params(self) -> None:
-        check_reg(self.reg)
-        check_positive_int(self.n_patterns, "n_patterns")
+        if self.reg is not None:
+            check_reg(self.reg)
+        if self.n_patterns is not None:
+            check_positive_int(self.n_patterns, "n_patterns")
         check_positive_int(self.max_iter, "max_iter")
-        if isinstance(self.search_rounds, bool) or not isinstance(
-                self.search_rounds, (int, np.integer)) or self.search_rounds < 0:
-            raise ValueError(f"search_rounds must be an integer >= 0, got {self.search_rounds!r}")
+        if self.search_rounds is not None and (isinstance(self.search_rounds, bool) or not
+                                               isinstance(self.search_rounds, (int, np.integer))
+                                               or self.search_rounds < 0):
+            raise ValueError(f"search_rounds must be None or an integer >= 0, got "
+                             f"{self.search_rounds!r}")
         if self.activation not in ("relu", "gated"):
             raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
         if self.solver not in _SOLVERS:
             raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
+        if self.solver == "descent" and self.activation != "relu":
+            raise ValueError("solver='descent' trains ReLU networks; use activation='relu'")
         if self.method != "convex" and self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected 'convex' or one of "
                              f"{sorted(METHODS)}")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol must be > 0, got {self.tol!r}")
-        if self.max_time is not None and not (isinstance(self.max_time, (int, float))
-                                              and self.max_time > 0):
-            raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
+        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not (
+                math.isfinite(self.tol) and self.tol > 0):
+            raise ValueError(f"tol must be a finite number > 0, got {self.tol!r}")
+        if self.max_time is not None and (isinstance(self.max_time, bool) or not isinstance(
+                self.max_time, (int, float)) or not (math.isfinite(self.max_time)
+                                                     and self.max_time > 0)):
+            raise ValueError(f"max_time must be None or a finite number > 0 (seconds), got "
+                             f"{self.max_time!r}")
+        if isinstance(self.verbose, bool) or not isinstance(self.verbose, (int, np.integer)) \
+                or self.verbose < 0:
+            raise ValueError(f"verbose must be an integer >= 0, got {self.verbose!r}")
+        if self.warn_gap is not None and (isinstance(self.warn_gap, bool) or not isinstance(
+                self.warn_gap, (int, float)) or not self.warn_gap >= 0):
+            raise ValueError(f"warn_gap must be None or a number >= 0, got {self.warn_gap!r}")
         if self.gate_kind not in ("gaussian", "data"):
             raise ValueError(f"gate_kind must be 'gaussian' or 'data', got {self.gate_kind!r}")
+        if self.method_options is not None and not isinstance(self.method_options, dict):
+            raise ValueError(f"method_options must be None or a dict, got "
+                             f"{self.method_options!r}")
+        path = self._path()
+        if path in _USES:
+            used = _USES[path]
+            if self.solver != "cvxpy" and self.solver != "active_set":
+                used = used - {"cvxpy_solver"}
+            if self.method_options is not None:
+                raise ValueError("method_options is only used by method='exact', 'svd', "
+                                 "'relaxation', 'column_generation' or 'sdp'")
+        else:  # a registered method: its function's own signature decides
+            accepted = set(inspect.signature(_backend(self.method)).parameters)
+            used = {k for k in _DEFAULTS if k in accepted} | {"method_options"}
+            if "solver" in accepted or self.method == "sdp":
+                used |= {"solver", "cvxpy_solver"}
+            if self.activation != "relu":
+                raise ValueError(f"method={self.method!r} fits ReLU networks; "
+                                 "activation='gated' is not available with it")
+        for name, default in _DEFAULTS.items():
+            value = getattr(self, name)
+            changed = value is not None if default is None else value != default
+            if changed and name not in used:
+                raise ValueError(f"{name}={value!r} is not used by this configuration "
+                                 f"(method={self.method!r}, activation={self.activation!r}, "
+                                 f"solver={self.solver!r}); leave it at its default")
 
     def _loss_name(self) -> str:
         return self._loss_default
@@ -140,77 +201,95 @@ class _ConvexTwoLayer(BaseEstimator):
     # --------------------------------------------------------------------- fit
     def _fit(self, Xa: np.ndarray, Y: np.ndarray):
         self._check_params()
-        loss = get_loss(self._loss_name())
+        get_loss(self._loss_name())
         dtype, device = resolve_dtype(self.dtype), resolve_device(self.device)
-        X = to_tensor(Xa, dtype, device)
-        Yt = to_tensor(Y, dtype, device)
-        Xaug = add_intercept(X) if self.fit_intercept else X
         t0 = time.perf_counter()
         if self.method == "convex":
-            res = self._fit_convex(Xaug, Yt, loss)
+            if self.gates is not None:
+                G = np.asarray(self.gates, dtype=np.float64)
+                d = Xa.shape[1] + bool(self.fit_intercept)
+                if G.ndim != 2 or G.shape[0] != d or G.shape[1] == 0:
+                    raise ValueError(f"gates must have shape ({d}, P) (features"
+                                     f"{' + 1 for the intercept' if self.fit_intercept else ''}"
+                                     f" x patterns), got {G.shape}")
+                if not np.isfinite(G).all():
+                    raise ValueError("gates contain NaN or infinity")
+            try:
+                res, extras = fit_two_layer(
+                    Xa, Y, reg=self.reg, loss=self._loss_name(), activation=self.activation,
+                    solver=self.solver, n_patterns=self.n_patterns, gates=self.gates,
+                    gate_kind=self.gate_kind, fit_intercept=bool(self.fit_intercept),
+                    tol=self.tol, max_iter=self.max_iter, max_time=self.max_time,
+                    search_rounds=self.search_rounds, dtype=dtype, device=device,
+                    random_state=self.random_state, verbose=self.verbose,
+                    cvxpy_solver=self.cvxpy_solver)
+            except (ValueError, TypeError, MemoryError):
+                raise
+            except Exception as err:  # a backend's failure, never a raw third-party error
+                raise RuntimeError(
+                    f"the {self.solver!r} solver failed on this problem "
+                    f"({type(err).__name__}: {err}); the default solver='auto' "
+                    "(descent for ReLU, FISTA for gated) needs no external solver") from err
+            self.reg_ = extras["reg"]
+            self.patterns_ = extras["patterns"]
+            self.stop_reason_ = extras["stop_reason"]
+            self.n_iter_ = extras["n_iter"]
+            self.search_ = extras["search"]
+            self.solver_ = extras["solver"]
         else:
-            fn = _backend(self.method)
-            accepted = inspect.signature(fn).parameters
-            common = {"random_state": self.random_state, "tol": self.tol,
-                      "max_time": self.max_time, "verbose": self.verbose,
-                      "n_patterns": self.n_patterns, "max_iter": self.max_iter}
-            if self.n_patterns == 500 and self.method in ("exact", "svd", "relaxation"):
-                common.pop("n_patterns")  # keep the method's own default (e.g. enumeration)
-            kwargs = {k: v for k, v in common.items() if k in accepted}
-            options = dict(self.method_options or {})
-            unknown = set(options) - set(accepted)
-            if unknown:
-                raise ValueError(f"method {self.method!r} does not take options "
-                                 f"{sorted(unknown)}; it takes {sorted(accepted)}")
-            res = fn(Xaug, Yt, float(self.reg), loss.name, intercept=bool(self.fit_intercept),
-                     **{**kwargs, **options})
+            res = self._fit_method(Xa, Y, dtype, device)
+            self.reg_ = float(self.reg)
         self.fit_time_ = time.perf_counter() - t0
         self.network_ = res.network
         self.certificate_ = res.certificate
         self.history_ = res.history.as_dict()
         self.fit_info_ = res.info
         self.n_features_in_ = Xa.shape[1]
+        self._warn_certificate()
         return self
 
-    def _fit_convex(self, Xaug: torch.Tensor, Yt: torch.Tensor, loss) -> FitResult:
-        if self.gates is not None:
-            G = np.asarray(self.gates, dtype=np.float64)
-            if G.ndim != 2 or G.shape[0] != Xaug.shape[1]:
-                raise ValueError(f"gates must have shape ({Xaug.shape[1]}, P) (features"
-                                 f"{' + 1 for the intercept' if self.fit_intercept else ''} x "
-                                 f"patterns), got {G.shape}")
-            if not np.isfinite(G).all():
-                raise ValueError("gates contain NaN or infinity")
-            patterns = PatternSet(torch.as_tensor(G, dtype=Xaug.dtype, device=Xaug.device))
-        else:
-            patterns = sample_gates(Xaug, self.n_patterns, self.random_state,
-                                    kind=self.gate_kind, intercept_column=self.fit_intercept)
-        if patterns.n_patterns == 0:
-            raise ValueError("no usable activation pattern (every gate gives the all-zero mask)")
-        prog = TwoLayerProgram(Xaug, Yt, patterns, float(self.reg), loss, self.activation,
-                               intercept=bool(self.fit_intercept))
-        rounds = self.search_rounds if self.gates is None else 0
-        prog, x, cert, info = solve_with_search(
-            prog, rounds=rounds, random_state=self.random_state, verbose=self.verbose,
-            solver=self.solver, tol=self.tol, max_iter=self.max_iter, max_time=self.max_time,
-            cvxpy_solver=self.cvxpy_solver)
-        results = info["results"]
-        hist = History()
-        done_it, done_s = 0, 0.0
-        for r in results:  # one trace over all rounds
-            for i in range(len(r.history)):
-                hist.append(done_it + r.history.iteration[i], r.history.objective[i],
-                            r.history.gap[i], r.history.relative_gap[i],
-                            done_s + r.history.seconds[i])
-            done_it += r.n_iter
-            done_s += r.seconds
-        self.patterns_ = prog.G.detach().cpu().numpy()
-        self.stop_reason_ = info["result"].stop_reason
-        self.n_iter_ = done_it
-        self.search_ = {"stop": info["stop"], "rounds": info["rounds"]}
-        return FitResult(prog.to_network(x), cert, hist,
-                         {"stop_reason": self.stop_reason_, "n_iter": done_it,
-                          "search": self.search_})
+    def _fit_method(self, Xa: np.ndarray, Y: np.ndarray, dtype, device) -> FitResult:
+        if self.reg is None:
+            raise ValueError(f"method={self.method!r} needs an explicit reg (weight decay)")
+        loss = get_loss(self._loss_name())
+        X = to_tensor(Xa, dtype, device)
+        Yt = to_tensor(Y, dtype, device)
+        Xaug = add_intercept(X) if self.fit_intercept else X
+        fn = _backend(self.method)
+        accepted = inspect.signature(fn).parameters
+        common = {"random_state": self.random_state, "tol": self.tol,
+                  "max_time": self.max_time, "verbose": self.verbose,
+                  "n_patterns": self.n_patterns, "max_iter": self.max_iter}
+        if self.solver != "auto":
+            common["solver"] = self.solver
+        if self.cvxpy_solver is not None:
+            common["cvxpy_solver" if "cvxpy_solver" in accepted else "solver"] = \
+                self.cvxpy_solver
+        kwargs = {k: v for k, v in common.items() if k in accepted and v is not None}
+        options = dict(self.method_options or {})
+        unknown = set(options) - set(accepted)
+        if unknown:
+            raise ValueError(f"method {self.method!r} does not take options "
+                             f"{sorted(unknown)}; it takes {sorted(accepted)}")
+        try:
+            return fn(Xaug, Yt, float(self.reg), loss.name, intercept=bool(self.fit_intercept),
+                      **{**kwargs, **options})
+        except (ValueError, TypeError, MemoryError):
+            raise
+        except Exception as err:
+            raise RuntimeError(f"method {self.method!r} failed on this problem "
+                               f"({type(err).__name__}: {err})") from err
+
+    def _warn_certificate(self) -> None:
+        cert = self.certificate_
+        if not (math.isfinite(cert.primal) and math.isfinite(cert.dual)):
+            raise RuntimeError(f"the fit produced a non-finite certificate ({cert.primal}, "
+                               f"{cert.dual}); the data may be degenerate")
+        if self.warn_gap is not None and cert.relative_gap > self.warn_gap:
+            warnings.warn(f"the certified relative gap is {cert.relative_gap:.3g} (> warn_gap="
+                          f"{self.warn_gap}): the network is only proven within that factor of "
+                          f"the optimum of {cert.problem!r}; raise max_time, or set warn_gap",
+                          ConvergenceWarning, stacklevel=3)
 
     # ----------------------------------------------------------------- predict
     def _decision(self, X) -> np.ndarray:
@@ -232,7 +311,7 @@ class _ConvexTwoLayer(BaseEstimator):
         check_is_fitted(self, "network_")
         Xa, ya = check_X_y(X, y)
         Y = self._encode_targets(ya, fitting=False)
-        return self.network_.objective(Xa, Y, float(self.reg), self._loss_name())
+        return self.network_.objective(Xa, Y, float(self.reg_), self._loss_name())
 
     # --------------------------------------------------------------------- I/O
     def save(self, path: str | Path) -> None:
@@ -253,10 +332,10 @@ class _ConvexTwoLayer(BaseEstimator):
         Path(str(path) + ".json").write_text(json.dumps(meta, default=str))
 
     def _extra_state(self) -> dict:
-        return {}
+        return {"reg": float(self.reg_)}
 
     def _load_extra(self, extra: dict) -> None:
-        pass
+        self.reg_ = float(extra.get("reg", self.reg if self.reg is not None else math.nan))
 
 
 class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
@@ -307,9 +386,10 @@ class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
         return Z[:, 0] if getattr(self, "_y_1d", False) else Z
 
     def _extra_state(self) -> dict:
-        return {"y_1d": bool(self._y_1d)}
+        return {**super()._extra_state(), "y_1d": bool(self._y_1d)}
 
     def _load_extra(self, extra: dict) -> None:
+        super()._load_extra(extra)
         self._y_1d = bool(extra["y_1d"])
 
 
@@ -321,23 +401,27 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
     vector-output experiments). Other parameters as in :class:`ConvexReLURegressor`.
     """
 
-    def __init__(self, reg: float = 1e-3, *, loss: str = "cross_entropy", n_patterns: int = 500,
-                 activation: str = "relu", method: str = "convex", fit_intercept: bool = True,
-                 gate_kind: str = "data", gates=None, solver: str = "auto", tol: float = 1e-6,
-                 max_iter: int = 10000, max_time: float | None = None, device: str = "cpu",
-                 dtype: str = "float64", random_state=None, verbose: int = 0,
-                 cvxpy_solver: str | None = None, method_options: dict | None = None,
-                 search_rounds: int = 5):
+    def __init__(self, reg: float | None = None, *, loss: str | None = None,
+                 n_patterns: int | None = None, activation: str = "relu", method: str = "convex",
+                 fit_intercept: bool = True, gate_kind: str = "data", gates=None,
+                 solver: str = "auto", tol: float = 1e-6, max_iter: int = 10000,
+                 max_time: float | None = None, device: str = "cpu", dtype: str = "float64",
+                 random_state=None, verbose: int = 0, cvxpy_solver: str | None = None,
+                 method_options: dict | None = None, search_rounds: int | None = None,
+                 warn_gap: float | None = 0.5):
         super().__init__(reg, n_patterns=n_patterns, activation=activation, method=method,
                          fit_intercept=fit_intercept, gate_kind=gate_kind, gates=gates,
                          solver=solver, tol=tol, max_iter=max_iter, max_time=max_time,
                          device=device, dtype=dtype, random_state=random_state,
                          verbose=verbose, cvxpy_solver=cvxpy_solver,
-                         method_options=method_options, search_rounds=search_rounds)
+                         method_options=method_options, search_rounds=search_rounds,
+                         warn_gap=warn_gap)
         self.loss = loss
 
     def _loss_name(self) -> str:
-        return self.loss
+        if self.loss is not None:
+            return self.loss
+        return "logistic" if len(getattr(self, "classes_", ())) == 2 else "cross_entropy"
 
     def _encode_targets(self, y: np.ndarray, fitting: bool) -> np.ndarray:
         if y.ndim == 2 and y.shape[1] == 1:
@@ -347,21 +431,22 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D class labels, got shape {y.shape}")
         if fitting:
-            get_loss(self.loss)  # unknown loss → clear error
+            if self.loss is not None:
+                get_loss(self.loss)  # unknown loss → clear error
             check_classification_targets(y)  # continuous targets → "Unknown label type"
             enc = LabelEncoder().fit(y)
             self.classes_ = enc.classes_
             if len(self.classes_) < 2:
                 raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier "
                                  "needs at least two")
-            if self.loss == "logistic" and len(self.classes_) != 2:
+            if self._loss_name() == "logistic" and len(self.classes_) != 2:
                 raise ValueError(f"loss='logistic' is binary; y has {len(self.classes_)} "
                                  "classes (use loss='cross_entropy')")
         idx = np.searchsorted(self.classes_, y)
         if (idx >= len(self.classes_)).any() or (self.classes_[np.minimum(
                 idx, len(self.classes_) - 1)] != y).any():
             raise ValueError("y contains labels not seen during fit")
-        if self.loss == "logistic":
+        if self._loss_name() == "logistic":
             return (2.0 * idx - 1.0)[:, None]
         return np.eye(len(self.classes_))[idx]
 
@@ -383,7 +468,7 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
         monotone score, not a calibrated probability.
         """
         Z = self._decision(X)
-        if self.loss == "logistic":
+        if self._loss_name() == "logistic":
             p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
             return np.stack([1 - p, p], axis=1)
         Z = Z - Z.max(axis=1, keepdims=True)
@@ -392,14 +477,15 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
 
     def predict(self, X) -> np.ndarray:
         Z = self._decision(X)
-        if self.loss == "logistic":
+        if self._loss_name() == "logistic":
             return self.classes_[(Z[:, 0] >= 0).astype(int)]
         return self.classes_[np.argmax(Z, axis=1)]
 
     def _extra_state(self) -> dict:
-        return {"classes": self.classes_.tolist()}
+        return {**super()._extra_state(), "classes": self.classes_.tolist()}
 
     def _load_extra(self, extra: dict) -> None:
+        super()._load_extra(extra)
         self.classes_ = np.asarray(extra["classes"])
 
 

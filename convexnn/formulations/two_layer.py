@@ -722,6 +722,8 @@ def to_cvxpy(prog: TwoLayerProgram):
                 sgn = (2 * M[:, p:p + 1] - 1) * X
                 cons.append(sgn @ V[s][p] >= 0)
     name = prog.loss.name
+    if getattr(prog.loss, "base", None) is not None:  # OffsetLoss: a free output offset
+        Z = Z + np.ones((n, 1)) @ cp.reshape(cp.Variable(c), (1, c), order="C")
     if name == "squared":
         data = 0.5 * cp.sum_squares(Z - Y)
     elif name == "logistic":

@@ -42,6 +42,9 @@ from ..networks import TwoLayerNetwork
 from ..patterns import PatternSet
 from ..solvers.base import History
 
+#: scipy L-BFGS-B's relative-decrease test; env override for measurements only
+LBFGS_FTOL = float(__import__("os").environ.get("CONVEXNN_LBFGS_FTOL", "1e-10"))
+
 __all__ = ["fit_relu_descent", "certify_network", "search_neurons", "lbfgs_network",
            "reg_max"]
 
@@ -63,7 +66,8 @@ def _value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg:
 
 def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
                   intercept: bool, offset: bool, deadline: float, max_iter: int = 5000,
-                  ftol: float = 1e-10, gtol: float = 1e-9) -> tuple[list[Tensor], float, int]:
+                  ftol: float = LBFGS_FTOL, gtol: float = 1e-9, window: int = 50,
+                  wtol: float = 1e-6) -> tuple[list[Tensor], float, int]:
     """Full-batch L-BFGS (scipy's L-BFGS-B, unbounded) on the network objective; stops by
     scipy's relative-decrease ``ftol`` / gradient ``gtol`` tests, ``max_iter`` or the
     ``deadline`` (time.perf_counter()). Frozen: b1 without ``intercept``, b2 without
@@ -91,8 +95,15 @@ def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: f
         gz = torch.cat([gi.reshape(-1) for gi, fr in zip(g, free) if fr])
         return f, gz.detach().cpu().double().numpy()
 
+    trace: list[float] = []
+
     def stop(intermediate_result=None):
+        # stop at the deadline, or when the last `window` iterations gained < wtol (relative):
+        # on ReLU kinks L-BFGS can crawl for thousands of iterations of negligible progress
         if time.perf_counter() >= deadline:
+            raise StopIteration
+        trace.append(float(intermediate_result.fun))
+        if len(trace) > window and trace[-window - 1] - trace[-1] <= wtol * abs(trace[-1]):
             raise StopIteration
 
     z0 = torch.cat([p.reshape(-1) for p, fr in zip(params, free) if fr]).cpu().double().numpy()
@@ -140,6 +151,19 @@ def _data_starts(X: Tensor, k: int, rng: np.random.Generator) -> Tensor:
     return torch.cat([G, -(mid * G.T).sum(1)[None]], 0)
 
 
+def _pattern_starts(Xs: Tensor, own: Tensor, Lam: Tensor) -> Tensor:
+    """±Xᵀ D_p Λ w_p for each neuron's own pattern D_p (w_p: its output direction, ±1 for one
+    output): the gradient directions of both output signs on the patterns already in use, so
+    the search also finds a pattern's *other* sign (a group the network does not use yet)."""
+    if own.shape[1] == 0:
+        return own
+    D = (Xs @ own >= 0).to(Xs.dtype)  # (n, m)
+    Q = Lam.T @ ((Xs @ own).clamp_min(0))  # (c, m)
+    w = Q / torch.linalg.vector_norm(Q, dim=0, keepdim=True).clamp_min(1e-300)
+    G = Xs.T @ (D * (Lam @ w))
+    return torch.cat([G, -G], 1)
+
+
 def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float) -> float:
     """argmin_{t ≥ 0} L_b(Z + t F) + reg·t (convex in t): bisection on the derivative."""
     def deriv(t):
@@ -151,7 +175,7 @@ def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float) -> flo
     while deriv(hi) < 0 and hi < 1e12:
         hi *= 4.0
     lo = 0.0
-    for _ in range(40):
+    for _ in range(16):  # t to ~1e-5 relative: L-BFGS refines it anyway
         mid = 0.5 * (lo + hi)
         if deriv(mid) < 0:
             lo = mid
@@ -191,10 +215,12 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
                      intercept: bool = True, offset: bool = True,
                      max_time: float = 30.0, tol: float = 1e-6, max_rounds: int = 20,
                      add_per_round: int = 10, search_starts: int = 64, random_state=None,
-                     verbose: int = 0):
+                     verbose: int = 0, violation_tol: float = 1e-3):
     """Fit a ReLU network by dual-guided descent (module docstring); returns
     ``(network, certificate, history, info)``. ``loss`` is the plain loss (the offset is a
-    parameter here); X holds the features (no ones column)."""
+    parameter here); X holds the features (no ones column). Rounds stop when the search finds
+    no neuron violating the dual constraint by more than ``violation_tol`` (relative to reg),
+    when a round lowers the objective by less than ``tol`` (relative), or at ``max_time``."""
     t0 = time.perf_counter()
     deadline = t0 + max_time
     rng = np.random.default_rng(random_state)
@@ -223,21 +249,22 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
             Lam = lb.grad(Z, Y)
             own = torch.cat([W1, b1[:, None]], 1).T if intercept else \
                 torch.cat([W1, torch.zeros_like(b1)[:, None]], 1).T
-            starts = torch.cat([_data_starts(X, search_starts, rng), own], 1)
             Xs = Xa if intercept else Xa[:, :-1]
+            starts = torch.cat([_data_starts(X, search_starts, rng), own], 1)
             if not intercept:
                 starts = starts[:-1]
+            starts = torch.cat([starts, _pattern_starts(Xs, own[:Xs.shape[1]], Lam)], 1)
             U, vals = search_neurons(Xs, Lam, starts)
         vmax = float(vals.max()) / reg if vals.numel() else 0.0
         rounds.append({"objective": f, "max_violation": vmax, "neurons": int(W1.shape[0])})
         if verbose:
             print(f"[descent {time.perf_counter() - t0:6.2f}s] round {r}: objective {f:.8g}, "
                   f"{W1.shape[0]} neurons, max violation {vmax:.4g}·β")
-        if vmax <= 1 + max(tol, 1e-9):
+        if vmax <= 1 + max(violation_tol, 1e-9):
             stop = "no violated neuron found"
             break
         order = torch.argsort(vals, descending=True)
-        order = order[vals[order] > reg * (1 + max(tol, 1e-9))][:add_per_round]
+        order = order[vals[order] > reg * (1 + max(violation_tol, 1e-9))][:add_per_round]
         new_W1, new_b1, new_W2 = [], [], []
         with torch.no_grad():
             for k in order.tolist():
@@ -269,11 +296,20 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
             stop = "objective stopped improving"
             break
     W1, b1, W2, b2 = params
+    with torch.no_grad():
+        f0 = float(lb.value(torch.zeros_like(Y), Y))
+    if f0 <= f:  # the zero network (offset only) is at least as good: return it
+        keep_none = torch.zeros(W1.shape[0], dtype=torch.bool, device=X.device)
+        b2 = lb.offset(torch.zeros_like(Y), Y) if offset else b2
+        W1, b1, W2 = W1[keep_none], b1[keep_none], W2[:, keep_none]
+        f = f0
     keep = (torch.linalg.vector_norm(W2, dim=0) * torch.linalg.vector_norm(
         torch.cat([W1, b1[:, None]], 1), dim=1)) > 1e-12 * max(1.0, f)
-    net = TwoLayerNetwork(W1[keep].contiguous(), b1[keep].contiguous(),
-                          W2[:, keep].contiguous(), "relu",
-                          output_bias=b2.clone() if offset else None)
+    W1, b1, W2 = W1[keep].contiguous(), b1[keep].contiguous(), W2[:, keep].contiguous()
+    if offset:  # the exact optimal offset of the final network (only lowers the objective)
+        with torch.no_grad():
+            b2 = lb.offset(torch.relu(X @ W1.T + b1) @ W2.T, Y)
+    net = TwoLayerNetwork(W1, b1, W2, "relu", output_bias=b2.clone() if offset else None)
     cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset,
                            rng=rng, search_starts=search_starts)
     hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
@@ -289,6 +325,8 @@ def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss
 
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     lb = OffsetLoss(loss) if offset else loss
+    # certificates in float64 whatever the fit's precision
+    X, Y, net = X.double(), Y.double(), net.to(dtype=torch.float64)
     n, c = X.shape[0], Y.shape[1]
     Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1) if intercept \
         else X
