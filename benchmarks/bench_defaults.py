@@ -59,7 +59,7 @@ LOADERS = {"breast_cancer": load_breast_cancer, "wine": load_wine, "digits": loa
 REGS = (0.01, 0.1, 1.0, 10.0)
 LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 SWEEP_LR, WIDTH, WINDOW, RTOL = 1e-2, 100, 200, 1e-6
-OPTIONAL = ("pattern_gap", "search_bound", "global_bound", "left_program")
+OPTIONAL = ("max_violation", "search_bound", "global_bound", "left_program")
 CERT_HEAD = ["rel gap", "scope", *OPTIONAL]
 DT = torch.float64
 
@@ -329,7 +329,7 @@ def part2(names, args, extra, seeds: int, steps: int) -> list[str]:
             f"reg grid {list(REGS)} (Adam seed 0, lr {SWEEP_LR:g}, 20% validation split); "
             f"lr grid {list(LRS)}; width {WIDTH}; {seeds} seeds; <= {steps} steps", "",
             md(["problem", "n", "d", "reg", "ours objective", "cert primal", "wall s", "CPU s",
-                "width", "rel gap", "pattern_gap", "search_bound", "global_bound", "test",
+                "width", "rel gap", "max_violation", "search_bound", "global_bound", "test",
                 "Adam@ours"], ours_rows), "",
             md(["problem", "reg", "val score per reg", "lr", "Adam best", "Adam median",
                 "Adam worst", "median steps", "median s/run", f"total s ({seeds} runs)",

@@ -59,8 +59,8 @@ class Certificate:
 
     @property
     def vacuous(self) -> bool:
-        """The lower bound proves nothing useful (non-finite, or ≤ 0 while primal > 0)."""
-        return not math.isfinite(self.dual) or (self.dual <= 0 < self.primal)
+        """The lower bound proves next to nothing: non-finite, or ≤ 1 % of a positive primal."""
+        return not math.isfinite(self.dual) or (self.primal > 0 and self.dual <= 0.01 * self.primal)
 
     def __str__(self) -> str:
         lines = [f"objective of the network (primal)  {self.primal:.8g}",

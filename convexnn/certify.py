@@ -27,6 +27,7 @@ when undecided. Exact optimality (ε = 0) is not decidable in floating point; ε
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -139,8 +140,6 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
         details.update({"n_patterns": pats.n_patterns, "h_over_reg": h / reg,
                         "lower_bound_from_network": lower})
         if solve:
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = fit_exact(Xn, Yt.numpy(), reg, lo, intercept=intercept,
@@ -161,7 +160,7 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
         details["h_bound_over_reg"] = h / reg
     gap = max(primal - lower, 0.0)
     rel = relative(gap, primal)
-    if not math.isfinite(lower) or lower <= 0 < primal:
+    if not math.isfinite(lower) or (primal > 0 and lower <= 0.01 * primal):
         warnings.warn(f"certify(): the lower bound {lower:.4g} is vacuous for this network "
                       f"(objective {primal:.4g}) with {method}; no useful global bound can be "
                       "had here (high-rank data: see README, 'What the certificate means')",

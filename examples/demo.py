@@ -1,101 +1,120 @@
-"""convexnn demo: digits, certified convex training vs Adam on the same objective.
+"""convexnn demo: the default ReLU classifier next to full-batch Adam on the same objective.
 
-Trains a two-layer (gated-ReLU) network on scikit-learn's bundled digits by solving its convex
-program, prints test accuracy and the duality-gap certificate, then trains the same model
-(same gates, same width, same objective) and a plain ReLU network of the same width with
-full-batch Adam, and writes a convergence plot (demo_convergence.png).
-Objective: 1/2 ||f(X) − Y||² (one-hot Y, summed over samples) + reg/2 · ||weights||².
+Data: scikit-learn's bundled digits (1797 images, 64 pixels, 10 classes), standardised.
+1. ``ConvexReLUClassifier(random_state=0)``: defaults only (reg chosen from the data).
+2. Full-batch Adam on the *same* objective (cross-entropy summed over samples + reg/2 ·
+   ||weights||², free output bias), the same width, three seeds, to convergence.
+3. scikit-learn's MLPClassifier (its own objective) for the test score.
+Prints objective, test accuracy, time and the certificate; writes demo_convergence.png.
+Runs in well under a minute on two cores.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
 
 import convexnn as cn
 
-REG, N_PATTERNS, SEED = 1.0, 50, 0
+SEED, ADAM_SEEDS, ADAM_STEPS, LR = 0, 3, 3000, 1e-2
 
 
-def adam(module: torch.nn.Module, X, Y, epochs: int, lr: float):
-    """Full-batch Adam on loss + reg/2 ||params||²; returns (objective trace, seconds trace)."""
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
+def adam(X, Y, width: int, reg: float, seed: int):
+    """Full-batch Adam on loss + reg/2 (||W1||² + ||b1||² + ||W2||²); stops when 200 steps
+    gain < 1e-6 (relative). Returns (model, objective trace, seconds trace)."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(X.shape[1], width), torch.nn.ReLU(),
+                                torch.nn.Linear(width, Y.shape[1])).double()
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
     objs, secs, t0 = [], [], time.perf_counter()
-    for _ in range(epochs):
+    for step in range(ADAM_STEPS):
         opt.zero_grad()
-        obj = 0.5 * ((module(X) - Y) ** 2).sum() + 0.5 * REG * sum(
-            (p ** 2).sum() for p in module.parameters())
+        Z = model(X)
+        W1, b1, W2 = model[0].weight, model[0].bias, model[2].weight
+        obj = (torch.logsumexp(Z, 1) - (Z * Y).sum(1)).sum() + 0.5 * reg * (
+            (W1 ** 2).sum() + (b1 ** 2).sum() + (W2 ** 2).sum())
         obj.backward()
         opt.step()
         objs.append(obj.item())
         secs.append(time.perf_counter() - t0)
-    return objs, secs
+        if step > 200 and objs[-201] - objs[-1] <= 1e-6 * abs(objs[-1]):
+            break
+    return model, objs, secs
 
 
 def main() -> int:
-    torch.manual_seed(SEED)
+    torch.set_num_threads(1)
     X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X / 16.0, y, test_size=0.25, random_state=SEED)
-    print(f"digits: {len(Xtr)} train / {len(Xte)} test samples, {X.shape[1]} features")
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=SEED)
+    sc = StandardScaler().fit(Xtr)
+    Xtr, Xte = sc.transform(Xtr), sc.transform(Xte)
+    print(f"digits: {len(Xtr)} train / {len(Xte)} test samples, {X.shape[1]} features, "
+          "10 classes\n")
 
     t0 = time.perf_counter()
-    clf = cn.ConvexReLUClassifier(reg=REG, loss="squared", activation="gated",
-                                  n_patterns=N_PATTERNS, tol=1e-3, max_time=120,
-                                  random_state=SEED).fit(Xtr, ytr)
-    t_convex = time.perf_counter() - t0
-    cert = clf.certificate_
-    print(f"\nconvex (gated ReLU, {clf.network_.n_neurons} neurons): test accuracy "
-          f"{clf.score(Xte, yte):.4f}, fit {t_convex:.1f}s, stop: {clf.stop_reason_}")
-    print(f"certificate: objective {cert.primal:.6f} >= optimum >= {cert.dual:.6f}  "
-          f"(relative gap {cert.relative_gap:.2e}, scope: optimal over the {cert.scope})")
+    clf = cn.ConvexReLUClassifier(random_state=SEED).fit(Xtr, ytr)
+    t_ours = time.perf_counter() - t0
+    reg, width = clf.reg_, clf.network_.n_neurons
+    ours = clf.objective(Xtr, ytr)
+    print(f"convexnn (defaults): {width} ReLU neurons, reg = {reg:.4g} (chosen from the data)")
+    print(f"  objective {ours:.6f}   test accuracy {clf.score(Xte, yte):.4f}   "
+          f"fit {t_ours:.1f} s   stop: {clf.stop_reason_}")
+    print("  certificate:\n    " + str(clf.certificate_).replace("\n", "\n    "))
 
     Xt = torch.as_tensor(Xtr)
-    Yt = torch.as_tensor(np.eye(10)[np.searchsorted(clf.classes_, ytr)])
-    m = clf.network_.n_neurons
-    # the same gated model, randomly initialised, trained by Adam
-    same = clf.network_.to_torch()
-    for p in same.parameters():
-        torch.nn.init.normal_(p, std=0.1)
-    objs_g, secs_g = adam(same, Xt, Yt, epochs=1500, lr=1e-2)
-    # a plain ReLU network of the same width
-    relu = torch.nn.Sequential(torch.nn.Linear(64, m), torch.nn.ReLU(),
-                               torch.nn.Linear(m, 10, bias=False)).double()
-    objs_r, secs_r = adam(relu, Xt, Yt, epochs=1500, lr=1e-2)
-    labels = np.searchsorted(clf.classes_, yte)
-    with torch.no_grad():
-        acc_g = (same(torch.as_tensor(Xte)).argmax(1).numpy() == labels).mean()
-        acc_r = (relu(torch.as_tensor(Xte)).argmax(1).numpy() == labels).mean()
-    print(f"\nAdam, same gated model : objective {objs_g[-1]:.6f} "
-          f"({'above' if objs_g[-1] > cert.dual else 'BELOW'} the certified lower bound), "
-          f"test accuracy {acc_g:.4f}, {secs_g[-1]:.1f}s")
-    print(f"Adam, ReLU net width {m}: objective {objs_r[-1]:.6f}, test accuracy {acc_r:.4f}, "
-          f"{secs_r[-1]:.1f}s  (a different model class: not bounded by the certificate)")
+    Yt = torch.as_tensor(np.eye(10)[ytr])
+    runs = []
+    for s in range(ADAM_SEEDS):
+        model, objs, secs = adam(Xt, Yt, width, reg, s)
+        with torch.no_grad():
+            acc = float((model(torch.as_tensor(Xte)).argmax(1).numpy() == yte).mean())
+        runs.append((objs[-1], acc, secs[-1], objs, secs))
+        print(f"Adam seed {s}: objective {objs[-1]:.6f}   test accuracy {acc:.4f}   "
+              f"{len(objs)} steps, {secs[-1]:.1f} s")
+    best = min(runs, key=lambda r: r[0])
+    total = sum(r[2] for r in runs)
+    print(f"\nAdam best of {ADAM_SEEDS}: objective {best[0]:.6f} (ours {ours:.6f}: "
+          f"{'lower' if ours <= best[0] else 'HIGHER'} by {abs(best[0] - ours) / best[0]:.2%})"
+          f"; Adam's {ADAM_SEEDS} runs took {total:.1f} s, ours {t_ours:.1f} s")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        mlp = MLPClassifier(random_state=SEED).fit(Xtr, ytr)
+    print(f"scikit-learn MLPClassifier (its own objective): test accuracy "
+          f"{mlp.score(Xte, yte):.4f}, fit {time.perf_counter() - t0:.1f} s")
 
     try:
-        import matplotlib
-        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib not installed: no plot")
         return 0
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s, r in enumerate(runs):
+        ax.plot(r[4], r[3], lw=1, alpha=0.8, label=f"Adam seed {s}")
     h = clf.history_
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    ax[0].semilogy(h["seconds"], h["relative_gap"], "o-", ms=3)
-    ax[0].set(xlabel="seconds", ylabel="certified relative duality gap", title="convex solver")
-    ax[1].semilogy(secs_g, np.array(objs_g) - cert.dual, label="Adam, same gated model")
-    ax[1].semilogy(h["seconds"], np.array(h["objective"]) - cert.dual, "o-", ms=3,
-                   label="convex solver")
-    ax[1].set(xlabel="seconds", ylabel="objective − certified lower bound",
-              title="same objective, same model")
-    ax[1].legend()
+    ax.plot(h["seconds"], h["objective"], "ko-", ms=4, label="convexnn (per round)")
+    cert = clf.certificate_
+    ax.axhline(cert.dual, color="k", ls=":", lw=1,
+               label="proven bound over the network's patterns")
+    ax.set_yscale("log")
+    ax.set_ylim(min(cert.dual, ours) * 0.9, max(r[3][0] for r in runs) * 1.1)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("training objective (user units)")
+    ax.set_title("digits: default ReLU fit vs full-batch Adam, same objective")
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig("demo_convergence.png", dpi=120)
-    print("\nwrote demo_convergence.png")
+    fig.savefig("demo_convergence.png", dpi=110)
+    print("wrote demo_convergence.png")
     return 0
 
 

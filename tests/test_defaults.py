@@ -177,7 +177,7 @@ def test_parameters_are_validated_or_rejected_when_unused(params, match):
 
 def test_every_parameter_has_an_effect_or_is_rejected(capsys):
     """Each public parameter, set away from its default, changes the fit (or raises)."""
-    X, y = _planted(n=60, d=2)
+    X, y = _planted(n=30, d=2)
     base_kw = {"random_state": 0, "reg": 0.5, "max_time": 5.0, "warn_gap": None}
     base = cn.ConvexReLURegressor(**base_kw).fit(X, y)
     p0 = base.predict(X)
@@ -192,7 +192,7 @@ def test_every_parameter_has_an_effect_or_is_rejected(capsys):
         "reg": lambda: differs(fit(reg=5.0)),
         "n_patterns": lambda: fit(n_patterns=3, search_rounds=0).network_.n_neurons <= 3,
         "activation": lambda: fit(activation="gated").network_.activation == "gated",
-        "method": lambda: fit(method="relaxation", n_patterns=20).certificate_.problem
+        "method": lambda: fit(method="relaxation", n_patterns=8).certificate_.problem
         != base.certificate_.problem,
         "fit_intercept": lambda: fit(fit_intercept=False).network_.output_bias is None,
         "gate_kind": lambda: not np.array_equal(fit(solver="admm", gate_kind="gaussian")
@@ -210,7 +210,7 @@ def test_every_parameter_has_an_effect_or_is_rejected(capsys):
         "verbose": lambda: (fit(verbose=1), "descent" in capsys.readouterr().out)[1],
         "cvxpy_solver": lambda: fit(solver="cvxpy", cvxpy_solver="CLARABEL").solver_
         == "cvxpy",
-        "method_options": lambda: fit(method="relaxation", n_patterns=20,
+        "method_options": lambda: fit(method="relaxation", n_patterns=8,
                                       method_options={"patterns": "sample"}) is not None,
         "search_rounds": lambda: len(fit(search_rounds=0).search_) == 0,
         "warn_gap": lambda: _warns(lambda: fit(warn_gap=0.0)),
@@ -225,3 +225,27 @@ def _warns(f) -> bool:
         warnings.simplefilter("always")
         f()
     return any("warn_gap" in str(w.message) for w in rec)
+
+
+def test_certify_refuses_bad_label_encodings_and_flags_vacuous_bounds():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 10))
+    net = cn.TwoLayerNetwork(torch.as_tensor(rng.standard_normal((4, 10))),
+                             torch.zeros(4, dtype=torch.float64),
+                             torch.as_tensor(rng.standard_normal((2, 4))))
+    with pytest.raises(ValueError, match="one-hot"):
+        cn.certify(net, X, rng.integers(0, 2, size=(30, 2)) * 2.0, 0.1, "cross_entropy")
+    y = X[:, :1] @ np.ones((1, 2))
+    with pytest.warns(RuntimeWarning, match="vacuous"):
+        cert = cn.certify(net, X, y, 1e-4, "squared")
+    assert cert.dual <= cert.primal
+
+
+def test_classifier_scale_invariance_and_verbose_progress(capsys):
+    X, y = make_blobs(120, centers=3, random_state=4)
+    p0 = cn.ConvexReLUClassifier(random_state=0, verbose=1).fit(X, y).predict_proba(X)
+    out = capsys.readouterr().out
+    assert "round 0" in out and "s]" in out and "objective" in out
+    for s in (1e6, 1e-6):
+        p = cn.ConvexReLUClassifier(random_state=0).fit(s * X, y).predict_proba(s * X)
+        assert np.allclose(p, p0, rtol=1e-6, atol=1e-9)

@@ -10,7 +10,10 @@ FAST = {"n_patterns": 8, "random_state": 0, "tol": 1e-4, "max_iter": 2000, "sear
 @parametrize_with_checks([
     cn.ConvexReLURegressor(activation="gated", **{**FAST, "search_rounds": 1}),
     cn.ConvexReLUClassifier(activation="gated", loss="squared", **FAST),
-    cn.ConvexReLURegressor(activation="relu", **{**FAST, "n_patterns": 4}),
+    cn.ConvexReLURegressor(activation="relu", reg=1e-3,
+                           **{**FAST, "n_patterns": 4, "solver": "admm"}),
+    cn.ConvexReLUClassifier(random_state=0),  # the defaults, as a user meets them
+    cn.ConvexReLURegressor(random_state=0),
 ])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -66,8 +66,8 @@ def _value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg:
 
 def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
                   intercept: bool, offset: bool, deadline: float, max_iter: int = 5000,
-                  ftol: float = LBFGS_FTOL, gtol: float = 1e-9, window: int = 50,
-                  wtol: float = 1e-6) -> tuple[list[Tensor], float, int]:
+                  ftol: float = LBFGS_FTOL, gtol: float = 1e-9, window: int = 30,
+                  wtol: float = 1e-5) -> tuple[list[Tensor], float, int]:
     """Full-batch L-BFGS (scipy's L-BFGS-B, unbounded) on the network objective; stops by
     scipy's relative-decrease ``ftol`` / gradient ``gtol`` tests, ``max_iter`` or the
     ``deadline`` (time.perf_counter()). Frozen: b1 without ``intercept``, b2 without

@@ -142,6 +142,9 @@ def fit_two_layer(X: np.ndarray, Y: np.ndarray, *, reg: float | None, loss: str,
               "stop_reason": info["stop_reason"], "n_iter": info["n_iter"], "search": search}
     res = FitResult(_to_user(net, mu, sd, sy), _cert_to_user(cert, sy), hist_u,
                     {"stop_reason": info["stop_reason"], "n_iter": info["n_iter"]})
+    if verbose:
+        print(f"[fit {time.perf_counter() - t0:6.2f}s] done ({info['stop_reason']}); "
+              f"certificate:\n{res.certificate}")
     return res, extras
 
 
