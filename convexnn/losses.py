@@ -213,7 +213,11 @@ class OffsetLoss(Loss):
             H = self._hessian(W, Y)
             H = H + 1e-12 * (1.0 + float(H.diagonal().abs().max())) * torch.eye(
                 H.shape[0], dtype=H.dtype, device=H.device)
+            if self.name == "cross_entropy":  # invariant along 1: fix that direction
+                H = H + float(H.diagonal().mean()) / H.shape[0]
             step = torch.linalg.solve(H, g)
+            if self.name == "cross_entropy":
+                step = step - step.mean()
             dec = float(g @ step)
             t, fn = 1.0, math.inf
             for _ in range(80):  # backtracking on the (convex) objective in b
