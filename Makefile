@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean venv
+.PHONY: demo test test-all lint bench bench-defaults clean venv
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_two_layer.py
+
+# the two-layer defaults vs scikit-learn's MLP / Ridge, and the default ReLU fit vs Adam
+bench-defaults: $(STAMP)
+	$(PY) benchmarks/bench_defaults.py --threads 1 --repeat 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -7,8 +7,10 @@ Run: python benchmarks/make_results.py
 
 from pathlib import Path
 
-ORDER = ["two_layer", "copositive", "cnn", "parallel", "sdp"]
+ORDER = ["defaults", "two_layer", "copositive", "cnn", "parallel", "sdp"]
 TITLES = {
+    "defaults": ("Issues 18 and 19 — two-layer estimators at their defaults vs scikit-learn; "
+                 "the default ReLU fit vs Adam"),
     "two_layer": ("Issue 2 — two-layer convex programs: solver time vs CVXPY+Clarabel, "
                   "objective vs Adam"),
     "copositive": "Issue 3 — copositive programs: exact global optimum vs Adam vs relaxation",
