@@ -151,6 +151,15 @@ def _data_starts(X: Tensor, k: int, rng: np.random.Generator) -> Tensor:
     return torch.cat([G, -(mid * G.T).sum(1)[None]], 0)
 
 
+def _neuron_starts(X: Tensor, W1: Tensor, b1: Tensor, k: int, rng: np.random.Generator,
+                   intercept: bool) -> tuple[Tensor, Tensor]:
+    """Search starts: k data hyperplanes and the current neurons (augmented by the bias row
+    when there is an intercept). Returns (starts, the neurons' own columns)."""
+    own = torch.cat([W1, b1[:, None]], 1).T if intercept else W1.T
+    data = _data_starts(X, k, rng)
+    return torch.cat([data if intercept else data[:-1], own], 1), own
+
+
 def _pattern_starts(Xs: Tensor, own: Tensor, Lam: Tensor) -> Tensor:
     """±Xᵀ D_p Λ w_p for each neuron's own pattern D_p (w_p: its output direction, ±1 for one
     output): the gradient directions of both output signs on the patterns already in use, so
@@ -248,13 +257,9 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
         with torch.no_grad():
             Z = torch.relu(X @ W1.T + b1) @ W2.T + b2
             Lam = lb.grad(Z, Y)
-            own = torch.cat([W1, b1[:, None]], 1).T if intercept else \
-                torch.cat([W1, torch.zeros_like(b1)[:, None]], 1).T
             Xs = Xa if intercept else Xa[:, :-1]
-            starts = torch.cat([_data_starts(X, search_starts, rng), own], 1)
-            if not intercept:
-                starts = starts[:-1]
-            starts = torch.cat([starts, _pattern_starts(Xs, own[:Xs.shape[1]], Lam)], 1)
+            starts, own = _neuron_starts(X, W1, b1, search_starts, rng, intercept)
+            starts = torch.cat([starts, _pattern_starts(Xs, own, Lam)], 1)
             U, vals = search_neurons(Xs, Lam, starts)
         vmax = float(vals.max()) / reg if vals.numel() else 0.0
         rounds.append({"objective": f, "max_violation": vmax, "neurons": int(W1.shape[0])})
@@ -358,11 +363,8 @@ def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss
             dual, scale = scaled_dual(lb, Lam, Y, h, reg)
             problem = ("ReLU vector output (coupled): program over the network's own activation "
                        "patterns, bounded through its gated relaxation")
-        starts = torch.cat([_data_starts(X, search_starts, rng),
-                            torch.cat([net.first_layer_weights,
-                                       net.first_layer_bias[:, None]], 1).T], 1)
-        if not intercept:
-            starts = starts[:-1]
+        starts, _ = _neuron_starts(X, net.first_layer_weights, net.first_layer_bias,
+                                   search_starts, rng, intercept)
         _, vals = search_neurons(Xa, Lam, starts)
         hs = float(vals.max()) if vals.numel() else 0.0
         h_all = max(hs, reg / scale if scale < 1 else 0.0)
