@@ -127,9 +127,6 @@ def test_certify_network_flags_nothing_for_an_optimal_network_of_its_own_pattern
     assert c2.primal >= c2.dual
 
 
-@pytest.mark.xfail(strict=True, reason="issue 19 open: the default descent ends 0.003-0.8 % "
-                   "above Adam's best objective (benchmarks/results/defaults.md); strict, so "
-                   "this fails loudly once the target is met and the mark must go")
 def test_relu_default_no_worse_than_adam_small_problems():
     """The default ReLU fit reaches an objective no higher than a full-batch Adam run of the
     same width on two small problems (same objective: loss + reg/2 ||weights||², free offset)."""

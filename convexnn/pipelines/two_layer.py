@@ -117,7 +117,7 @@ def fit_two_layer(X: np.ndarray, Y: np.ndarray, *, reg: float | None, loss: str,
     left = max(budget - (time.perf_counter() - t0), 1e-3)
     if solver == "descent":
         net, cert, hist, info = descent.fit_relu_descent(
-            Xt, Yt, reg_s, base, n_neurons=n_patterns or 50, intercept=fit_intercept,
+            Xt, Yt, reg_s, base, n_neurons=n_patterns or 100, intercept=fit_intercept,
             offset=fit_intercept, max_time=left, tol=tol,
             max_rounds=20 if search_rounds is None else search_rounds,
             random_state=random_state, verbose=verbose)
