@@ -85,11 +85,13 @@ from .lifting import congruence, lift_factor, lift_rows, off_pair_mask
 from .neuron import NeuronBound, neuron_sdp_bound, scaled_gamma_bound
 from .readback import extract_network, group_lasso_output, polish_network
 from .relaxation import DualBound, SDPRelaxation, normalised, unscale_primal
+from .rounding import TOSRounding, lifted_matrix, project_relu, round_tos
 
 __all__ = ["SDPRelaxation", "DualBound", "fit_sdp", "extract_network", "polish_network",
            "solve_ipm", "solve_admm", "NeuronBound", "neuron_sdp_bound", "scaled_gamma_bound",
            "congruence", "lift_factor", "lift_rows", "off_pair_mask", "group_lasso_output",
-           "normalised", "unscale_primal"]
+           "normalised", "unscale_primal", "round_tos", "TOSRounding", "lifted_matrix",
+           "project_relu"]
 
 # the drivers live in the pipeline layer (convexnn.pipelines.sdp); importing them here lazily
 # keeps the old path ``convexnn.formulations.sdp.fit_sdp`` working without an import cycle

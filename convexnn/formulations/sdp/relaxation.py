@@ -224,8 +224,16 @@ class SDPRelaxation:
         """The relaxation as a CVXPY problem; returns ``(problem, handles)``.
 
         ``form="reduced"``: Z ⪰ 0 (q x q), used for solving and certification (the handles hold
-        the constraints whose duals feed :meth:`dual_bound`). ``form="paper"``: the unreduced
-        (2n+d+c)² variable with M Λ Mᵀ = 0 as in the authors' code (a cross-check only).
+        the constraints whose duals feed :meth:`dual_bound`).
+
+        ``form="paper"``: the independent reference. The paper's Λ (p x p, p = 2n+d+c) with its
+        own selection matrices and constraints, facially reduced through a *numerical*
+        orthonormal basis N of null(M) (``scipy.linalg.null_space``, not our lift T):
+        Λ = N S Nᵀ, S ⪰ 0. ``form="paper_unreduced"``: Λ ⪰ 0 with M Λ Mᵀ = 0 as in the authors'
+        code. That model has no strictly feasible point (M Λ Mᵀ = 0 confines Λ ⪰ 0 to a proper
+        face of the PSD cone), so interior-point solvers end "optimal_inaccurate" 0.2-0.4 %
+        *below* the optimum (Clarabel, n = 6-20) and SCS needs minutes for 1e-3 (measured in
+        benchmarks/results/sdp.md); it is kept only to show this.
         """
         import cvxpy as cp
 
@@ -244,16 +252,33 @@ class SDPRelaxation:
             obj = 0.5 * cp.sum_squares(Lav - Y) + 0.5 * self.reg * (cp.trace(Zuu) + cp.trace(Zvv))
             problem = cp.Problem(cp.Minimize(obj), list(cons.values()))
             return problem, {"Z": Z, **cons}
+        p = 2 * n + d + c
+        M = np.hstack([-np.eye(n), np.eye(n), X, np.zeros((n, c))])
         if form == "paper":
-            p = 2 * n + d + c
+            from scipy.linalg import null_space
+
+            Nb = null_space(M)                      # p x (p - rank M), orthonormal columns
+            S = cp.Variable((Nb.shape[1], Nb.shape[1]), PSD=True)
+            L = Nb @ S @ Nb.T
+            Pa, Pb, Pv = Nb[:n], Nb[n:2 * n], Nb[2 * n + d:]
+            Lav = Pa @ S @ Pv.T
+            obj = 0.5 * cp.sum_squares(Lav - Y) + 0.5 * self.reg * cp.trace(
+                Nb[2 * n:].T @ Nb[2 * n:] @ S)
+            Lab = Pa @ S @ Pb.T
+            off = np.flatnonzero(~np.eye(n, dtype=bool).ravel(order="F"))
+            # Λ_αα, Λ_ββ ≥ 0; Λ_αβ ≥ 0 off its diagonal, which is = 0 (not also ≥ 0: a
+            # duplicate, always-active inequality costs interior-point solvers accuracy)
+            cons = [cp.diag(Lab) == 0, Pa @ S @ Pa.T >= 0, Pb @ S @ Pb.T >= 0,
+                    cp.vec(Lab, order="F")[off] >= 0]
+            return cp.Problem(cp.Minimize(obj), cons), {"S": S, "Lambda": L, "basis": Nb}
+        if form == "paper_unreduced":
             L = cp.Variable((p, p), PSD=True)
-            M = np.hstack([-np.eye(n), np.eye(n), X, np.zeros((n, c))])
             Lav = L[:n, 2 * n + d:]
             obj = 0.5 * cp.sum_squares(Lav - Y) + 0.5 * self.reg * (
                 cp.trace(L[2 * n:, 2 * n:]))
             cons = [M @ L @ M.T == 0, cp.diag(L[:n, n:2 * n]) == 0, L[:2 * n, :2 * n] >= 0]
             return cp.Problem(cp.Minimize(obj), cons), {"Lambda": L}
-        raise ValueError(f"form must be 'reduced' or 'paper', got {form!r}")
+        raise ValueError(f"form must be 'reduced', 'paper' or 'paper_unreduced', got {form!r}")
 
     def neuron_bound(self, Gamma: Tensor, **neuron_kwargs) -> tuple[DualBound, NeuronBound]:
         """The "neuron" certificate of a loss multiplier Γ alone (any Γ, however obtained).

@@ -12,6 +12,7 @@ from torch import Tensor
 from ...certificates import SCOPE_GLOBAL, Certificate, relative
 from ...formulations.sdp.readback import extract_network
 from ...formulations.sdp.relaxation import SDPRelaxation
+from ...formulations.sdp.rounding import round_tos
 from ...results import FitResult
 from ...solvers.base import History
 from .admm import solve_admm
@@ -39,7 +40,8 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
             rank: int | None = None, cvxpy_solver: str | None = None,
             polish_iter: int = 5000,
             cert_every_max_q: int = 400, refine_iter: int = 200,
-            rho: float = 10.0) -> FitResult:
+            rho: float = 10.0, rounding: str = "polish",
+            rounding_options: dict | None = None) -> FitResult:
     """Fit a two-layer ReLU network through the SDP relaxation of its lifted CP program.
 
     ``X`` (n x d) already contains the ones column when ``intercept``; ``Y`` (n x c). Only the
@@ -52,6 +54,11 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     primal–dual gap of the SDP at which the low-rank solver and the ADMM stop (the ADMM uses
     max(tol, 1e-4), the interior-point method min(tol, 1e-7)).
 
+    ``rounding``: how the network is read off the solution — ``"polish"`` (ours: eigenvector
+    directions, optimal output layer, L-BFGS polishing; :func:`extract_network`) or ``"tos"``
+    (the paper's three-operator splitting, :func:`convexnn.formulations.sdp.rounding.round_tos`);
+    ``rounding_options`` go to that function.
+
     The returned certificate is *global*: ``dual`` is a proven lower bound on the optimum of
     the training problem over networks of every width, ``primal`` the extracted network's
     objective. ``info`` holds the bounds, the solver's SDP value estimate and timings.
@@ -63,6 +70,9 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
                          "paper (Prakhya et al. 2024)")
     if reg <= 0:
         raise ValueError(f"reg must be > 0, got {reg}")
+    if rounding not in ("polish", "tos"):
+        raise ValueError(f"unknown rounding {rounding!r}; expected 'polish' (ours) or 'tos' "
+                         "(the paper's three-operator splitting)")
     if solver not in ("auto", "ipm", "admm", "cvxpy", "lowrank"):
         raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'ipm', 'admm', 'cvxpy' "
                          "or 'lowrank'")
@@ -163,7 +173,13 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
         info["solver_seconds"] = res.seconds
         info["bm_iterations"] = res.n_iter
     t1 = time.perf_counter()
-    net = extract_network(prob, W, polish_iter=polish_iter)
+    if rounding == "tos":   # the paper's rounding of Λ̃ = T Z Tᵀ (Z = W Wᵀ for "lowrank")
+        tos = round_tos(prob, W @ W.T, **(rounding_options or {}))
+        net = tos.network
+        info.update(tos_iteration=tos.iteration, tos_feasibility_m=tos.feasibility_m,
+                    tos_rounding_objective=tos.rounding_objective)
+    else:
+        net = extract_network(prob, W, polish_iter=polish_iter, **(rounding_options or {}))
     ub = net.objective(X[:, :-1] if intercept else X, Y, reg, "squared")
     if solver in ("lowrank", "ipm"):  # the network's objective tightens the trace bound
         args = best["d"] if solver == "lowrank" else bound_args
