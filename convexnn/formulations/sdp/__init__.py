@@ -29,8 +29,10 @@ size q = n + d + c (coordinates b | u | v, Z is Λ's β,u,v sub-block) and ::
            s.t.  Λ_αβ = Z_bb + X Z_ub  has zero diagonal,
                  Λ_αα = Z_bb + X Z_ub + Z_bu Xᵀ + X Z_uu Xᵀ ≥ 0,  Λ_αβ ≥ 0,  Λ_ββ = Z_bb ≥ 0.
 
-(The paper's unreduced form with M Λ Mᵀ = 0 is available as ``to_cvxpy(form="paper")``; the test
-suite checks both give the same value.)
+(``to_cvxpy(form="paper")`` is the independent reference: the paper's Λ with its selection
+matrices, reduced through a numerical basis of null(M); the tests check it gives the same value.
+The authors' unreduced model with M Λ Mᵀ = 0 has no strictly feasible point and is unreliable in
+CVXPY — ``form="paper_unreduced"``, see :meth:`SDPRelaxation.to_cvxpy`.)
 
 **Dual and the certified lower bound.** For any Γ (n x c), ω ∈ R^n and N ≥ 0 (2n x 2n,
 multiplier of Λ_{[αβ],[αβ]} ≥ 0), Fenchel–Young on the loss gives, for every feasible Z,
@@ -53,14 +55,15 @@ s ≤ β/(2√φ̄) is a lower bound on p_SDP; φ is scale-free, so first-order 
 is what certifies an SCS solution), and the better of the two bounds is reported
 (``DualBound.method``).
 
-**Network extraction (upper bound).** Any network's objective upper-bounds p*. We do not use the
-paper's three-operator-splitting rounding; instead (justified by simplicity and by the
-certificate, which measures the result): (1) a pool of candidate first-layer directions — the
-u-parts ±W_u of the eigenvectors of Z scaled by √eigenvalue (and of the solver's factor); (2)
-the optimal output layer for these fixed unit directions, a convex group lasso
-min_V ½||H Vᵀ − Y||² + β Σ_k ||v_k|| with H = (X û_k)_+ (exactly the weight-decay objective
-after balancing each neuron), solved by FISTA; (3) local polishing of all weights by L-BFGS on
-the non-convex objective. The gap  network objective − certified lower bound  is the
+**Network extraction (upper bound).** Any network's objective upper-bounds p*. Two read-backs
+(``fit_sdp(rounding=...)``): the paper's three-operator-splitting rounding (:mod:`.rounding`,
+``"tos"``), and ours (``"polish"``, the default; its networks are far better than the
+splitting's on every problem of benchmarks/results/sdp.md, part 9): (1) a pool of candidate
+first-layer directions — the u-parts ±W_u of the eigenvectors of Z scaled by √eigenvalue (and of
+the solver's factor); (2) the optimal output layer for these fixed unit directions, a convex
+group lasso min_V ½||H Vᵀ − Y||² + β Σ_k ||v_k|| with H = (X û_k)_+ (exactly the weight-decay
+objective after balancing each neuron), solved by FISTA; (3) local polishing of all weights by
+L-BFGS on the non-convex objective. The gap  network objective − certified lower bound  is the
 *tightness* reported; when it is ≈ 0 the network is a certified global optimum over all widths.
 
 **Solvers / limits.** ``solver="ipm"`` (:func:`solve_ipm`, structured interior point with a
@@ -76,7 +79,7 @@ independent reference for small n (≈ 40–75). ``solver="lowrank"``
 (:mod:`convexnn.solvers.lowrank_sdp`, Burer–Monteiro AL) matches CVXPY on small n but
 converges slowly beyond n ≈ 40. Every solver's bound is
 *valid* whatever its accuracy (it is certified, not read off the solver). Not implemented:
-the paper's TOS rounding, and the paper's test-set threshold tuning protocol (deliberately).
+the paper's test-set threshold tuning protocol (deliberately; the benchmark reports it apart).
 """
 
 from __future__ import annotations

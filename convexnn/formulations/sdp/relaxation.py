@@ -231,9 +231,9 @@ class SDPRelaxation:
         orthonormal basis N of null(M) (``scipy.linalg.null_space``, not our lift T):
         Λ = N S Nᵀ, S ⪰ 0. ``form="paper_unreduced"``: Λ ⪰ 0 with M Λ Mᵀ = 0 as in the authors'
         code. That model has no strictly feasible point (M Λ Mᵀ = 0 confines Λ ⪰ 0 to a proper
-        face of the PSD cone), so interior-point solvers end "optimal_inaccurate" 0.2-0.4 %
-        *below* the optimum (Clarabel, n = 6-20) and SCS needs minutes for 1e-3 (measured in
-        benchmarks/results/sdp.md); it is kept only to show this.
+        face of the PSD cone), so Clarabel ends "optimal_inaccurate" 0.2-0.35 % *below* the
+        optimum (n = 6, 12) and SCS takes 31-84 s for 5e-6-1e-3 (benchmarks/results/sdp.md,
+        part 9); it is kept only to show this.
         """
         import cvxpy as cp
 
