@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -11,7 +13,7 @@ from torch import Tensor
 
 from ...certificates import SCOPE_GLOBAL, Certificate, relative
 from ...formulations.sdp.readback import extract_network
-from ...formulations.sdp.relaxation import SDPRelaxation
+from ...formulations.sdp.relaxation import DualBound, SDPRelaxation
 from ...formulations.sdp.rounding import round_tos
 from ...results import FitResult
 from ...solvers.base import History
@@ -83,95 +85,16 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     if solver == "auto":
         solver = "ipm" if prob.n <= _AUTO_IPM_MAX_N else "admm"
     rng = np.random.default_rng(random_state)
-    hist = History()
     info: dict = {"solver": solver, "n": prob.n, "q": prob.q}
-    if solver == "ipm":
-        bound, Z, ipm = solve_ipm(prob, tol=min(tol, 1e-7), max_time=max_time, verbose=verbose)
-        W = prob.factor_from_matrix(Z)
-        sdp_value = ipm["sdp_primal_estimate"]
-        stop = ipm["ipm_stop"]
-        for k in ("ipm_iterations", "ipm_rel_gap", "ipm_infeasibility", "working_set",
-                  "constraints_added"):
-            info[k] = ipm[k]
-        info["solver_seconds"] = time.perf_counter() - t0
-        bound_args = ipm["multipliers"]
-    elif solver == "admm":
-        bound, Z, adm = solve_admm(prob, tol=max(tol, 1e-4), max_iter=max_iter,
-                                   max_time=max_time, verbose=verbose)
-        W = prob.factor_from_matrix(Z)
-        sdp_value = adm["sdp_primal_estimate"]
-        stop = adm["admm_stop"]
-        for k in ("admm_iterations", "admm_rel_gap_estimate", "admm_r_primal", "admm_rho",
-                  "neuron_iterations", "neuron_seconds", "precision_switch_iteration"):
-            info[k] = adm[k]
-        info["solver_seconds"] = time.perf_counter() - t0
-        hist = adm["history"]
-    elif solver == "cvxpy":
-        from ...solvers.cvxpy_backend import solve_cvxpy
-
-        problem, handles = prob.to_cvxpy("reduced")
-        res = solve_cvxpy(problem, solver=cvxpy_solver or "CLARABEL", verbose=bool(verbose))
-        bound, Z = prob.certify_cvxpy(handles)
-        W = prob.factor_from_matrix(Z)
-        sdp_value = float(problem.value)
-        stop = res.stop_reason
-        info["cvxpy_status"] = res.extras["status"]
-        info["solver_seconds"] = res.seconds
+    if solver == "lowrank":
+        sol = _solve_lowrank(prob, rng, rank=rank, tol=tol, max_iter=max_iter,
+                             max_time=max_time, verbose=verbose, rho=rho,
+                             cert_every_max_q=cert_every_max_q, refine_iter=refine_iter)
     else:
-        from ...solvers.lowrank_sdp import burer_monteiro_al, refine_multipliers
-
-        r = int(rank) if rank is not None else min(prob.q, max(16, 4 * prob.c))
-        W0 = init_factor(prob, r, rng)
-        best: dict = {}
-        last = {"o": math.inf}
-
-        y_norm = 0.5 * float((prob.Y * prob.Y).sum())  # Z = 0 is feasible: p_SDP ≤ ½||Y||²
-
-        def certify(W_, y_, mu_, refine):
-            Gam = prob.predictions(W_) - prob.Y
-            cands = [(Gam, y_, mu_)]
-            if refine:
-                y2, mu2 = refine_multipliers(prob, W_, y_, mu_, iters=refine)
-                cands.append((Gam, y2, mu2))
-            for cand in cands:
-                b = prob.dual_bound(*cand, upper=y_norm)
-                if "b" not in best or b.value > best["b"].value:
-                    best["b"], best["d"] = b, cand
-
-        def monitor(W_, y_, mu_):
-            # the certified bound every outer step on small problems (eigvalsh of q x q);
-            # otherwise stop on primal convergence and certify once at the end
-            o = float(prob.objective(W_))
-            viol = prob.violation(W_)
-            change = abs(o - last["o"]) / max(abs(o), 1e-300)
-            last["o"] = o
-            if prob.q <= cert_every_max_q:
-                certify(W_, y_, mu_, refine=0)
-                lb = best["b"].value
-                gap = max(o - lb, 0.0)
-                rel = relative(gap, o)
-            else:
-                gap, rel = math.nan, math.inf
-            if verbose:
-                print(f"[sdp] objective={o:.8e} rel_gap={rel:.3e} violation={viol:.2e} "
-                      f"change={change:.2e}")
-            if viol <= tol and change <= tol:
-                rel = 0.0  # primal converged: stop
-            return o, gap, rel + viol
-
-        res = burer_monteiro_al(prob, W0, tol=tol, max_iter=max_iter, max_time=max_time,
-                                monitor=monitor, verbose=verbose, rho=rho, rho_growth=4.0,
-                                inner_iter=500)
-        W = res.x
-        certify(W, res.extras["y"], res.extras["mu"], refine=refine_iter)
-        bound = best["b"]
-        sdp_value = float(prob.objective(W))
-        stop = res.stop_reason
-        hist = res.history
-        info["violation"] = prob.violation(W)
-        info["rank"] = r
-        info["solver_seconds"] = res.seconds
-        info["bm_iterations"] = res.n_iter
+        sol = _solve(prob, solver, t0, tol=tol, max_iter=max_iter, max_time=max_time,
+                     verbose=verbose, cvxpy_solver=cvxpy_solver)
+    bound, W, sdp_value, stop, hist, tighten, solver_info = sol
+    info.update(solver_info)
     t1 = time.perf_counter()
     if rounding == "tos":   # the paper's rounding of Λ̃ = T Z Tᵀ (Z = W Wᵀ for "lowrank")
         tos = round_tos(prob, W @ W.T, **(rounding_options or {}))
@@ -181,12 +104,8 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     else:
         net = extract_network(prob, W, polish_iter=polish_iter, **(rounding_options or {}))
     ub = net.objective(X[:, :-1] if intercept else X, Y, reg, "squared")
-    if solver in ("lowrank", "ipm"):  # the network's objective tightens the trace bound
-        args = best["d"] if solver == "lowrank" else bound_args
-        b2 = prob.dual_bound(*args, upper=min(ub, 0.5 * float((prob.Y * prob.Y).sum())))
-        bound = b2 if b2.value > bound.value else bound
-    elif solver == "admm":
-        b2 = adm["certify"](ub)
+    if tighten is not None:   # the network's objective tightens the trace bound
+        b2 = tighten(ub)
         bound = b2 if b2.value > bound.value else bound
     lb = bound.value
     gap = max(ub - lb, 0.0)
@@ -207,3 +126,111 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
                  "extract_seconds": time.perf_counter() - t1,
                  "seconds": time.perf_counter() - t0, "n_neurons": net.n_neurons})
     return FitResult(network=net, certificate=cert, history=hist, info=info)
+
+
+class _Solved(NamedTuple):
+    """A solve of the relaxation: proven bound, factor W (Z ≈ W Wᵀ), the solver's SDP value,
+    stop reason, history, ``tighten(ub)`` (the bound again with a proven upper bound ub on
+    p_SDP, or None) and the solver's info."""
+
+    bound: DualBound
+    W: Tensor
+    sdp_value: float
+    stop: str
+    hist: History
+    tighten: Callable[[float], DualBound] | None
+    info: dict
+
+
+def _upper_with(prob: SDPRelaxation, args) -> Callable[[float], DualBound]:
+    """ub ↦ the dual bound of multipliers ``args`` with upper bound min(ub, ½||Y||²)."""
+    y_half = 0.5 * float((prob.Y * prob.Y).sum())
+    return lambda ub: prob.dual_bound(*args, upper=min(ub, y_half))
+
+
+def _solve(prob: SDPRelaxation, solver: str, t0: float, *, tol: float, max_iter: int,
+           max_time: float | None, verbose: int, cvxpy_solver: str | None) -> _Solved:
+    """The interior-point method, the ADMM or CVXPY on the relaxation (see :func:`fit_sdp`)."""
+    info: dict = {}
+    if solver == "ipm":
+        bound, Z, ipm = solve_ipm(prob, tol=min(tol, 1e-7), max_time=max_time, verbose=verbose)
+        for k in ("ipm_iterations", "ipm_rel_gap", "ipm_infeasibility", "working_set",
+                  "constraints_added"):
+            info[k] = ipm[k]
+        info["solver_seconds"] = time.perf_counter() - t0
+        return _Solved(bound, prob.factor_from_matrix(Z), ipm["sdp_primal_estimate"],
+                       ipm["ipm_stop"], History(), _upper_with(prob, ipm["multipliers"]), info)
+    if solver == "admm":
+        bound, Z, adm = solve_admm(prob, tol=max(tol, 1e-4), max_iter=max_iter,
+                                   max_time=max_time, verbose=verbose)
+        for k in ("admm_iterations", "admm_rel_gap_estimate", "admm_r_primal", "admm_rho",
+                  "neuron_iterations", "neuron_seconds", "precision_switch_iteration"):
+            info[k] = adm[k]
+        info["solver_seconds"] = time.perf_counter() - t0
+        return _Solved(bound, prob.factor_from_matrix(Z), adm["sdp_primal_estimate"],
+                       adm["admm_stop"], adm["history"], adm["certify"], info)
+    from ...solvers.cvxpy_backend import solve_cvxpy
+
+    problem, handles = prob.to_cvxpy("reduced")
+    res = solve_cvxpy(problem, solver=cvxpy_solver or "CLARABEL", verbose=bool(verbose))
+    bound, Z = prob.certify_cvxpy(handles)
+    info["cvxpy_status"] = res.extras["status"]
+    info["solver_seconds"] = res.seconds
+    return _Solved(bound, prob.factor_from_matrix(Z), float(problem.value), res.stop_reason,
+                   History(), None, info)
+
+
+def _solve_lowrank(prob: SDPRelaxation, rng: np.random.Generator, *, rank: int | None,
+                   tol: float, max_iter: int, max_time: float | None, verbose: int, rho: float,
+                   cert_every_max_q: int, refine_iter: int) -> _Solved:
+    """The Burer–Monteiro augmented Lagrangian on the relaxation (see :func:`fit_sdp`)."""
+    from ...solvers.lowrank_sdp import burer_monteiro_al, refine_multipliers
+
+    r = int(rank) if rank is not None else min(prob.q, max(16, 4 * prob.c))
+    W0 = init_factor(prob, r, rng)
+    best: dict = {}
+    last = {"o": math.inf}
+
+    y_norm = 0.5 * float((prob.Y * prob.Y).sum())  # Z = 0 is feasible: p_SDP ≤ ½||Y||²
+
+    def certify(W_, y_, mu_, refine):
+        Gam = prob.predictions(W_) - prob.Y
+        cands = [(Gam, y_, mu_)]
+        if refine:
+            y2, mu2 = refine_multipliers(prob, W_, y_, mu_, iters=refine)
+            cands.append((Gam, y2, mu2))
+        for cand in cands:
+            b = prob.dual_bound(*cand, upper=y_norm)
+            if "b" not in best or b.value > best["b"].value:
+                best["b"], best["d"] = b, cand
+
+    def monitor(W_, y_, mu_):
+        # the certified bound every outer step on small problems (eigvalsh of q x q);
+        # otherwise stop on primal convergence and certify once at the end
+        o = float(prob.objective(W_))
+        viol = prob.violation(W_)
+        change = abs(o - last["o"]) / max(abs(o), 1e-300)
+        last["o"] = o
+        if prob.q <= cert_every_max_q:
+            certify(W_, y_, mu_, refine=0)
+            lb = best["b"].value
+            gap = max(o - lb, 0.0)
+            rel = relative(gap, o)
+        else:
+            gap, rel = math.nan, math.inf
+        if verbose:
+            print(f"[sdp] objective={o:.8e} rel_gap={rel:.3e} violation={viol:.2e} "
+                  f"change={change:.2e}")
+        if viol <= tol and change <= tol:
+            rel = 0.0  # primal converged: stop
+        return o, gap, rel + viol
+
+    res = burer_monteiro_al(prob, W0, tol=tol, max_iter=max_iter, max_time=max_time,
+                            monitor=monitor, verbose=verbose, rho=rho, rho_growth=4.0,
+                            inner_iter=500)
+    W = res.x
+    certify(W, res.extras["y"], res.extras["mu"], refine=refine_iter)
+    info = {"violation": prob.violation(W), "rank": r, "solver_seconds": res.seconds,
+            "bm_iterations": res.n_iter}
+    return _Solved(best["b"], W, float(prob.objective(W)), res.stop_reason, res.history,
+                   _upper_with(prob, best["d"]), info)
