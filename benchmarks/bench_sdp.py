@@ -244,12 +244,12 @@ def part5(ns, iters=60, rounds=3):
     side — positive eigenpairs by LAPACK's subset driver (default on CPU) or a full torch
     eigendecomposition, the block Cholesky factor of TᵀT (default) or the dense inverse root.
     The variants run interleaved, ``rounds`` times each; the median is reported."""
-    from convexnn.formulations import sdp as sdp_mod
+    from convexnn.pipelines.sdp import admm as admm_mod
 
     print(f"\n| n | q | iterates | kernels | s / iteration (median of {rounds}) | "
           "vs full eig + dense root |")
     print("|" + "---|" * 6)
-    factor = sdp_mod._lift_factor
+    factor = admm_mod.lift_factor
     kernels = {"full eig + dense root": ("full", lambda *a: None),
                "full eig + block Cholesky": ("full", factor),
                "subset eig + block Cholesky (default)": ("auto", factor)}
@@ -259,7 +259,7 @@ def part5(ns, iters=60, rounds=3):
             secs = {k: [] for k in kernels}
             for _ in range(rounds):
                 for name, (eig, fac) in kernels.items():
-                    sdp_mod._lift_factor = fac
+                    admm_mod.lift_factor = fac
                     try:
                         t = time.perf_counter()
                         _, _, info = solve_admm(prob, tol=1e-12, max_iter=iters, dtype=dt,
@@ -267,7 +267,7 @@ def part5(ns, iters=60, rounds=3):
                                                 check_every=iters // 3)
                         secs[name].append((time.perf_counter() - t) / info["admm_iterations"])
                     finally:
-                        sdp_mod._lift_factor = factor
+                        admm_mod.lift_factor = factor
             base = float(np.median(secs["full eig + dense root"]))
             for name, v in secs.items():
                 med = float(np.median(v))

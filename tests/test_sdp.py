@@ -64,15 +64,6 @@ def test_lift_of_a_network_is_feasible_and_has_its_objective():
     assert math.isclose(prob.objective_matrix(W @ W.T), float(prob.objective(W)), rel_tol=1e-10)
 
 
-def test_reduced_form_equals_paper_form():
-    X, Y = _data(6, 2, 2, 3, intercept=True)
-    prob = SDPRelaxation(X, Y, 0.2, intercept=True)
-    v_red, _ = _solve_sdp_cvxpy(prob)
-    paper, _ = prob.to_cvxpy("paper")
-    paper.solve(solver="SCS", eps=1e-8, max_iters=200000)
-    assert abs(v_red - paper.value) <= 2e-3 * abs(v_red)
-
-
 def test_cvxpy_duals_give_a_tight_certified_bound():
     X, Y = _data(10, 2, 1, 4, intercept=True)
     prob = SDPRelaxation(X, Y, 0.1, intercept=True)
@@ -251,18 +242,19 @@ def test_structured_factor_and_subset_eigenpairs_give_the_dense_iterates():
     iterates equal those of the dense inverse root; LAPACK's positive-eigenpair subset equals
     the positive part of a full eigendecomposition; rank-deficient X falls back on the dense
     root; bad eig modes are rejected."""
-    from convexnn.formulations import sdp as sdp_mod
+    from convexnn.formulations.sdp.lifting import lift_factor, lift_rows
+    from convexnn.pipelines.sdp import admm as admm_mod
     from convexnn.solvers.sdp_admm import positive_part
 
     X, Y = _classification(15, 2)
     prob = SDPRelaxation(X, Y, 0.1, intercept=True)
-    T = sdp_mod._lift_rows(prob)
-    solve = sdp_mod._lift_factor(prob.X, 0.0, prob.c)
+    T = lift_rows(prob.X, prob.c)
+    solve = lift_factor(prob.X, 0.0, prob.c)
     Linv = solve(torch.eye(prob.q, dtype=X.dtype), False)
     L = torch.linalg.inv(Linv)
     assert torch.allclose(L @ L.T, T.T @ T, atol=1e-12)
     assert torch.allclose(solve(torch.eye(prob.q, dtype=X.dtype), True), Linv.T, atol=1e-12)
-    assert sdp_mod._lift_factor(torch.cat([X, X[:, :1]], 1), 0.0, prob.c) is None
+    assert lift_factor(torch.cat([X, X[:, :1]], 1), 0.0, prob.c) is None
 
     rng = np.random.default_rng(0)
     B = torch.tensor(rng.standard_normal((40, 40)))
@@ -277,14 +269,14 @@ def test_structured_factor_and_subset_eigenpairs_give_the_dense_iterates():
 
     # the same 40 ADMM steps with the structured factor and with the dense root
     calls = {}
-    orig = sdp_mod._lift_factor
+    orig = admm_mod.lift_factor
     try:
         for name, factor in (("structured", orig), ("dense", lambda *a: None)):
-            sdp_mod._lift_factor = factor
+            admm_mod.lift_factor = factor
             calls[name] = solve_admm(prob, tol=1e-12, max_iter=40, check_every=10,
                                      neuron_first=None)
     finally:
-        sdp_mod._lift_factor = orig
+        admm_mod.lift_factor = orig
     Zs, Zd = calls["structured"][1], calls["dense"][1]
     assert torch.allclose(Zs, Zd, atol=1e-8 * float(Zd.abs().max()))
     with pytest.raises(ValueError, match="eig"):
@@ -296,7 +288,7 @@ def test_admm_mixed_precision_switches_to_float64_and_stays_proven(monkeypatch):
     here at ~1e-3), the solver notices, continues in float64 and returns a proven bound much
     closer to CVXPY's optimum; a stall above the floor _STALL_BELOW does not switch; an
     unknown dtype is rejected."""
-    from convexnn.formulations import sdp as sdp_mod
+    from convexnn.pipelines.sdp import admm as admm_mod
 
     X, Y = _classification(20, 1)
     prob = SDPRelaxation(X, Y, 0.1, intercept=True)
@@ -309,7 +301,7 @@ def test_admm_mixed_precision_switches_to_float64_and_stays_proven(monkeypatch):
     assert value - bound.value <= 2e-4 * value
     assert value - bound.value <= 0.25 * (value - b32.value)
     sw = info["precision_switch_iteration"]
-    monkeypatch.setattr(sdp_mod, "_STALL_BELOW", 1e-9)    # the stall is above this floor
+    monkeypatch.setattr(admm_mod, "_STALL_BELOW", 1e-9)    # the stall is above this floor
     _, _, ifl = solve_admm(prob, tol=1e-5, max_iter=sw + 2000, dtype="mixed")
     assert ifl["precision_switch_iteration"] is None
     with pytest.raises(ValueError, match="dtype"):
@@ -329,9 +321,9 @@ def test_fit_sdp_admm_sandwich_and_auto_choice():
     assert c.dual <= value + 1e-7 * value <= c.primal
     assert c.dual >= 0.99 * value
     assert math.isclose(c.primal, fit.network.objective(X[:, :-1], Y, 0.1), rel_tol=1e-12)
-    from convexnn.formulations import sdp as sdp_mod
+    from convexnn.pipelines.sdp import fit as fit_mod
 
-    Xb, Yb = _classification(sdp_mod._AUTO_IPM_MAX_N + 1, 4)
+    Xb, Yb = _classification(fit_mod._AUTO_IPM_MAX_N + 1, 4)
     auto = fit_sdp(Xb, Yb, 0.1, intercept=True, max_iter=20)
     assert auto.info["solver"] == "admm"
     assert auto.certificate.dual <= auto.certificate.primal

@@ -111,7 +111,7 @@ def test_solve_admm_rejects_a_bad_schedule():
 
 def test_neuron_congruence_matches_the_dense_rows():
     """T W Tᵀ and Tᵀ E T of the structured maps equal the dense rows (α | β | u) on (b, u)."""
-    from convexnn.formulations.sdp_neuron import _neuron_congruence
+    from convexnn.formulations.sdp_neuron import neuron_congruence
 
     rng = np.random.default_rng(0)
     X = torch.tensor(rng.standard_normal((7, 3)))
@@ -121,7 +121,7 @@ def test_neuron_congruence_matches_the_dense_rows():
     T[:n, n:] = X
     T[n:2 * n, :n] = torch.eye(n)
     T[2 * n:, n:] = torch.eye(d)
-    gram, adjoint = _neuron_congruence(X)
+    gram, adjoint = neuron_congruence(X)
     W = torch.tensor(rng.standard_normal((n + d, n + d)))
     E = torch.tensor(rng.standard_normal((2 * n + d, 2 * n + d)))
     W, E = W + W.T, E + E.T

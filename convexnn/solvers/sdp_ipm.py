@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from .base import History, StopReason
+from .sdp_ipm_steps import max_step_psd, max_step_vec
 
 __all__ = ["Rank2SDP", "IPMResult", "primal_dual_ipm", "max_step_psd"]
 
@@ -139,61 +140,6 @@ class IPMResult:
     n_iter: int
     seconds: float
     history: History = field(default_factory=History)
-
-
-def _lanczos_min(matvec: Callable[[Tensor], Tensor], q: int, like: Tensor,
-                 iters: int = 40) -> float:
-    """Estimate of λ_min of a symmetric operator by Lanczos (full reorthogonalisation)."""
-    k = min(iters, q)
-    V = torch.zeros(q, k + 1, dtype=like.dtype, device=like.device)
-    gen = torch.Generator(device=like.device).manual_seed(0)
-    v = torch.randn(q, dtype=like.dtype, device=like.device, generator=gen)
-    v = v / torch.linalg.vector_norm(v)
-    V[:, 0] = v
-    alpha = torch.zeros(k, dtype=like.dtype, device=like.device)
-    beta = torch.zeros(k, dtype=like.dtype, device=like.device)
-    j = 0
-    for j in range(k):
-        w = matvec(V[:, j])
-        alpha[j] = torch.dot(w, V[:, j])
-        w = w - V[:, :j + 1] @ (V[:, :j + 1].T @ w)
-        w = w - V[:, :j + 1] @ (V[:, :j + 1].T @ w)
-        b = torch.linalg.vector_norm(w)
-        beta[j] = b
-        if float(b) < 1e-12 * (1.0 + float(alpha[:j + 1].abs().max())):
-            break
-        V[:, j + 1] = w / b
-    kk = j + 1
-    Tm = torch.diag(alpha[:kk]) + torch.diag(beta[:kk - 1], 1) + torch.diag(beta[:kk - 1], -1)
-    return float(torch.linalg.eigvalsh(Tm)[0])
-
-
-def max_step_psd(L: Tensor, D: Tensor, *, exact: bool) -> float:
-    """Largest α ≤ 1 (approximately, unless ``exact``) with L Lᵀ + α D ⪰ 0.
-
-    λ_min of L⁻¹ D L⁻ᵀ by a dense eigenvalue solve (``exact``) or by Lanczos (O(q²) per
-    product); the caller verifies the step it takes with a Cholesky factorisation.
-    """
-    q = L.shape[0]
-    if exact:
-        A = torch.linalg.solve_triangular(L, D, upper=False)
-        B = torch.linalg.solve_triangular(L, A.T, upper=False)
-        lam = float(torch.linalg.eigvalsh(0.5 * (B + B.T))[0])
-    else:
-        def mv(x: Tensor) -> Tensor:
-            z = torch.linalg.solve_triangular(L.T, x[:, None], upper=True)
-            return torch.linalg.solve_triangular(L, D @ z, upper=False).flatten()
-
-        lam = _lanczos_min(mv, q, L)
-        lam = lam - 0.05 * abs(lam)   # Lanczos over-estimates λ_min: be conservative
-    return 1.0 if lam >= -1.0 else -1.0 / lam
-
-
-def _max_step_vec(v: Tensor, dv: Tensor) -> float:
-    neg = dv < 0
-    if v.numel() == 0 or not bool(neg.any()):
-        return 1.0
-    return min(1.0, float((-v[neg] / dv[neg]).min()))
 
 
 def _schur(prob: Rank2SDP, KZ: Tensor, KS: Tensor) -> Tensor:
@@ -413,16 +359,16 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
             return _direction(prob, ctx, sigma, corr_Z, corr_s)
 
         dy, dS, dZ, ds, dyi = direction(0.0, None, 0.0)
-        ap = min(max_step_psd(Lz, dZ, exact=exact), _max_step_vec(s, ds))
-        ad = min(max_step_psd(Ls, dS, exact=exact), _max_step_vec(yi, dyi))
+        ap = min(max_step_psd(Lz, dZ, exact=exact), max_step_vec(s, ds))
+        ad = min(max_step_psd(Ls, dS, exact=exact), max_step_vec(yi, dyi))
         mu_aff = (float(((Z + ap * dZ) * (S + ad * dS)).sum())
                   + float(((s + ap * ds) * (yi + ad * dyi)).sum())) / (q + ni)
         sigma = min(1.0, max(0.0, mu_aff / mu) ** 3)
         G = dZ @ dS @ Sinv
         dy, dS, dZ, ds, dyi = direction(sigma, 0.5 * (G + G.T), ds * dyi if ni else 0.0)
-        ap = min(1.0, step_frac * min(max_step_psd(Lz, dZ, exact=exact), _max_step_vec(s, ds)))
+        ap = min(1.0, step_frac * min(max_step_psd(Lz, dZ, exact=exact), max_step_vec(s, ds)))
         ad = min(1.0, step_frac * min(max_step_psd(Ls, dS, exact=exact),
-                                      _max_step_vec(yi, dyi)))
+                                      max_step_vec(yi, dyi)))
         if equal_steps:
             ap = ad = min(ap, ad)
         Lz_new = Ls_new = S_try = None
