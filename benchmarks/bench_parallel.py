@@ -12,7 +12,7 @@ subsampled to 250 rows (as in the previous version of this benchmark).
 
 Rows, per dataset:
 * ``convex CG`` — the exact convex program grown by column generation
-  (:mod:`convexnn.formulations.parallel_cg`): 20 sampled base blocks, then rounds of
+  (:mod:`convexnn.pipelines.parallel_cg`): 20 sampled base blocks, then rounds of
   "solve the program over the blocks (primal-dual interior point) → search sub-networks whose
   dual constraint ⟨−Λ, g⟩ ≤ β is violated → add their blocks", until the time budget; the
   network is read back, its certificate is the duality gap over the blocks found; the last
@@ -51,11 +51,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from convexnn._validation import add_intercept
-from convexnn.formulations.parallel import fit_parallel
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import solve as solve_two_layer
 from convexnn.networks_parallel import ParallelReLUModule
 from convexnn.patterns import sample_gates
+from convexnn.pipelines.parallel import fit_parallel
 
 torch.set_num_threads(1)
 DT = torch.float64

@@ -17,19 +17,19 @@ from convexnn.formulations.parallel import (
     sample_blocks,
     solve,
 )
-from convexnn.formulations.parallel_cg import (
+from convexnn.formulations.parallel.interior import NotStrictlyFeasible, solve_barrier, solve_pd
+from convexnn.formulations.parallel.pricing import (
     PricingResult,
-    fit_parallel_cg,
     price,
     select_blocks,
     subnetwork_values,
 )
-from convexnn.formulations.parallel_interior import NotStrictlyFeasible, solve_barrier, solve_pd
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import cvxpy_solution as tl_cvxpy_solution
 from convexnn.formulations.two_layer import to_cvxpy as tl_to_cvxpy
 from convexnn.networks_parallel import ParallelReLUNetwork, load_parallel_network
 from convexnn.patterns import PatternSet
+from convexnn.pipelines.parallel_cg import fit_parallel_cg
 
 DT = torch.float64
 

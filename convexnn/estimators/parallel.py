@@ -7,7 +7,7 @@ sub-network; ``depth=2``: f(x) = Σ_k (w_kᵀx + b_k)_+ v_k) with objective
 (:mod:`convexnn.networks_parallel`), by solving the exact convex program
 (:mod:`convexnn.formulations.parallel`) over pattern blocks:
 
-* ``method="cg"`` (default): column generation (:mod:`convexnn.formulations.parallel_cg`) —
+* ``method="cg"`` (default): column generation (:mod:`convexnn.pipelines.parallel_cg`) —
   start from ``n_patterns`` sampled blocks, repeatedly add the blocks whose dual constraint a
   batched pattern search finds violated, re-solve (``max_rounds``, ``max_new``, ``n_starts``,
   ``max_time``);
@@ -42,7 +42,7 @@ from .._validation import (
     resolve_dtype,
     to_tensor,
 )
-from ..formulations.parallel import SOLVERS, fit_parallel
+from ..pipelines.parallel import SOLVERS, fit_parallel
 
 __all__ = ["ConvexParallelReLURegressor", "ConvexParallelReLUClassifier"]
 
