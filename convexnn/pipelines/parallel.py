@@ -9,13 +9,33 @@ from torch import Tensor
 
 from ..formulations.parallel.approximation import approximation_bound, low_rank
 from ..formulations.parallel.blocks import sample_blocks
-from ..formulations.parallel.program import ParallelProgram, certify
+from ..formulations.parallel.exhaustive import enumerate_blocks
+from ..formulations.parallel.program import EXHAUSTIVE, ParallelProgram, certify
 from ..losses import Loss
 from ..results import FitResult
 from .parallel_cg import fit_parallel_cg
 from .parallel_solve import SOLVERS, solve, solve_pruned
 
-__all__ = ["SOLVERS", "solve", "solve_pruned", "fit_parallel", "fit_parallel_cg"]
+__all__ = ["SOLVERS", "METHODS", "solve", "solve_pruned", "fit_parallel", "fit_parallel_cg"]
+
+#: how the blocks are chosen: column generation, sampling, or all of them
+METHODS = ("cg", "sampled", "exhaustive")
+
+
+def _solve_exhaustive(X: Tensor, Y: Tensor, *, reg: float, depth: int, width: int,
+                      loss: str | Loss, intercept: bool, solver: str, tol: float,
+                      max_time: float | None, verbose: int, max_blocks: int | None):
+    """The program over every block, solved without pruning (so that its certificate is for
+    the exact program). ``solver="auto"`` is Clarabel here: enumerated second-layer patterns
+    need not have a strictly feasible witness, which the structured interior point needs."""
+    blocks = enumerate_blocks(X, width=width, depth=depth, n_outputs=Y.shape[1],
+                              max_blocks=max_blocks)
+    prog = ParallelProgram(X, Y, blocks, reg, loss, depth=depth, intercept=intercept)
+    prog.block_source = EXHAUSTIVE
+    x, cert, res = solve(prog, solver="clarabel" if solver == "auto" else solver, tol=tol,
+                         max_time=max_time, verbose=verbose)
+    res.extras["certificate"] = cert
+    return prog, x, res.extras.get("multipliers"), res
 
 
 def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int = 2,
@@ -23,18 +43,23 @@ def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int
                  intercept: bool = True, rank: int | None = None, method: str = "cg",
                  solver: str = "auto", tol: float = 1e-7, max_iter: int = 20000,
                  max_time: float | None = None, verbose: int = 0, gate_kind: str = "gaussian",
-                 cvxpy_solver: str | None = None, cg_options: dict | None = None) -> FitResult:
+                 cvxpy_solver: str | None = None, cg_options: dict | None = None,
+                 max_blocks: int | None = 20000) -> FitResult:
     """Fit the parallel network by its convex program and read the network back.
 
     ``method="cg"`` (default): column generation (:mod:`.parallel_cg`) from ``n_patterns``
     sampled base blocks, adding the blocks whose dual constraint a pattern search finds violated
     (``cg_options`` → :func:`.parallel_cg.fit_parallel_cg`). ``method="sampled"``: the program
-    over ``n_patterns`` sampled base blocks only. ``rank`` switches to the polynomial-time
-    approximation (program on the rank-``rank`` truncation of X, then projected; reported with
-    its guarantee factor). ``X`` carries the ones column when ``intercept``. ``info`` reports
+    over ``n_patterns`` sampled base blocks only. ``method="exhaustive"``: the program over
+    every block (:mod:`convexnn.formulations.parallel.exhaustive`; exponential in the rank and
+    the width, at most ``max_blocks`` blocks), whose certificate is global. ``rank`` switches
+    to the polynomial-time approximation (program on the rank-``rank`` truncation of X, then
+    projected; reported with its guarantee factor, and with ``method="exhaustive"`` with the
+    bound ``ratio_bound`` ≥ objective(X) / p*(X)). ``X`` carries the ones column when
+    ``intercept``. ``info`` reports
     the objective on X, the stop reason and the method's facts."""
-    if method not in ("cg", "sampled"):
-        raise ValueError(f"method must be 'cg' or 'sampled', got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     Xs, tail = (X, 0.0) if rank is None else low_rank(X, rank)
     rng = random_state if isinstance(random_state, np.random.Generator) \
         else np.random.default_rng(random_state)
@@ -50,6 +75,13 @@ def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int
         nu = res_cg.info.pop("_multipliers")
         history, extra = res_cg.history, res_cg.info
         stop, n_iter, seconds = extra["stop_reason"], extra["n_rounds"], extra["seconds"]
+    elif method == "exhaustive":
+        prog, x, nu, res = _solve_exhaustive(Xs, Y, reg=reg, depth=depth, width=width, loss=loss,
+                                             intercept=intercept, solver=solver, tol=tol,
+                                             max_time=max_time, verbose=verbose,
+                                             max_blocks=max_blocks)
+        cert = res.extras["certificate"]
+        history, stop, n_iter, seconds = res.history, res.stop_reason, res.n_iter, res.seconds
     else:
         blocks = sample_blocks(Xs, n_patterns, width=width, depth=depth, n_outputs=Y.shape[1],
                                random_state=rng, gate_kind=gate_kind,
@@ -77,6 +109,10 @@ def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int
             "program": cert.problem, **extra, "method": method}
     if rank is not None:
         m = 1 if depth == 2 else width
-        info["approximation"] = dict(approximation_bound(loss, tail, m, reg, Y), rank=int(rank),
-                                     objective_on_Xr=cert.primal, patterns_exhaustive=False)
+        bound = approximation_bound(loss, tail, m, reg, Y)
+        info["approximation"] = dict(bound, rank=int(rank), objective_on_Xr=cert.primal,
+                                     patterns_exhaustive=prog.exhaustive)
+        if prog.exhaustive and cert.dual > 0:
+            # objective(X) = objective(X_r) = primal, p*(X_r) >= dual, p*(X) >= p*(X_r)/kappa
+            info["approximation"]["ratio_bound"] = bound["kappa"] * cert.primal / cert.dual
     return FitResult(network=net, certificate=cert, history=history, info=info)

@@ -84,20 +84,28 @@ Guarantee (proof in :func:`approximation_bound`): for every network θ,
   p*(X_r) ≤ (1 + G √n √m σ_{r+1} / β) p*(X);
 * squared loss: p*(X_r) ≤ (1 + √m σ_{r+1} ||Y||_F / (2β))² p*(X);
 
-and the same bounds hold with X and X_r exchanged. The solution's first-layer weights lie in
+and the same bounds hold with X and X_r exchanged. Verified numerically against the exhaustive
+optima p*(X), p*(X_r) (both certified globally) on small nearly-low-rank cases in
+``tests/test_parallel.py::test_approximation_bound_against_exhaustive_optima`` (κ = 1.9–2.4,
+measured objective(X)/p*(X) = 1.002–1.006). The solution's first-layer weights lie in
 the row space of X_r (projected explicitly), so X q = X_r q and the read-back network's
 objective on the true X *equals* its objective on X_r; hence, when the X_r program is solved
 over *all* its patterns with relative gap g, objective(X) ≤ κ (1 + g) p*(X). Each fit reports
 σ_{r+1} and κ; with sampled patterns the bound is reported but flagged
-(``patterns_exhaustive: False``): the sampled X_r program is only a restriction.
+(``patterns_exhaustive: False``): the sampled X_r program is only a restriction; with
+``method="exhaustive"`` the X_r program is solved over all its blocks and ``ratio_bound`` =
+κ · primal / dual ≥ objective(X) / p*(X) is reported.
 
 Certificates: for Λ = ∇L at the read-back network's predictions and multipliers ν ≥ 0 of the
 cone constraints C_s = {B_s q ≥ 0}, max_{q ∈ C_s, ||q||_F ≤ 1} <−A_sᵀΛ, q> ≤ ||−A_sᵀΛ + B_sᵀν_s||_F;
 scaling Λ (and ν) by s = min(1, β / max_s(bound)) makes −L*(sΛ) a valid lower bound of the
 program over the blocks, and the primal is the *network's* objective (always attained), so
 ``gap`` bounds the network's sub-optimality for the program over the blocks used (sampled or
-found by column generation): "optimal over these patterns". No global claim is made: that
-would need the pricing problem solved exactly (enumeration, exponential in r·m).
+found by column generation): "optimal over these patterns". Over *every* block
+(:mod:`.exhaustive`, ``method="exhaustive"``: exact enumeration for low-rank data, exponential in
+r·m) the program is the exact one and the certificate has scope "global": the gap then bounds
+the network's distance to p* of the architecture (tested against CVXPY, against the two-layer
+program at depth 2 and against Adam from random starts).
 
 Modules: :mod:`.blocks` (pattern blocks), :mod:`.program` (the program, read-back,
 certificate), :mod:`.augmented` (augmented Lagrangian terms), :mod:`.conic_form` (CVXPY and

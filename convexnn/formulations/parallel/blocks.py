@@ -21,6 +21,9 @@ class ParallelBlocks:
     1[X g_j ≥ 0] and the second-layer pattern 1[Σ_j σ_j (X g_j)_+ ≥ 0] (so each block has a
     non-zero feasible point, its witness). ``signs`` (B, m) ±1, ``outputs`` (B,) in [0, c),
     ``eps`` (B,) ±1. Depth 2: m = 1, σ = +1 (the second-layer ReLU is then the identity).
+    ``second_masks`` (n, B), optional: explicit second-layer patterns on the training data
+    (exhaustive enumeration, :mod:`.exhaustive`, where a pattern need not have a witness); they
+    override the witnesses' second-layer patterns and are only valid for that data.
     """
 
     gates: Tensor
@@ -28,6 +31,7 @@ class ParallelBlocks:
     outputs: Tensor
     eps: Tensor
     info: dict = field(default_factory=dict)
+    second_masks: Tensor | None = None
 
     @property
     def n_blocks(self) -> int:
@@ -36,7 +40,9 @@ class ParallelBlocks:
     def to(self, device=None, dtype=None) -> ParallelBlocks:
         return ParallelBlocks(self.gates.to(device=device, dtype=dtype),
                               self.signs.to(device=device, dtype=dtype), self.outputs.to(device),
-                              self.eps.to(device=device, dtype=dtype), dict(self.info))
+                              self.eps.to(device=device, dtype=dtype), dict(self.info),
+                              None if self.second_masks is None
+                              else self.second_masks.to(device=device, dtype=dtype))
 
     def masks(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """First-layer masks (n, B, m) and second-layer masks (n, B) on the data X (float)."""
@@ -44,6 +50,10 @@ class ParallelBlocks:
         M1 = (XG >= 0).to(X.dtype)
         h = (self.signs.to(X) * XG.clamp_min(0)).sum(-1)
         M2 = (h >= 0).to(X.dtype)
+        if self.second_masks is not None:
+            if self.second_masks.shape != M2.shape:
+                raise ValueError("explicit second-layer masks do not match the data's rows")
+            M2 = self.second_masks.to(M2)
         return M1, M2
 
 

@@ -8,13 +8,16 @@ import math
 import torch
 from torch import Tensor
 
-from ...certificates import SCOPE_SAMPLED, Certificate, relative, scaled_dual
+from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
 from ...networks_parallel import ParallelReLUNetwork
 from .augmented import AugmentedProgram
 from .blocks import ParallelBlocks
 
-__all__ = ["ParallelProgram", "certify"]
+__all__ = ["ParallelProgram", "certify", "EXHAUSTIVE"]
+
+#: ``block_source`` of a program over every block (:mod:`.exhaustive`)
+EXHAUSTIVE = "exhaustive"
 
 
 class ParallelProgram:
@@ -67,8 +70,17 @@ class ParallelProgram:
         out = "" if self.c == 1 else " (single-output sub-networks)"
         head = ("parallel depth-2" if self.depth == 2
                 else f"path-regularised parallel depth-3 (width {self.m}){out}")
+        if self.exhaustive:
+            return (f"{head}: cone-constrained group lasso over all {self.B} pattern blocks "
+                    "(exhaustive enumeration: the exact program of this architecture)")
         return (f"{head}: cone-constrained group lasso over {self.B} {self.block_source} "
                 "pattern blocks (a restriction of the exact program)")
+
+    @property
+    def exhaustive(self) -> bool:
+        """True when the blocks are every index of the data (:mod:`.exhaustive`): the program is
+        then the exact one and its certificates are global."""
+        return self.block_source == EXHAUSTIVE
 
     def to_dtype(self, dtype: torch.dtype) -> ParallelProgram:
         """The same program with data in ``dtype``."""
@@ -81,10 +93,13 @@ class ParallelProgram:
         """The program over the blocks selected by the boolean mask ``keep``."""
         b = self.blocks
         blk = ParallelBlocks(b.gates[keep], b.signs[keep], b.outputs[keep], b.eps[keep],
-                             dict(b.info))
+                             dict(b.info),
+                             None if b.second_masks is None else b.second_masks[:, keep])
         sub = ParallelProgram(self.X, self.Y, blk, self.reg, self.loss, depth=self.depth,
                               intercept=self.intercept)
         sub.block_source = self.block_source
+        if self.exhaustive and not bool(keep.all()):
+            sub.block_source = "pruned exhaustive"  # a restriction again
         return sub
 
     # ------------------------------------------------------------ kernels
@@ -207,7 +222,8 @@ class ParallelProgram:
         primal = float(self.loss.value(Z, self.Y) + self.penalty(x))
         gap = max(primal - dual, 0.0)
         return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
-                           scope=SCOPE_SAMPLED, problem=self.description(), n_patterns=self.B,
+                           scope=SCOPE_GLOBAL if self.exhaustive else SCOPE_SAMPLED,
+                           problem=self.description(), n_patterns=self.B,
                            dual_scale=s, constraint_violation=self.violation(XQ))
 
     # ------------------------------------------------------------ read-back
@@ -276,8 +292,12 @@ class ParallelProgram:
         blocks = ParallelBlocks(gates, sig, t, eps)
         if extra_blocks is not None:
             eb = extra_blocks.to(device=X.device, dtype=X.dtype)
+            m2 = None
+            if eb.second_masks is not None:  # the network's own patterns, then the explicit ones
+                m2 = torch.cat([blocks.masks(X)[1], eb.second_masks], 1)
             blocks = ParallelBlocks(torch.cat([gates, eb.gates]), torch.cat([sig, eb.signs]),
-                                    torch.cat([t, eb.outputs]), torch.cat([eps, eb.eps]))
+                                    torch.cat([t, eb.outputs]), torch.cat([eps, eb.eps]),
+                                    second_masks=m2)
             q = torch.cat([q, torch.zeros_like(eb.gates)])
         prog = cls(X, Y, blocks, reg, loss, depth=net.depth, intercept=intercept)
         return prog, q
@@ -311,6 +331,8 @@ def certify(prog: ParallelProgram, x: Tensor, nu: tuple[Tensor, Tensor] | None =
         z1 = torch.zeros((prog.n, K, prog.m), dtype=x.dtype, device=x.device)
         z2 = torch.zeros((prog.n, K), dtype=x.dtype, device=x.device)
         nu2 = (torch.cat([z1, nu[0]], 1), torch.cat([z2, nu[1]], 1))
+    if prog.exhaustive:  # a superset of every index: still the exact program
+        big.block_source = prog.block_source
     cert = big.certificate(q, nu2, refine=refine)
     cert.problem = prog.description() + " ∪ the read-back network's own blocks"
     return cert
