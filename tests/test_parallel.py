@@ -529,3 +529,19 @@ def _zero_objective(Y, loss):
     from convexnn.losses import get_loss
 
     return float(get_loss(loss).value(torch.zeros_like(Y), Y))
+
+
+def test_estimator_default_reg_and_exhaustive_method():
+    """reg=None: 0.1 x the searched reg_max; method="exhaustive": global scope."""
+    from convexnn.pipelines.parallel import reg_max
+
+    x = np.linspace(-1, 1, 6)[:, None]
+    y = np.sin(3 * x[:, 0])
+    est = ConvexParallelReLURegressor(method="exhaustive", random_state=0).fit(x, y)
+    Xa = add_intercept(torch.tensor(x, dtype=DT))
+    rmax = reg_max(Xa, torch.tensor(y[:, None], dtype=DT), random_state=0)
+    assert abs(est.reg_ - 0.1 * rmax) <= 1e-9 * rmax
+    assert est.certificate_.scope == "global" and est.certificate_.relative_gap <= 1e-5
+    # below the (searched) reg_max a found sub-network proves the zero network is not optimal
+    below = ConvexParallelReLURegressor(method="exhaustive", reg=0.99 * rmax).fit(x, y)
+    assert below.certificate_.primal < 0.5 * float((y**2).sum()) * (1 - 1e-6)

@@ -10,16 +10,32 @@ from torch import Tensor
 from ..formulations.parallel.approximation import approximation_bound, low_rank
 from ..formulations.parallel.blocks import sample_blocks
 from ..formulations.parallel.exhaustive import enumerate_blocks
+from ..formulations.parallel.pricing import price
 from ..formulations.parallel.program import EXHAUSTIVE, ParallelProgram, certify
-from ..losses import Loss
+from ..losses import Loss, get_loss
 from ..results import FitResult
 from .parallel_cg import fit_parallel_cg
 from .parallel_solve import SOLVERS, solve, solve_pruned
 
-__all__ = ["SOLVERS", "METHODS", "solve", "solve_pruned", "fit_parallel", "fit_parallel_cg"]
+__all__ = ["SOLVERS", "METHODS", "solve", "solve_pruned", "fit_parallel", "fit_parallel_cg",
+           "reg_max"]
 
 #: how the blocks are chosen: column generation, sampling, or all of them
 METHODS = ("cg", "sampled", "exhaustive")
+
+
+def reg_max(X: Tensor, Y: Tensor, loss: str | Loss = "squared", *, depth: int = 3,
+            width: int = 2, random_state=None, n_starts: int = 64) -> float:
+    """Estimate of the smallest ``reg`` whose optimum is the zero network: the largest
+    ⟨−Λ₀, g_q(X)⟩ / ||q||_F the pattern search finds at Λ₀ = ∇L(0) (a lower bound of the exact
+    value, which needs the exhaustive pricing). ``X`` carries the ones column if any."""
+    lo = get_loss(loss)
+    lam0 = lo.grad(torch.zeros_like(Y), Y)
+    found = price(X, lam0, width=width, depth=depth, n_starts=n_starts,
+                  random_state=random_state).best
+    if not found > 0:
+        raise ValueError("the targets give reg_max = 0 (the zero network fits them): pass reg")
+    return float(found)
 
 
 def _solve_exhaustive(X: Tensor, Y: Tensor, *, reg: float, depth: int, width: int,
