@@ -20,8 +20,8 @@ fractions the two-layer estimators use, with reg_max the smallest ``reg`` whose 
 zero network, estimated by the pattern search at the zero network
 (:func:`convexnn.pipelines.parallel.reg_max`); the value used is ``reg_``. The defaults
 (``n_patterns=8``, ``max_rounds=4``, ``n_starts=64``, 8 new blocks per direction and round,
-intermediate rounds solved to 1e-4) finish in seconds on scikit-learn's bundled datasets
-(standardised features; benchmarks/results/parallel.md).
+intermediate rounds solved to 1e-4) take 9–29 s of CPU on one thread on scikit-learn's
+bundled datasets (standardised features; benchmarks/results/parallel.md).
 
 ``rank=r`` switches to the polynomial-time approximation (program on the rank-r truncation of
 [X, 1]); its guarantee factor is reported in ``fit_info_['approximation']``.
