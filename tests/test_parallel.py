@@ -17,19 +17,19 @@ from convexnn.formulations.parallel import (
     sample_blocks,
     solve,
 )
-from convexnn.formulations.parallel_cg import (
+from convexnn.formulations.parallel.interior import NotStrictlyFeasible, solve_barrier, solve_pd
+from convexnn.formulations.parallel.pricing import (
     PricingResult,
-    fit_parallel_cg,
     price,
     select_blocks,
     subnetwork_values,
 )
-from convexnn.formulations.parallel_interior import NotStrictlyFeasible, solve_barrier, solve_pd
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import cvxpy_solution as tl_cvxpy_solution
 from convexnn.formulations.two_layer import to_cvxpy as tl_to_cvxpy
 from convexnn.networks_parallel import ParallelReLUNetwork, load_parallel_network
 from convexnn.patterns import PatternSet
+from convexnn.pipelines.parallel_cg import fit_parallel_cg
 
 DT = torch.float64
 
@@ -410,3 +410,138 @@ def test_bad_input():
     X[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         ConvexParallelReLURegressor().fit(X, np.zeros(10))
+
+
+# ------------------------------------------------------------- exhaustive (global) program
+def _tiny(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    X = torch.tensor(rng.standard_normal((n, 1)), dtype=DT)
+    Y = torch.tensor(rng.standard_normal((n, 1)), dtype=DT)
+    return add_intercept(X), Y
+
+
+def _adam_best(Xa, Y, reg, depth, width, K=6, starts=8, steps=1500):
+    """Best non-convex objective Adam reaches from random starts (same architecture)."""
+    best = float("inf")
+    for s in range(starts):
+        g = torch.Generator().manual_seed(s)
+        W1 = torch.randn(K, width, Xa.shape[1] - 1, generator=g, dtype=DT)
+        b1 = torch.randn(K, width, generator=g, dtype=DT)
+        w2 = torch.randn(K, width, generator=g, dtype=DT) if depth == 3 else None
+        mod = ParallelReLUNetwork(W1, b1, w2, torch.randn(K, 1, generator=g, dtype=DT)).to_torch()
+        opt = torch.optim.Adam(mod.parameters(), lr=1e-2)
+        for _ in range(steps):
+            opt.zero_grad()
+            obj = 0.5 * ((mod(Xa[:, :-1]) - Y) ** 2).sum() + reg * mod.path_norm()
+            obj.backward()
+            opt.step()
+        best = min(best, float(obj.detach()))
+    return best
+
+
+@pytest.mark.parametrize("depth,width", [(2, 1), (3, 2)])
+def test_exhaustive_program_is_global_and_matches_cvxpy(depth, width):
+    """The program over every block: scope "global", its value equals an independent CVXPY
+    (Clarabel) solve of the same blocks, CG and Adam never go below it."""
+    import cvxpy as cp
+
+    from convexnn.formulations.parallel import cvxpy_solution, to_cvxpy
+    from convexnn.formulations.parallel.exhaustive import enumerate_blocks
+
+    Xa, Y = _tiny()
+    reg, tol = 0.1, 1e-7
+    res = fit_parallel(Xa, Y, reg=reg, depth=depth, width=width, method="exhaustive", tol=tol)
+    cert = res.certificate
+    assert cert.scope == "global" and cert.relative_gap <= 1e-5
+    assert abs(res.info["objective"] - cert.primal) <= 1e-9 * cert.primal
+    blk = enumerate_blocks(Xa, width=width, depth=depth)
+    prog = ParallelProgram(Xa, Y, blk, reg, depth=depth, intercept=True)
+    problem, Q = to_cvxpy(prog)
+    problem.solve(solver=cp.CLARABEL)
+    assert cvxpy_solution(prog, Q) is not None
+    assert abs(problem.value - cert.primal) <= 1e-5 * cert.primal
+    assert cert.dual <= problem.value + 1e-7 * cert.primal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,width", [(2, 1), (3, 2)])
+def test_nothing_goes_below_the_global_lower_bound(depth, width):
+    """Column generation and Adam (same architecture, random starts) end at or above the
+    exhaustive program's dual bound."""
+    Xa, Y = _tiny()
+    cert = fit_parallel(Xa, Y, reg=0.1, depth=depth, width=width, method="exhaustive").certificate
+    cg = fit_parallel(Xa, Y, reg=0.1, depth=depth, width=width, random_state=0)
+    assert cg.info["objective"] >= cert.dual - 1e-9
+    assert _adam_best(Xa, Y, 0.1, depth, width, starts=3, steps=800) >= cert.dual - 1e-9
+
+
+def test_exhaustive_depth2_equals_two_layer_exact_program():
+    """Depth 2 over every block = the two-layer program over every arrangement pattern (an
+    independent formulation, solved by CVXPY)."""
+    from convexnn.arrangements import enumerate_patterns
+
+    Xa, Y = _tiny(seed=3)
+    res = fit_parallel(Xa, Y, reg=0.2, depth=2, width=1, method="exhaustive")
+    tl = TwoLayerProgram(Xa, Y, enumerate_patterns(Xa), 0.2, intercept=True)
+    problem, _ = tl_to_cvxpy(tl)
+    problem.solve(solver="CLARABEL")
+    assert abs(problem.value - res.certificate.primal) <= 1e-5 * problem.value
+
+
+def test_exhaustive_refuses_too_many_blocks():
+    from convexnn.formulations.parallel.exhaustive import TooManyBlocks
+
+    Xa, Y = _tiny(n=12)
+    with pytest.raises(TooManyBlocks, match="blocks"):
+        fit_parallel(Xa, Y, reg=0.1, method="exhaustive", max_blocks=100)
+
+
+@pytest.mark.parametrize("loss,depth", [("squared", 3), ("logistic", 3), ("squared", 2)])
+def test_approximation_bound_against_exhaustive_optima(loss, depth):
+    """p*(X_r) ≤ κ p*(X) and p*(X) ≤ κ p*(X_r) with both optima certified globally, and the
+    reported ratio bound holds for the rank-r network on the true X."""
+    x = np.random.default_rng(1).standard_normal((6, 1))
+    Xa = add_intercept(torch.tensor(2.0 + 0.05 * x, dtype=DT))  # [x, 1] nearly rank 1
+    Y = torch.tensor(np.tanh(2 * x), dtype=DT)
+    if loss == "logistic":
+        Y = torch.where(Y > 0, 1.0, -1.0).to(DT)
+    reg, width = 0.1, 2
+    full = fit_parallel(Xa, Y, reg=reg, depth=depth, width=width, loss=loss,
+                        method="exhaustive")
+    appr = fit_parallel(Xa, Y, reg=reg, depth=depth, width=width, loss=loss,
+                        method="exhaustive", rank=1)
+    ap = appr.info["approximation"]
+    assert full.certificate.scope == "global" and ap["patterns_exhaustive"] is True
+    kappa = ap["kappa"]
+    assert 1.0 < kappa < 3.0  # a non-vacuous case
+    p_x = (full.certificate.dual, full.certificate.primal)  # p*(X) in [dual, primal]
+    Xr, _ = low_rank(Xa, 1)
+    on_r = fit_parallel(Xr, Y, reg=reg, depth=depth, width=width, loss=loss,
+                        method="exhaustive")
+    p_r = (on_r.certificate.dual, on_r.certificate.primal)
+    assert p_r[0] <= kappa * p_x[1] and p_x[0] <= kappa * p_r[1]
+    true_ratio = appr.info["objective"] / p_x[1]
+    assert 1 - 1e-6 <= true_ratio <= ap["ratio_bound"] * (1 + 1e-9)
+    assert full.certificate.primal < 0.9 * _zero_objective(Y, loss)  # not the zero network
+
+
+def _zero_objective(Y, loss):
+    from convexnn.losses import get_loss
+
+    return float(get_loss(loss).value(torch.zeros_like(Y), Y))
+
+
+def test_estimator_default_reg_and_exhaustive_method():
+    """reg=None: 0.1 x the searched reg_max; method="exhaustive": global scope."""
+    from convexnn.pipelines.parallel import reg_max
+
+    x = np.linspace(-1, 1, 6)[:, None]
+    y = np.sin(3 * x[:, 0])
+    est = ConvexParallelReLURegressor(method="exhaustive", random_state=0).fit(x, y)
+    Xa = add_intercept(torch.tensor(x, dtype=DT))
+    rmax = reg_max(Xa, torch.tensor(y[:, None], dtype=DT), random_state=0)
+    assert abs(est.reg_ - 0.1 * rmax) <= 1e-9 * rmax
+    assert est.certificate_.scope == "global" and est.certificate_.relative_gap <= 1e-5
+    # below the (searched) reg_max a found sub-network proves the zero network is not optimal
+    below = ConvexParallelReLURegressor(method="exhaustive", reg=0.99 * rmax).fit(x, y)
+    assert below.certificate_.primal < 0.5 * float((y**2).sum()) * (1 - 1e-6)

@@ -7,11 +7,21 @@ sub-network; ``depth=2``: f(x) = Σ_k (w_kᵀx + b_k)_+ v_k) with objective
 (:mod:`convexnn.networks_parallel`), by solving the exact convex program
 (:mod:`convexnn.formulations.parallel`) over pattern blocks:
 
-* ``method="cg"`` (default): column generation (:mod:`convexnn.formulations.parallel_cg`) —
+* ``method="cg"`` (default): column generation (:mod:`convexnn.pipelines.parallel_cg`) —
   start from ``n_patterns`` sampled blocks, repeatedly add the blocks whose dual constraint a
   batched pattern search finds violated, re-solve (``max_rounds``, ``max_new``, ``n_starts``,
   ``max_time``);
-* ``method="sampled"``: the program over ``n_patterns`` sampled blocks only.
+* ``method="sampled"``: the program over ``n_patterns`` sampled blocks only;
+* ``method="exhaustive"``: the program over every block (exact enumeration, for low-rank data
+  or with ``rank=``; at most ``max_blocks`` blocks): the exact program, a *global* certificate.
+
+``reg=None`` (default): 0.1 · reg_max (regression) or 0.01 · reg_max (classification), the
+fractions the two-layer estimators use, with reg_max the smallest ``reg`` whose optimum is the
+zero network, estimated by the pattern search at the zero network
+(:func:`convexnn.pipelines.parallel.reg_max`); the value used is ``reg_``. The defaults
+(``n_patterns=8``, ``max_rounds=4``, ``n_starts=64``, 8 new blocks per direction and round,
+intermediate rounds solved to 1e-4) take 9–29 s of CPU on one thread on scikit-learn's
+bundled datasets (standardised features; benchmarks/results/parallel.md).
 
 ``rank=r`` switches to the polynomial-time approximation (program on the rank-r truncation of
 [X, 1]); its guarantee factor is reported in ``fit_info_['approximation']``.
@@ -20,7 +30,8 @@ Fitted attributes: ``network_`` (:class:`ParallelReLUNetwork`), ``certificate_``
 the read-back network for the program over the blocks used: optimal over those blocks, scope
 "sampled patterns"; no global claim), ``history_``, ``fit_info_`` (for ``"cg"``: the rounds and
 the last search's largest ⟨−Λ, g⟩/β — above 1 proves the network is not globally optimal),
-``n_features_in_``. The number K of sub-networks is chosen by the group sparsity of the solution
+``n_features_in_``, ``reg_``. The number K of sub-networks is chosen by the group sparsity of
+the solution
 (``network_.n_subnetworks``).
 """
 
@@ -42,19 +53,19 @@ from .._validation import (
     resolve_dtype,
     to_tensor,
 )
-from ..formulations.parallel import SOLVERS, fit_parallel
+from ..pipelines.parallel import METHODS, SOLVERS, fit_parallel, reg_max
 
 __all__ = ["ConvexParallelReLURegressor", "ConvexParallelReLUClassifier"]
 
 
 class _ParallelBase(BaseEstimator):
-    def __init__(self, depth: int = 3, width: int = 2, reg: float = 1e-3,
-                 n_patterns: int = 20, loss: str = "auto", random_state=None,
+    def __init__(self, depth: int = 3, width: int = 2, reg: float | None = None,
+                 n_patterns: int = 8, loss: str = "auto", random_state=None,
                  device: str = "cpu", dtype: str = "float64", solver: str = "auto",
                  tol: float = 1e-6, max_iter: int = 5000, max_time: float | None = None,
                  verbose: int = 0, rank: int | None = None, gate_kind: str = "gaussian",
-                 method: str = "cg", max_rounds: int = 30, max_new: int | None = None,
-                 n_starts: int = 128):
+                 method: str = "cg", max_rounds: int = 4, max_new: int | None = None,
+                 n_starts: int = 64, max_blocks: int = 20000):
         self.depth = depth
         self.width = width
         self.reg = reg
@@ -74,6 +85,7 @@ class _ParallelBase(BaseEstimator):
         self.max_rounds = max_rounds
         self.max_new = max_new
         self.n_starts = n_starts
+        self.max_blocks = max_blocks
 
     def _check_params(self) -> None:
         if self.depth not in (2, 3) or isinstance(self.depth, bool):
@@ -82,15 +94,17 @@ class _ParallelBase(BaseEstimator):
         check_positive_int(self.width, "width")
         check_positive_int(self.n_patterns, "n_patterns")
         check_positive_int(self.max_iter, "max_iter")
-        check_reg(self.reg)
+        if self.reg is not None:
+            check_reg(self.reg)
+        check_positive_int(self.max_blocks, "max_blocks")
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise ValueError(f"tol must be > 0, got {self.tol!r}")
         if self.rank is not None:
             check_positive_int(self.rank, "rank")
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if self.method not in ("cg", "sampled"):
-            raise ValueError(f"method must be 'cg' or 'sampled', got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if not (isinstance(self.max_rounds, (int, np.integer)) and self.max_rounds >= 0) \
                 or isinstance(self.max_rounds, bool):
             raise ValueError(f"max_rounds must be an integer >= 0, got {self.max_rounds!r}")
@@ -106,15 +120,22 @@ class _ParallelBase(BaseEstimator):
         dt, dev = resolve_dtype(self.dtype), resolve_device(self.device)
         Xt = add_intercept(to_tensor(X, dt, dev))
         Yt = to_tensor(Yenc, dt, dev)
+        # intermediate rounds to 1e-4 (only the final solve needs ``tol``); 8 new blocks per
+        # residual direction and round
         cg = {"max_rounds": int(self.max_rounds), "n_starts": int(self.n_starts),
-              "max_new": None if self.max_new is None else int(self.max_new)}
-        res = fit_parallel(Xt, Yt, reg=float(self.reg), depth=int(self.depth),
+              "round_tol": max(float(self.tol), 1e-4),
+              "max_new": 16 * Yt.shape[1] if self.max_new is None else int(self.max_new)}
+        self.reg_ = float(self.reg) if self.reg is not None else \
+            self._REG_FRACTION * reg_max(Xt, Yt, loss, depth=int(self.depth),
+                                         width=int(self.width), random_state=self.random_state)
+        res = fit_parallel(Xt, Yt, reg=self.reg_, depth=int(self.depth),
                            width=int(self.width), n_patterns=int(self.n_patterns), loss=loss,
                            random_state=self.random_state, intercept=True, rank=self.rank,
                            method=self.method, solver=self.solver, tol=float(self.tol),
                            max_iter=int(self.max_iter), max_time=self.max_time,
                            verbose=int(self.verbose), gate_kind=self.gate_kind,
-                           cg_options=cg if self.method == "cg" else None)
+                           cg_options=cg if self.method == "cg" else None,
+                           max_blocks=int(self.max_blocks))
         self.network_ = res.network
         self.certificate_ = res.certificate
         self.history_ = res.history
@@ -138,6 +159,8 @@ class _ParallelBase(BaseEstimator):
 class ConvexParallelReLURegressor(RegressorMixin, _ParallelBase):
     """Path-regularised parallel ReLU regression (squared loss) by its convex program."""
 
+    _REG_FRACTION = 0.1
+
     def fit(self, X, y):
         Xa, ya = check_X_y(X, y)
         if not np.isfinite(ya.astype(np.float64)).all():
@@ -156,6 +179,8 @@ class ConvexParallelReLURegressor(RegressorMixin, _ParallelBase):
 class ConvexParallelReLUClassifier(ClassifierMixin, _ParallelBase):
     """Path-regularised parallel ReLU classifier: logistic loss for two classes, cross-entropy
     (one output per class, single-output sub-networks) for more."""
+
+    _REG_FRACTION = 0.01
 
     def fit(self, X, y):
         Xa, ya = check_X_y(X, y, multi_output=False)

@@ -48,272 +48,17 @@ import time
 import torch
 from torch import Tensor
 
-from ..solvers.base import History, SolverResult, StopReason
+from ...ops.cones import (
+    jordan_divide,
+    jordan_product,
+    linear_step_length,
+    nt_scaling,
+    soc_step_length,
+)
+from ...solvers.base import History, SolverResult, StopReason
+from .kkt import BarrierTerms, NotStrictlyFeasible, check_witness, witness_weights, woodbury_solver
 
-__all__ = ["solve_pd", "solve_barrier", "solve_interior", "NotStrictlyFeasible",
-           "loss_hessian_blocks"]
-
-
-class NotStrictlyFeasible(ValueError):
-    """A block's witness lies on the boundary of its cone (a data point on a hyperplane)."""
-
-
-def loss_hessian_blocks(loss, Z: Tensor, Y: Tensor) -> Tensor:
-    """Per-sample Hessian blocks ∇²L(Z), shape (n, c, c) (smoothness·I for unknown losses)."""
-    n, c = Z.shape
-    name = getattr(loss, "name", "")
-    eye = torch.eye(c, dtype=Z.dtype, device=Z.device)
-    if name == "squared":
-        return eye.expand(n, c, c).clone()
-    if name == "logistic":
-        s = torch.sigmoid(Y * Z)
-        return (s * (1 - s))[:, :, None]
-    if name == "cross_entropy":
-        P = torch.softmax(Z, dim=1)
-        return torch.diag_embed(P) - P[:, :, None] * P[:, None, :]
-    return float(loss.smoothness) * eye.expand(n, c, c).clone()
-
-
-class _Barrier:
-    """Tensors of the barrier problem for fixed blocks."""
-
-    def __init__(self, prog):
-        self.prog = prog
-        X = prog.X
-        self.X = X
-        self.n, self.d = X.shape
-        self.B, self.m, self.c = prog.B, prog.m, prog.c
-        self.reg = prog.reg
-        self.loss = prog.loss
-        self.Y = prog.Y
-        M1, M2 = prog.M1, prog.M2
-        sig = prog.sig
-        # first-layer rows (drop all-zero data rows: their constraint is 0 ≥ 0)
-        self.v1 = (torch.linalg.vector_norm(X, dim=1) > 0).to(X.dtype)[:, None, None] \
-            * torch.ones_like(M1)
-        self.S1 = prog.S1
-        if prog.depth == 3:
-            S2 = prog.S2
-            implied = ((S2[:, :, None] * sig[None] >= 0) | (M1 == 0)).all(-1)
-            self.need2 = ((M1 > 0).any(-1) & ~implied).to(X.dtype)
-            self.C2 = S2[:, :, None] * sig[None] * M1 * self.need2[:, :, None]
-        else:
-            self.need2 = torch.zeros_like(M2)
-            self.C2 = torch.zeros_like(M1)
-        self.P = prog.eps[None, :, None] * M2[:, :, None] * sig[None] * M1  # (n, B, m)
-        self.E = prog.E  # (B, c)
-        self.n_barrier = float(self.v1.sum() + self.need2.sum() + self.B)
-        self.XX = (X[:, :, None] * X[:, None, :]).reshape(self.n, self.d * self.d)
-
-    # -------------------------------------------------------------- pieces
-    def state(self, q: Tensor) -> Tensor:
-        return (self.X @ q.reshape(-1, self.d).T).reshape(self.n, self.B, self.m)
-
-    def slacks(self, U: Tensor) -> tuple[Tensor, Tensor]:
-        s1 = self.S1 * U
-        s2 = (self.C2 * U).sum(-1)
-        # rows that are not constraints get slack 1 (log 1 = 0, no gradient)
-        s1 = torch.where(self.v1 > 0, s1, torch.ones_like(s1))
-        s2 = torch.where(self.need2 > 0, s2, torch.ones_like(s2))
-        return s1, s2
-
-    def predict(self, U: Tensor) -> Tensor:
-        return (self.P * U).sum(-1) @ self.E
-
-    def norm_terms(self, q: Tensor, mu: float) -> tuple[Tensor, Tensor, Tensor]:
-        """Smoothed group norm φ_μ(q_s) = μ + s − μ log(2μ(μ + s)/β²), s = √(μ² + β²||q_s||²),
-        its gradient coefficient β²/(μ + s) and s."""
-        r2 = (q.reshape(self.B, -1) ** 2).sum(-1)
-        b2 = self.reg**2
-        s = torch.sqrt(mu**2 + b2 * r2)
-        val = mu + s - mu * torch.log(2 * mu * (mu + s) / b2)
-        return val, b2 / (mu + s), s
-
-    def value(self, q: Tensor, mu: float) -> float:
-        U = self.state(q)
-        s1, s2 = self.slacks(U)
-        if bool((s1 <= 0).any()) or bool((s2 <= 0).any()):
-            return math.inf
-        Z = self.predict(U)
-        nv, _, _ = self.norm_terms(q, mu)
-        bar = torch.log(s1).sum() + torch.log(s2).sum()
-        return float(self.loss.value(Z, self.Y) + nv.sum() - mu * bar)
-
-    def gradient(self, q: Tensor, mu: float, U: Tensor | None = None
-                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """∇φ_μ(q) as (B, md), and the state pieces (U, s1, s2, Z) it used."""
-        U = self.state(q) if U is None else U
-        s1, s2 = self.slacks(U)
-        Z = self.predict(U)
-        lam = self.loss.grad(Z, self.Y)  # (n, c)
-        GU = (lam @ self.E.T)[:, :, None] * self.P
-        GU = GU - mu * (self.v1 * self.S1 / s1) - mu * (self.C2 / s2[:, :, None])
-        g = (self.X.T @ GU.reshape(self.n, -1)).reshape(self.d, self.B, self.m)
-        g = g.permute(1, 2, 0).reshape(self.B, -1)
-        _, coef, _ = self.norm_terms(q, mu)
-        g = g + coef[:, None] * q.reshape(self.B, -1)
-        return g, U, s1, s2, Z
-
-    def newton(self, q: Tensor, mu: float, weights: tuple[Tensor, Tensor] | None = None
-               ) -> tuple[Tensor, float]:
-        """Step Δq = −(∇²)⁻¹ ∇φ_μ(q) and λ² = −⟨∇φ_μ, Δq⟩. The cone rows enter the Hessian
-        with weights w = μ/s² (barrier) or the given primal-dual weights w = ν/s."""
-        B, m, d, n = self.B, self.m, self.d, self.n
-        md = m * d
-        g, U, s1, s2, Z = self.gradient(q, mu)
-        if weights is None:
-            w1, w2 = mu * self.v1 / s1**2, mu * self.need2 / s2**2
-        else:
-            w1, w2 = weights
-        # block Hessians K_s: cone rows Xᵀ D X (one GEMM against the d² products of the rows)
-        K = (w1.reshape(n, B * m).T @ self.XX).reshape(B, m, d, d)
-        K = torch.diag_embed(K.permute(0, 2, 3, 1)).permute(0, 3, 1, 4, 2)  # (B, m, d, m, d)
-        if bool(self.need2.any()):
-            A2 = self.C2 * w2[:, :, None].sqrt()  # (n, B, m)
-            P2 = (A2[:, :, :, None] * A2[:, :, None, :]).reshape(n, B * m * m)
-            K = K + (P2.T @ self.XX).reshape(B, m, m, d, d).permute(0, 1, 3, 2, 4)
-        K = K.reshape(B, md, md)
-        # smoothed norm: ∇²φ = β²/(μ+s) [I − β² q qᵀ / (s (μ + s))]
-        qf = q.reshape(B, md)
-        _, coef, sn = self.norm_terms(q, mu)
-        b2 = self.reg**2
-        K.diagonal(dim1=1, dim2=2).add_(coef[:, None])
-        K -= (coef * b2 / (sn * (mu + sn)))[:, None, None] * qf[:, :, None] * qf[:, None, :]
-        # data term by Woodbury: Φ_s (nc x md) = L_iᵀ[:, t_s] ⊗ (P_isj x_i)_j
-        solve = _woodbury(self, K, Z, offset=0)
-
-        step = -solve(g)
-        dec = float(-(g * step).sum())
-        return step.reshape(B, m, d), dec
-
-    def max_step(self, q: Tensor, dq: Tensor) -> float:
-        """Largest α with q + αΔq strictly inside the cones (∞ if unbounded)."""
-        U, dU = self.state(q), self.state(dq)
-        s1, _ = self.slacks(U)
-        ds1 = self.S1 * dU * self.v1
-        s2 = (self.C2 * U).sum(-1)
-        ds2 = (self.C2 * dU).sum(-1) * self.need2
-        alpha = math.inf
-        for sl, ds in ((s1, ds1), (s2, ds2)):
-            neg = ds < 0
-            if bool(neg.any()):
-                alpha = min(alpha, float((-sl[neg] / ds[neg]).min()))
-        return alpha
-
-
-def _check_witness(bar: _Barrier, W: Tensor, rel: float = 1e-10) -> None:
-    """Raise :class:`NotStrictlyFeasible` unless every cone row is positive at the witnesses
-    by more than ``rel``·(row scale): a row at round-off level is on the boundary."""
-    U = bar.state(W)
-    s1, s2 = bar.slacks(U)
-    xn = torch.linalg.vector_norm(bar.X, dim=1)
-    wn = torch.linalg.vector_norm(W, dim=2)  # (B, m)
-    sc1 = xn[:, None, None] * wn[None]
-    sc2 = (bar.C2.abs() * sc1).sum(-1)
-    if bool(((s1 <= rel * sc1) & (bar.v1 > 0)).any()) \
-            or bool(((s2 <= rel * sc2) & (bar.need2 > 0)).any()):
-        raise NotStrictlyFeasible("a block's witness lies on the boundary of its cone (a data "
-                                  "point on one of its hyperplanes)")
-
-
-def _witness_weights(bar: _Barrier, W: Tensor, iters: int = 300,
-                     c0: Tensor | None = None) -> Tensor:
-    """argmin_{c ≥ 0} L(Σ_s c_s A_s W_s) + β Σ_s c_s (unit directions W_s) by accelerated
-    projected gradient from c0 (default 0)."""
-    Zs = (bar.P * bar.state(W)).sum(-1)  # (n, B): unit direction outputs (before E)
-    F = lambda cc: (Zs * cc[None]) @ bar.E  # noqa: E731
-    Lip = float(torch.linalg.matrix_norm(Zs, ord=2)) ** 2 * float(bar.loss.smoothness)
-    cc = torch.zeros(bar.B, dtype=W.dtype, device=W.device) if c0 is None else c0.clone()
-    if Lip <= 0:
-        return cc
-    yk, tk = cc, 1.0
-    for _ in range(iters):
-        g = ((bar.loss.grad(F(yk), bar.Y) @ bar.E.T) * Zs).sum(0) + bar.reg
-        new = (yk - g / Lip).clamp_min(0)
-        tn = 0.5 * (1 + math.sqrt(1 + 4 * tk * tk))
-        yk = new + (tk - 1) / tn * (new - cc)
-        cc, tk = new, tn
-    return cc
-
-
-def _woodbury(bar: _Barrier, K: Tensor, Z: Tensor, offset: int):
-    """Solver for (blockdiag(K_s) + Φᵀ H Φ) x = rhs, rhs (B, D) with the q part at columns
-    ``offset:``; Φ_s maps q_s to the predictions (column t_s), H = ∇²L(Z) per sample.
-
-    Woodbury: (K + FᵀF)⁻¹ = K⁻¹ − K⁻¹Fᵀ(I + F K⁻¹ Fᵀ)⁻¹F K⁻¹ with F = H^{1/2}Φ. When H is
-    diagonal across outputs (squared loss, or one output) I + F K⁻¹ Fᵀ is block-diagonal over the
-    outputs: one n x n Cholesky per output instead of one (nc) x (nc)."""
-    B, m, d, n, c = bar.B, bar.m, bar.d, bar.n, bar.c
-    md = m * d
-    X = bar.X
-    kw = {"dtype": X.dtype, "device": X.device}
-    D = K.shape[1]
-    a = (bar.P[..., None] * X[:, None, None, :]).reshape(n, B, md)
-    Hb = loss_hessian_blocks(bar.loss, Z, bar.Y)
-    Kc = _cholesky(K)
-    diagonal = c == 1 or getattr(bar.loss, "name", "") == "squared"
-    if diagonal:
-        out = bar.prog.blocks.outputs.to(X.device)
-        h = Hb.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()  # (n, c)
-        Phi = torch.zeros(B, D, n, **kw)
-        Phi[:, offset:] = a.permute(1, 2, 0) * h.T[out][:, None, :]
-        V = torch.linalg.solve_triangular(Kc, Phi, upper=False)
-        groups = [torch.nonzero(out == k).flatten() for k in range(c)]
-        Mcs = []
-        for idx in groups:
-            Vk = (V if idx.numel() == B else V[idx]).reshape(-1, n)
-            Mk = Vk.T @ Vk
-            Mk.diagonal().add_(1.0)
-            Mcs.append(_cholesky(Mk[None])[0])
-
-        def solve(rhs: Tensor) -> Tensor:
-            y = torch.cholesky_solve(rhs[..., None], Kc)[..., 0]
-            w = torch.einsum("bkn,bk->bn", Phi, y)  # per block, then summed per output
-            corr = torch.zeros(B, n, **kw)
-            for k, idx in enumerate(groups):
-                if idx.numel():
-                    zz = torch.cholesky_solve(w[idx].sum(0)[:, None], Mcs[k])[:, 0]
-                    corr[idx] = zz
-            return y - torch.cholesky_solve(torch.einsum("bkn,bn->bk", Phi, corr)[..., None],
-                                            Kc)[..., 0]
-
-        return solve
-    Hb = Hb + 1e-12 * torch.eye(c, **kw)[None]
-    Lc = torch.linalg.cholesky(Hb)  # (n, c, c), H_i = L_i L_iᵀ
-    LtE = torch.einsum("nab,sb->nsa", Lc.transpose(1, 2), bar.E)  # (n, B, c)
-    Phi = torch.zeros(B, D, n * c, **kw)
-    Phi[:, offset:] = torch.einsum("nsk,nsa->skna", a, LtE).reshape(B, md, n * c)
-    V = torch.linalg.solve_triangular(Kc, Phi, upper=False)
-    Vf = V.reshape(B * D, n * c)
-    M = Vf.T @ Vf
-    M.diagonal().add_(1.0)
-    Mc = _cholesky(M[None])[0]
-
-    def solve_full(rhs: Tensor) -> Tensor:
-        y = torch.cholesky_solve(rhs[..., None], Kc)[..., 0]
-        w = torch.einsum("bkn,bk->n", Phi, y)
-        zz = torch.cholesky_solve(w[:, None], Mc)[:, 0]
-        return y - torch.cholesky_solve(torch.einsum("bkn,n->bk", Phi, zz)[..., None],
-                                        Kc)[..., 0]
-
-    return solve_full
-
-
-def _cholesky(K: Tensor) -> Tensor:
-    """Batched Cholesky with a diagonal jitter on the (rare) numerically indefinite blocks."""
-    L, info = torch.linalg.cholesky_ex(K)
-    if bool((info != 0).any()):
-        scale = K.diagonal(dim1=-2, dim2=-1).abs().amax(-1).clamp_min(1e-300)
-        jitter = 1e-14
-        for _ in range(12):
-            Kj = K + torch.diag_embed((jitter * scale)[:, None].expand(K.shape[:-1]))
-            L, info = torch.linalg.cholesky_ex(Kj)
-            if not bool((info != 0).any()):
-                break
-            jitter *= 100
-        else:
-            raise torch.linalg.LinAlgError("barrier Hessian not positive definite")
-    return L
+__all__ = ["solve_pd", "solve_barrier", "solve_interior", "NotStrictlyFeasible"]
 
 
 def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newton: int = 400,
@@ -332,16 +77,16 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
     if prog.B == 0:
         return prog.zeros(), prog.zero_multipliers(), SolverResult(
             prog.zeros(), hist, StopReason.CONVERGED, 0, 0.0, {})
-    bar = _Barrier(prog)
+    bar = BarrierTerms(prog)
     W = prog.blocks.gates.to(prog.X)
-    _check_witness(bar, W)
+    check_witness(bar, W)
     W = W / torch.linalg.vector_norm(W.reshape(prog.B, -1), dim=1)[:, None, None]
     L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
     tau = 1e-3 * max(L0, 1e-12) / (prog.reg * prog.B)
     if x0 is None:
         # start: the best non-negative combination of the unit witnesses (a B-variable lasso),
         # plus τ on every block (strictly inside every cone)
-        q = (_witness_weights(bar, W) + tau)[:, None, None] * W
+        q = (witness_weights(bar, W) + tau)[:, None, None] * W
     else:
         nrm = prog.group_norms(x0)
         q = torch.where((nrm > 0)[:, None, None], x0.to(W), tau * W)
@@ -412,71 +157,6 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
                                seconds=time.perf_counter() - t0,
                                extras={"mu": mu, "relative_gap": cert.relative_gap})
 
-# ----------------------------------------------------------------- primal-dual method
-def _soc_nt(s: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Nesterov–Todd scaling of second-order cones (rows of s, z in the interior):
-    W = β(2vvᵀ − J), W⁻¹ = (1/β)(2JvvᵀJ − J), with W z = W⁻¹ s. Returns (W, W⁻¹, λ̃ = W z)."""
-    D = s.shape[1]
-    sJs = s[:, 0] ** 2 - (s[:, 1:] ** 2).sum(1)
-    zJz = z[:, 0] ** 2 - (z[:, 1:] ** 2).sum(1)
-    sb = s / sJs.sqrt()[:, None]
-    zb = z / zJz.sqrt()[:, None]
-    gam = ((1 + (sb * zb).sum(1)) / 2).sqrt()
-    Jzb = torch.cat([zb[:, :1], -zb[:, 1:]], 1)
-    wb = (sb + Jzb) / (2 * gam)[:, None]
-    e = torch.zeros_like(wb)
-    e[:, 0] = 1.0
-    v = (wb + e) / torch.sqrt(2 * (wb[:, 0] + 1))[:, None]
-    beta = (sJs / zJz) ** 0.25
-    Jd = torch.ones(D, dtype=s.dtype, device=s.device)
-    Jd[1:] = -1.0
-    J = torch.diag(Jd)
-    vv = v[:, :, None] * v[:, None, :]
-    W = beta[:, None, None] * (2 * vv - J)
-    Jv = v * Jd
-    Winv = (2 * Jv[:, :, None] * Jv[:, None, :] - J) / beta[:, None, None]
-    lt = (W @ z[..., None])[..., 0]
-    return W, Winv, lt
-
-
-def _jprod(u: Tensor, v: Tensor) -> Tensor:
-    """Jordan product of second-order-cone vectors (rows)."""
-    return torch.cat([(u * v).sum(1, keepdim=True), u[:, :1] * v[:, 1:] + v[:, :1] * u[:, 1:]], 1)
-
-
-def _jdiv(u: Tensor, v: Tensor) -> Tensor:
-    """x with u ∘ x = v (u in the interior of the cone)."""
-    uJu = u[:, 0] ** 2 - (u[:, 1:] ** 2).sum(1)
-    uv = (u[:, 1:] * v[:, 1:]).sum(1)
-    x0 = (u[:, 0] * v[:, 0] - uv) / uJu
-    x1 = v[:, 1:] / u[:, :1] + ((uv / u[:, 0] - v[:, 0]) / uJu)[:, None] * u[:, 1:]
-    return torch.cat([x0[:, None], x1], 1)
-
-
-def _soc_step(u: Tensor, du: Tensor) -> float:
-    """Largest α ≥ 0 with u + α du in the second-order cone (rows; u in the interior)."""
-    a = du[:, 0] ** 2 - (du[:, 1:] ** 2).sum(1)
-    b = 2 * (u[:, 0] * du[:, 0] - (u[:, 1:] * du[:, 1:]).sum(1))
-    c = u[:, 0] ** 2 - (u[:, 1:] ** 2).sum(1)
-    inf = torch.full_like(a, math.inf)
-    disc = b * b - 4 * a * c
-    sq = disc.clamp_min(0).sqrt()
-    # numerically stable roots of a α² + b α + c
-    qq = -0.5 * (b + torch.where(b >= 0, sq, -sq))
-    r1 = torch.where(a != 0, qq / torch.where(a != 0, a, torch.ones_like(a)), inf)
-    r2 = torch.where(qq != 0, c / torch.where(qq != 0, qq, torch.ones_like(qq)), inf)
-    r1 = torch.where(r1 > 0, r1, inf)
-    r2 = torch.where(r2 > 0, r2, inf)
-    root = torch.where(disc >= 0, torch.minimum(r1, r2), inf)
-    lin = torch.where(du[:, 0] < 0, -u[:, 0] / torch.where(du[:, 0] < 0, du[:, 0],
-                                                          -torch.ones_like(a)), inf)
-    return float(torch.minimum(root, lin).min()) if u.shape[0] else math.inf
-
-
-def _lin_step(v: Tensor, dv: Tensor, mask: Tensor) -> float:
-    neg = (dv < 0) & (mask > 0)
-    return float((-v[neg] / dv[neg]).min()) if bool(neg.any()) else math.inf
-
 
 def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | None = None,
              verbose: int = 0, start_mu: float = 10.0, start_newton: int = 30,
@@ -487,7 +167,7 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
     Variables (q_s, t_s) with the cones G_s q_s ≥ 0 and ||q_s||_F ≤ t_s; the primal iterate stays
     strictly feasible (every iterate is a network with exactly the block patterns), the dual
     (ν for the cone rows, ζ_s for the norms) approaches feasibility. Each iteration factors the
-    structured Newton matrix once (block Cholesky + Woodbury, as :meth:`_Barrier.newton`) and
+    structured Newton matrix once (block Cholesky + Woodbury, as :meth:`BarrierTerms.newton`) and
     solves twice. Start: the non-negative lasso over the blocks' unit witnesses (or, with
     ``x0``, over x0's directions where it is non-zero, started at its norms), centred by at most
     ``start_newton`` barrier Newton steps (until the decrement is ≤ ``start_tol``·f0) at
@@ -498,20 +178,20 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
     if prog.B == 0:
         return prog.zeros(), prog.zero_multipliers(), SolverResult(
             prog.zeros(), hist, StopReason.CONVERGED, 0, 0.0, {})
-    bar = _Barrier(prog)
+    bar = BarrierTerms(prog)
     B, m, d = bar.B, bar.m, bar.d
     md = m * d
     X = bar.X
     kw = {"dtype": X.dtype, "device": X.device}
     W0 = prog.blocks.gates.to(X)
-    _check_witness(bar, W0)
+    check_witness(bar, W0)
     W0 = W0 / torch.linalg.vector_norm(W0.reshape(B, -1), dim=1)[:, None, None]
     L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
     tau = 1e-3 * max(L0, 1e-12) / (prog.reg * B)
     v1, n2 = bar.v1, bar.need2
     N = float(v1.sum() + n2.sum()) + B
     if x0 is None:
-        q = (_witness_weights(bar, W0) + tau)[:, None, None] * W0
+        q = (witness_weights(bar, W0) + tau)[:, None, None] * W0
         f0 = prog.objective(q)
         mu0 = start_mu * max(f0, 1e-12) / N
     else:
@@ -524,8 +204,8 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
         x0 = x0.to(X)
         Dn = torch.where((nrm > 0)[:, None, None], 0.95 * x0 + 0.05 * nrm[:, None, None] * W0, W0)
         Dn = Dn / torch.linalg.vector_norm(Dn.reshape(B, -1), dim=1)[:, None, None]
-        _check_witness(bar, Dn)
-        q = (_witness_weights(bar, Dn, c0=nrm) + tau)[:, None, None] * Dn
+        check_witness(bar, Dn)
+        q = (witness_weights(bar, Dn, c0=nrm) + tau)[:, None, None] * Dn
         f0 = prog.objective(q)
         mu0 = 0.01 * max(f0, 1e-12) / N
     # a central start: a few damped Newton steps on the barrier problem at μ0, then the
@@ -608,7 +288,7 @@ def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):
     r = torch.cat([(prog.reg - lQ[:, 0])[:, None], gq - lp_adjoint(l1, l2) - lQ[:, 1:]], 1)
     sQ = torch.cat([t[:, None], q.reshape(B, md)], 1)
     mu = float(((s1 * l1).sum() + (s2 * l2).sum() + (sQ * lQ).sum()) / N)
-    Wq, Wqi, ltQ = _soc_nt(sQ, lQ)
+    Wq, Wqi, ltQ = nt_scaling(sQ, lQ)
     Wq2i = Wqi @ Wqi
     # structured Newton matrix: LP rows with weights λ/s, SOC block W⁻², data (Woodbury)
     w1 = l1 / s1 * v1
@@ -621,7 +301,7 @@ def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):
         K = K + (P2.T @ bar.XX).reshape(B, m, m, d, d).permute(0, 1, 3, 2, 4)
     Kf = Wq2i.clone()
     Kf[:, 1:, 1:] += K.reshape(B, md, md)
-    solve = _woodbury(bar, Kf, Z, offset=1)
+    solve = woodbury_solver(bar, Kf, Z, offset=1)
 
     def directions(c1: Tensor, c2: Tensor, cQ: Tensor):
         """Step for W⁻¹r_c = (c1, c2, cQ) (LP parts already divided by s)."""
@@ -635,8 +315,9 @@ def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):
         return dx, ds1, ds2, dsQ, dl1, dl2, dlQ
 
     def step_len(ds1, ds2, dsQ, dl1, dl2, dlQ) -> float:
-        return min(_lin_step(s1, ds1, v1), _lin_step(s2, ds2, n2), _soc_step(sQ, dsQ),
-                   _lin_step(l1, dl1, v1), _lin_step(l2, dl2, n2), _soc_step(lQ, dlQ))
+        return min(linear_step_length(s1, ds1, v1), linear_step_length(s2, ds2, n2),
+                   soc_step_length(sQ, dsQ), linear_step_length(l1, dl1, v1),
+                   linear_step_length(l2, dl2, n2), soc_step_length(lQ, dlQ))
 
     # predictor (affine scaling): W⁻¹r_c = −λ
     aff = directions(-l1, -l2, -lQ)
@@ -651,7 +332,7 @@ def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):
     c2 = ((sigma * mu - s2 * l2 - ds2a * dl2a) / s2) * n2
     sa = (Wqi @ dsQa[..., None])[..., 0]
     za = (Wq @ dlQa[..., None])[..., 0]
-    rcQ = _jdiv(ltQ, sigma * mu * e - _jprod(ltQ, ltQ) - _jprod(sa, za))
+    rcQ = jordan_divide(ltQ, sigma * mu * e - jordan_product(ltQ, ltQ) - jordan_product(sa, za))
     cQ = (Wqi @ rcQ[..., None])[..., 0]
     dx, ds1, ds2, dsQ, dl1, dl2, dlQ = directions(c1, c2, cQ)
     alpha = min(1.0, 0.99 * step_len(ds1, ds2, dsQ, dl1, dl2, dlQ))

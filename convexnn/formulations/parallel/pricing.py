@@ -1,4 +1,5 @@
-r"""Column generation for the path-regularised parallel program: blocks found by the dual.
+r"""Pricing for the path-regularised parallel program: blocks found by the dual (the column
+generation loop is :func:`convexnn.pipelines.parallel_cg.fit_parallel_cg`).
 
 The exact convex program of :mod:`convexnn.formulations.parallel` has one block per index
 s = (D_{1,1..m}, σ, D_2, t, ε) — far too many to write down (O(n^{m r}) second-layer patterns).
@@ -26,7 +27,7 @@ of data pairs, :func:`convexnn.patterns.sample_gates`), the current network's su
 the previous round's best candidates. The values reported are exact evaluations at the found q
 (lower bounds on h(Λ)).
 
-**Algorithm.** (1) solve the program over S (interior point, :mod:`.parallel_ipm`, or any
+**Algorithm.** (1) solve the program over S (interior point, :mod:`.interior`, or any
 backend of :func:`convexnn.formulations.parallel.solve`); (2) read the network back, Λ = ∇L;
 (3) search; stop if no q with value > β(1 + ``price_tol``) is found; (4) S ← {blocks non-zero
 in the solution} ∪ {up to ``max_new`` new distinct blocks, best first}; repeat. Keeping the
@@ -49,12 +50,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..losses import Loss, get_loss
-from ..patterns import sample_gates
-from ..results import FitResult
-from ..solvers.base import History, StopReason
+from ...patterns import sample_gates
+from .blocks import ParallelBlocks, block_keys
 
-__all__ = ["PricingResult", "subnetwork_values", "price", "fit_parallel_cg"]
+__all__ = ["PricingResult", "subnetwork_values", "direction_index", "price", "candidate_keys",
+           "select_blocks"]
 
 
 @dataclass
@@ -191,12 +191,12 @@ def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: i
                          seconds=time.perf_counter() - t0)
 
 
-def _keys(X: Tensor, gates: Tensor, signs: Tensor, outputs: Tensor, eps: Tensor) -> list[bytes]:
-    from .parallel import ParallelBlocks, _block_keys
-
+def candidate_keys(X: Tensor, gates: Tensor, signs: Tensor, outputs: Tensor,
+                   eps: Tensor) -> list[bytes]:
+    """Exact keys of candidate blocks (patterns, signs, output, ε)."""
     blk = ParallelBlocks(gates, signs, outputs, eps)
     M1, M2 = blk.masks(X)
-    base = _block_keys(M1, signs, M2)
+    base = block_keys(M1, signs, M2)
     tail = [bytes([int(t), int(e > 0)]) for t, e in zip(outputs.tolist(), eps.tolist())]
     return [b + b"@" + t for b, t in zip(base, tail)]
 
@@ -222,7 +222,7 @@ def select_blocks(X: Tensor, cand: PricingResult, existing: list[bytes], reg: fl
                          & _strictly_inside(X, cand.gates, cand.signs)).flatten()
     if viol.numel() == 0:
         return [], []
-    keys = _keys(X, cand.gates[viol], cand.signs[viol], cand.outputs[viol], cand.eps[viol])
+    keys = candidate_keys(X, cand.gates[viol], cand.signs[viol], cand.outputs[viol], cand.eps[viol])
     seen = set(existing)
     pick, pk = [], []
     for i, k in zip(viol.tolist(), keys):
@@ -234,169 +234,3 @@ def select_blocks(X: Tensor, cand: PricingResult, existing: list[bytes], reg: fl
         if len(pick) >= max_new:
             break
     return pick, pk
-
-
-def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int = 2,
-                    loss: str | Loss = "squared", intercept: bool = True,
-                    n_init_blocks: int = 20, max_rounds: int = 30, max_new: int | None = None,
-                    n_starts: int = 128, n_steps: int = 100, price_tol: float = 1e-3,
-                    tol: float = 1e-7, round_tol: float = 1e-6, max_time: float | None = None,
-                    solver: str = "auto", random_state=None, gate_kind: str = "gaussian",
-                    verbose: int = 0, prune: float = 1e-6, warm_start: bool = True,
-                    intercept_column: bool | None = None) -> FitResult:
-    """Column generation (module docstring). ``X`` carries the ones column when ``intercept``.
-
-    Each round adds up to ``max_new`` new blocks (default 20 per residual direction (t, ε),
-    i.e. 40 c) and solves the program over the current blocks to a relative gap ``round_tol``
-    (any backend of :func:`convexnn.formulations.parallel.solve`). Between rounds a block is
-    dropped when its norm is ≤ max(``prune``, 10·``round_tol``)·max: interior-point solutions
-    leave the blocks that are zero at the optimum at norms of the order of the solve's accuracy.
-    Stops when the search finds no block with ⟨−Λ, g⟩ > β(1 + ``price_tol``), after
-    ``max_rounds`` rounds or when ``max_time`` seconds have passed (checked after each search;
-    a started solve is finished); then the last program is re-solved to ``tol`` over its blocks
-    of norm > ``prune``·max, and searched once more at the returned network (on top of
-    ``max_time``). Returns a :class:`FitResult` whose certificate is
-    that of the read-back network for the program over the final blocks; ``info["pricing"]``
-    reports the last search and ``info["rounds"]`` the trajectory (objective, blocks, seconds
-    per round)."""
-    from .parallel import ParallelBlocks, ParallelProgram, sample_blocks, solve, solve_pruned
-    from .parallel_interior import NotStrictlyFeasible
-
-    if reg <= 0:
-        raise ValueError(f"reg must be > 0, got {reg}")
-    if max_rounds < 0 or n_init_blocks < 0 or (max_new is not None and max_new < 1):
-        raise ValueError("max_rounds and n_init_blocks must be >= 0 and max_new >= 1")
-    t0 = time.perf_counter()
-    lo = get_loss(loss)
-    rng = random_state if isinstance(random_state, np.random.Generator) \
-        else np.random.default_rng(random_state)
-    icol = intercept if intercept_column is None else intercept_column
-    m = 1 if depth == 2 else int(width)
-    c = Y.shape[1]
-    max_new = 20 * 2 * c if max_new is None else int(max_new)
-    kw = {"dtype": X.dtype, "device": X.device}
-    if n_init_blocks > 0:
-        blocks = sample_blocks(X, n_init_blocks, width=width, depth=depth, n_outputs=c,
-                               random_state=rng, gate_kind=gate_kind, intercept_column=icol)
-    else:
-        blocks = ParallelBlocks(torch.zeros(0, m, X.shape[1], **kw), torch.zeros(0, m, **kw),
-                                torch.zeros(0, dtype=torch.long, device=X.device),
-                                torch.zeros(0, **kw))
-
-    def master(prog: ParallelProgram, x0: Tensor | None = None):
-        # not cut by max_time: a half-solved program would hand the search a wrong Λ
-        try:
-            x, _, res = solve(prog, solver=solver, tol=round_tol,
-                              x0=x0 if warm_start else None)
-        except NotStrictlyFeasible:  # the warm start touches a cone boundary: start afresh
-            x, _, res = solve(prog, solver=solver, tol=round_tol)
-        # interior-point solutions leave the blocks that are zero at the optimum at norms of
-        # the order of the solve's accuracy: zero them (0 lies in every cone; pricing can bring
-        # a block back)
-        nrm = prog.group_norms(x)
-        if nrm.numel() and float(nrm.max()) > 0:
-            x = x * (nrm > max(prune, 10 * round_tol) * float(nrm.max()))[:, None, None]
-        return x, res
-
-    def program(blk: ParallelBlocks) -> ParallelProgram:
-        p = ParallelProgram(X, Y, blk, reg, lo, depth=depth, intercept=intercept)
-        p.block_source = "column-generation"
-        return p
-
-    prog = program(blocks)
-    x, res = master(prog)
-    hist = History()
-    rounds: list[dict] = []
-    prev: tuple[Tensor, Tensor, Tensor] | None = None
-    reason = StopReason.MAX_ITER
-    cand = None
-    for rnd in range(max_rounds + 1):
-        net_pred = prog.network_predict(prog.linear(x))
-        Lam = lo.grad(net_pred, Y)
-        obj = float(lo.value(net_pred, Y) + prog.penalty(x))
-        act = prog.group_norms(x) > 0
-        # warm starts: the network's own sub-networks and last round's best candidates
-        qa = x[act]
-        qa = qa / torch.linalg.vector_norm(qa.flatten(1), dim=-1)[:, None, None]
-        init_q, init_s = [qa], [prog.sig[act]]
-        init_k = [direction_index(prog.blocks.outputs[act], prog.eps[act], c)]
-        if prev is not None:
-            init_q.append(prev[0])
-            init_s.append(prev[1])
-            init_k.append(prev[2])
-        cand = price(X, Lam, width=width, depth=depth, n_starts=n_starts, n_steps=n_steps,
-                     init=(torch.cat(init_q), torch.cat(init_s), torch.cat(init_k)),
-                     random_state=rng, intercept_column=icol)
-        ratio = cand.best / reg
-        elapsed = time.perf_counter() - t0
-        rounds.append({"round": rnd, "objective": obj, "n_blocks": prog.B,
-                       "n_subnetworks": int(act.sum()), "max_ratio": ratio,
-                       "master_seconds": res.seconds, "master_iterations": res.n_iter,
-                       "price_seconds": cand.seconds, "seconds": elapsed})
-        hist.append(rnd, obj, float("nan"), float("nan"), elapsed)
-        if verbose:
-            print(f"[cg] round {rnd}: objective {obj:.8g}  blocks {prog.B}  active "
-                  f"{int(act.sum())}  max found <-Λ,g>/β = {ratio:.5f}  (master "
-                  f"{res.seconds:.2f}s/{res.n_iter} it, search {cand.seconds:.2f}s, "
-                  f"total {elapsed:.1f}s)")
-        if ratio <= 1 + price_tol:
-            reason = StopReason.CONVERGED
-            break
-        if rnd == max_rounds:
-            reason = StopReason.MAX_ITER
-            break
-        if max_time is not None and elapsed >= max_time:
-            reason = StopReason.MAX_TIME
-            break
-        keep_keys = _keys(X, prog.blocks.gates[act], prog.sig[act], prog.blocks.outputs[act],
-                          prog.eps[act])
-        pick, _ = select_blocks(X, cand, keep_keys, reg, price_tol, max_new)
-        top = min(cand.values.numel(), 4 * max_new)
-        prev = (cand.gates[:top], cand.signs[:top],
-                direction_index(cand.outputs[:top], cand.eps[:top], c))
-        if not pick:  # violations found, but all of them already in S (round-off level)
-            reason = StopReason.STALLED
-            break
-        idx = torch.as_tensor(pick, device=X.device)
-        blocks = ParallelBlocks(torch.cat([prog.blocks.gates[act], cand.gates[idx]]),
-                                torch.cat([prog.sig[act], cand.signs[idx]]),
-                                torch.cat([prog.blocks.outputs[act], cand.outputs[idx]]),
-                                torch.cat([prog.eps[act], cand.eps[idx]]))
-        x0 = torch.cat([x[act], torch.zeros_like(cand.gates[idx])])
-        prog = program(blocks)
-        x, res = master(prog, x0)
-    # final: the last program to full accuracy over its non-negligible blocks
-    prog = prog.subset(prog.group_norms(x) > 0) if prog.B else prog
-    prog, x, cert, res = solve_pruned(prog, solver=solver, tol=tol, prune=prune)
-    # one more search at the returned network, so that the reported value is about it
-    act = prog.group_norms(x) > 0
-    qa = x[act] / torch.linalg.vector_norm(x[act].flatten(1), dim=-1)[:, None, None]
-    cand = price(X, lo.grad(prog.network_predict(prog.linear(x)), Y), width=width, depth=depth,
-                 n_starts=n_starts, n_steps=n_steps, random_state=rng, intercept_column=icol,
-                 init=(qa, prog.sig[act],
-                       direction_index(prog.blocks.outputs[act], prog.eps[act], c)))
-    found = cand.best / reg
-    cert.problem += f"; pattern search at this network: max <-Λ,g>/β = {found:.6g}"
-    net = prog.to_network(x)
-    info = {
-        "method": "column generation",
-        "stop_reason": reason,
-        "n_rounds": len(rounds),
-        "rounds": rounds,
-        "n_blocks": prog.B,
-        "n_subnetworks": net.n_subnetworks,
-        "seconds": time.perf_counter() - t0,
-        "program": cert.problem,
-        "pricing": {
-            "max_ratio": found,
-            "n_starts_per_direction": n_starts,
-            "n_steps": n_steps,
-            "violated_block_found": bool(found > 1 + price_tol),
-            "statement": ("the certificate bounds the gap over the blocks found; a sub-network "
-                          "with <-Λ,g>/β > 1 (searched at the returned network) proves the "
-                          "network is not globally optimal, and a search that finds none is "
-                          "not a proof of global optimality"),
-        },
-        "_program": prog, "_x": x, "_multipliers": res.extras.get("multipliers"),
-    }
-    return FitResult(network=net, certificate=cert, history=hist, info=info)

@@ -1,0 +1,1 @@
+"""Shared tensor kernels (no model knowledge)."""
