@@ -27,8 +27,9 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from .._validation import check_positive_int, check_reg, resolve_device, resolve_dtype, to_tensor
-from ..formulations.cnn import ConvSharedFilterProgram, ConvTwoLayerProgram, solve
+from ..formulations.cnn import ConvSharedFilterProgram, ConvTwoLayerProgram
 from ..patches import POOLINGS, enumerate_patch_patterns, sample_patch_gates
+from ..pipelines.cnn import solve
 from ..results import FitResult
 
 __all__ = ["ConvexCNNClassifier", "ConvexCNNRegressor", "check_images"]
