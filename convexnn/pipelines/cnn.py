@@ -4,16 +4,71 @@ cutting planes, the augmented Lagrangian, or CVXPY, each followed by the certifi
 from __future__ import annotations
 
 import time
+import warnings
+from dataclasses import replace
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import Tensor
 
 from ..formulations.cnn.admm_split import ADMMSplitting, SharedADMMSplitting, snap_to_domain
 from ..formulations.cnn.base import ConeGroupProgram
+from ..formulations.cnn.circular import CircularCNNProgram
 from ..formulations.cnn.conv import ConvTwoLayerProgram
 from ..formulations.cnn.shared_filter import ConvSharedFilterProgram
+from ..formulations.cnn.three_layer import ThreeLayerCNNProgram
+from ..patches import enumerate_max_pool_patterns, enumerate_patch_patterns, sample_patch_gates
+from ..patterns import sample_gates
 
-__all__ = ["solve"]
+__all__ = ["solve", "build_program", "NOT_CONVERGED"]
+
+#: marker appended to ``Certificate.problem`` when a solve stops above its tolerance
+NOT_CONVERGED = "NOT CONVERGED"
+
+
+def build_program(program: str, images: Tensor, Y: Tensor, reg: float, loss: str, *,
+                  activation: str = "relu", kernel_size: int = 3, stride: int = 1,
+                  padding: int = 0, intercept: bool = True, pooling: str = "avg",
+                  pool_size: int | None = None, patterns: str = "sample", n_patterns: int = 100,
+                  gate_kind: str = "gaussian", random_state=None, n_circular: int = 1,
+                  n_outer: int = 8) -> ConeGroupProgram:
+    """Patterns → program for ``program`` in ``("cone", "shared", "circular",
+    "three_layer")`` (the estimators' vocabulary; images (N, C, H, W), Y (N, c))."""
+    N, C, H, W = images.shape
+    if program == "circular":
+        if C != 1:
+            raise ValueError(f"program='circular' takes single-channel inputs, got C = {C}")
+        X = images.reshape(N, -1)
+        if patterns == "enumerate":
+            from ..arrangements import enumerate_patterns
+
+            pats = enumerate_patterns(X)
+        else:
+            pats = sample_gates(X, n_patterns, random_state=random_state, kind=gate_kind)
+        return CircularCNNProgram(images, Y, pats, reg, loss, n_circular=n_circular)
+    ho, wo = (H + 2 * padding - kernel_size) // stride + 1, (W + 2 * padding - kernel_size) \
+        // stride + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"kernel_size={kernel_size} (padding={padding}) does not fit images "
+                         f"of size {H}x{W}")
+    common = dict(kernel_size=kernel_size, stride=stride, padding=padding, intercept=intercept)
+    if patterns == "enumerate" and program == "cone" and pooling == "max":
+        pats = enumerate_max_pool_patterns(images, pool_size=pool_size, **common)
+    elif patterns == "enumerate":
+        pats = enumerate_patch_patterns(images, **common)
+    else:
+        pats = sample_patch_gates(images, n_patterns, random_state=random_state, kind=gate_kind,
+                                  **common)
+    if program == "shared":
+        return ConvSharedFilterProgram(images, Y, pats, reg, loss, pooling=pooling,
+                                       pool_size=pool_size, **common)
+    if program == "three_layer":
+        return ThreeLayerCNNProgram(images, Y, pats, reg, loss, n_outer=n_outer,
+                                    random_state=random_state, **common)
+    if program != "cone":
+        raise ValueError(f"unknown CNN program {program!r}")
+    return ConvTwoLayerProgram(images, Y, pats, reg, loss, activation, pooling=pooling,
+                               pool_size=pool_size, **common)
 
 
 def solve(prog: ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
@@ -44,7 +99,50 @@ def solve(prog: ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
     beat the program's optimum when its neurons leave the sampled patterns); ``"feasible"``
     certifies the iterate's projection onto the cones (:meth:`ConvTwoLayerProgram.
     project_to_cones`), i.e. how well the program itself is solved.
+
+    A solve that ends with a certified relative gap above ``tol`` issues a
+    ``sklearn.exceptions.ConvergenceWarning`` naming the stop reason and what to change, and
+    its certificate's ``problem`` says so (it ends with ``"[NOT CONVERGED: ...]"``).
     """
+    kw = dict(solver=solver, tol=tol, max_iter=max_iter, max_time=max_time,
+              check_every=check_every, x0=x0, verbose=verbose, cvxpy_solver=cvxpy_solver,
+              cvxpy_options=cvxpy_options, refine_iters=refine_iters,
+              final_refine_iters=final_refine_iters, round_iters=round_iters,
+              add_rows=add_rows, primal=primal)
+    x, cert, res = _run(prog, **kw)
+    if not cert.relative_gap <= tol:
+        cert = _not_converged(cert, res, solver, tol, max_iter, max_time)
+    return x, cert, res
+
+
+def _not_converged(cert, res, solver: str, tol: float, max_iter: int,
+                   max_time: float | None):
+    """Annotate the certificate of a solve that stopped above ``tol`` and warn."""
+    reason = res.stop_reason
+    if solver == "cvxpy":
+        advice = "tighten the CVXPY solver's tolerances (cvxpy_options) or raise tol"
+    elif reason == "max_iter":
+        advice = f"raise max_iter (was {max_iter}) or raise tol"
+    elif reason == "max_time":
+        advice = f"raise max_time (was {max_time}) or raise tol"
+    elif reason == "stalled":
+        advice = "working precision reached: raise tol, or use float64"
+    else:
+        advice = ("the final certificate (all cone rows, refined multipliers) is weaker than "
+                  "the solver's last check: lower tol or raise final_refine_iters")
+    note = (f"relative gap {cert.relative_gap:.3g} > tol {tol:g} after {res.n_iter} "
+            f"iterations (stop: {reason}); {advice}")
+    warnings.warn(f"CNN solve did not reach tol: {note}", ConvergenceWarning, stacklevel=3)
+    return replace(cert, problem=f"{cert.problem} [{NOT_CONVERGED}: {note}]")
+
+
+def _run(prog: ConeGroupProgram, *, solver: str = "auto", tol: float = 1e-6,
+          max_iter: int = 10000, max_time: float | None = None, check_every: int = 10,
+          x0: Tensor | None = None, verbose: int = 0, cvxpy_solver: str | None = None,
+          cvxpy_options: dict | None = None, refine_iters: int = 0,
+          final_refine_iters: int = 200, round_iters: int = 50, add_rows: int | None = None,
+          primal: str = "network"):
+    """The solve itself (see :func:`solve`)."""
     from ..solvers import fista
     from ..solvers.cvxpy_backend import solve_cvxpy
 
@@ -121,7 +219,8 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
     lam = None
     warm, split, rho = None, None, (1.0 if inner == "admm" else prog.loss.smoothness)
     reason = StopReason.MAX_ITER
-    while True:
+    tol_in, final = tol, None  # the solver's own tolerance, tightened below if the final
+    while True:                # certificate (all rows, refined μ) misses tol
         start = time.perf_counter() - t0
         if max_time is not None and start >= max_time:
             reason = StopReason.MAX_TIME
@@ -144,7 +243,7 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
                                      check_violation=False, primal=primal)
                 return c_.primal, c_.gap, c_.relative_gap
 
-            res = admm(split, x, rho=rho, tol=tol, max_iter=n_it, max_time=left,
+            res = admm(split, x, rho=rho, tol=tol_in, max_iter=n_it, max_time=left,
                        check_every=check_every, monitor=monitor, verbose=verbose, warm=warm)
             warm = res.extras
             lam = snap_to_domain(prog.loss, res.extras["lam"], prog.Y)
@@ -156,7 +255,7 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
                                      check_violation=False, primal=primal)
                 return c_.primal, c_.gap, c_.relative_gap
 
-            res = augmented_lagrangian(prog, x, mu, rho=rho, tol=tol, max_iter=n_it,
+            res = augmented_lagrangian(prog, x, mu, rho=rho, tol=tol_in, max_iter=n_it,
                                        max_time=left, check_every=check_every,
                                        monitor=monitor, verbose=verbose)
             mu, rho = res.extras["mu"], res.extras["rho"]
@@ -167,7 +266,16 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
                         h.seconds[i] + start)
         total += res.n_iter
         rounds += 1
-        if res.stop_reason in (StopReason.GAP, StopReason.MAX_TIME):
+        if res.stop_reason == StopReason.GAP:
+            final = prog.certify(x, mu, refine=final_refine_iters if prog.constrained else 0,
+                                 lam=lam, primal=primal)
+            reason = res.stop_reason
+            if final[0].relative_gap <= tol or tol_in <= 1e-3 * tol:
+                break
+            tol_in *= 0.3  # the solver's check was optimistic: continue, warm-started
+            final = None
+            continue
+        if res.stop_reason == StopReason.MAX_TIME:
             reason = res.stop_reason
             break
         if res.stop_reason == StopReason.STALLED and not ws:
@@ -192,8 +300,8 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
                 warm["w"] = torch.cat([warm["w"], torch.zeros_like(C_new)], -1)
                 split = None
         round_len = min(2 * round_len, 800)
-    cert, xb = prog.certify(x, mu, refine=final_refine_iters if prog.constrained else 0,
-                            lam=lam, primal=primal)
+    cert, xb = final or prog.certify(x, mu, refine=final_refine_iters if prog.constrained
+                                     else 0, lam=lam, primal=primal)
     if inner == "admm" and warm is not None:
         rho = warm["rho"]
     return xb, cert, SolverResult(
