@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ...losses import Loss
 from ...networks_cnn import ConvNetwork
-from ...patches import extract_patches, pooling_windows
+from ...patches import MAX_POOL_SOURCE, extract_patches, pooling_windows
 from ...patterns import PatternSet
 from .base import ConeGroupProgram
 from .cvxpy_forms import cvxpy_two_layer
@@ -52,8 +52,10 @@ class ConvTwoLayerProgram(ConeRowsMixin, ConeGroupProgram):
         self.nuclear = activation == "gated" and self.a * self.c > 1
         self.shape = (self.S, self.P, self.a, self.c, self.h)
         self.gw = 1.0
+        max_enum = (patterns.info.get("source") == MAX_POOL_SOURCE
+                    and patterns.info.get("pool_size") == pool_size)
         self.exact = (activation == "relu" and self.a == 1 and self.c == 1
-                      and pooling == "avg")
+                      and (pooling == "avg" or (pooling == "max" and max_enum)))
         if activation == "gated":
             self.exact = True  # exact for the gated architecture with these gates
         self._E = None
