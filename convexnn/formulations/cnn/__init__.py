@@ -100,9 +100,14 @@ Lagrangian (``solver="al"``) runs on all rows (circular and three-layer programs
    ``n_circular = 1`` over all patterns (scalar output). Read-back: û_1 = sqrt(|ê|/||ê||_1)
    (real, even), û_L = ê / (√d û_1) (up to the conv padding phase), balanced with w. For
    ``n_circular > 1`` the extra layers are read back as identity (delta) filters of unit norm,
-   so the program's value is attained by the deeper network and upper-bounds its optimum; our
-   derivation shows deeper stacks can be cheaper for spectrally sparse filters, so we could not
-   confirm the paper's exactness claim for depth > 3 and do not claim it.
+   so the program's value is attained by the deeper network and upper-bounds its optimum
+   (checked numerically: tests/test_cnn.py::test_circular_matches_cvxpy reads the depth-2
+   network back and compares its objective with the certified primal and an independent CVXPY
+   optimum). The paper's abstract (arXiv 2006.14798, ICLR 2021) states that multi-layer
+   circular CNNs with one ReLU are equivalent to an ℓ1-in-Fourier program; its full theorem
+   (the norm constraints of the extra layers) was not available to us, and our derivation shows
+   deeper stacks can be cheaper for spectrally sparse filters, so exactness for
+   ``n_circular > 1`` is not claimed (``exact`` is False: certificates are for the program).
 
 3. **Three-layer CNN with two ReLU layers** :class:`ThreeLayerCNNProgram` — sub-network j:
    filters u_{jr} (conv) → ReLU → one hidden unit Σ_{r,k} a_{jrk} (x_kᵀ u_{jr})_+ → ReLU →
