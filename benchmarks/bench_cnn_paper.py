@@ -7,11 +7,12 @@ Data: scikit-learn digits, binary "3 vs 8" (the 8x8 images / 16), first ``--n`` 
 two classes for training, the rest for testing; targets ±1, squared loss summed over samples.
 Architecture (the paper's exact setting): Conv2d(1, m, 3) + bias → ReLU → global average pooling
 → Linear(m, 1, bias=False); objective = ½||f(X) − y||² + (reg/2)·||all weights||², reg = 1.
-Convex: the cone-constrained group lasso over ``--patterns`` sampled patch patterns, ADMM with
+Convex: the cone-constrained group lasso over sampled patch patterns (``--patterns``), ADMM with
 cutting planes (``ConvexCNNRegressor(program="cone")``'s solver), certified duality gap. Adam:
 full-batch, float64, lr 1e-2, widths m = the convex network's number of filters and 4x that.
 
-Run:  .venv/bin/python benchmarks/bench_cnn_paper.py [--n 200] [--patterns 20] [--repeats 3]
+Run:  .venv/bin/python benchmarks/bench_cnn_paper.py [--n 200] [--patterns gaussian:40,data:40]
+                                                    [--repeats 3]
                                                     [--append benchmarks/results/cnn.md]
 Timings: one torch thread; CPU seconds (process time) and wall seconds, medians of repeats.
 """
@@ -33,6 +34,14 @@ from convexnn.patches import sample_patch_gates
 from convexnn.pipelines.cnn import solve
 
 REG = 1.0
+READING_BELOW = (
+    "Reading: Adam reaches a lower objective than the convex program over these sampled "
+    "patterns. The sampled program is a restriction of the exact one (its optimum over all "
+    "patterns is what the paper compares with SGD; enumerating them is out of reach at this "
+    "size), so the paper's headline (the convex optimum at or below every SGD/Adam run) is not "
+    "reproduced with sampled patterns here; more patterns close part of the gap.")
+READING_ABOVE = ("Reading: no Adam run goes below the certified lower bound of the convex "
+                 "program, as the paper reports for SGD.")
 SECTION = "## C. The paper's headline experiment: convex program vs Adam (3 vs 8)"
 
 
@@ -64,8 +73,8 @@ def timed(fn, repeats: int):
     return out, float(np.median(cpu)), float(np.median(wall))
 
 
-def convex(X, Y, P: int):
-    pats = sample_patch_gates(X, P, 3, intercept=True, random_state=0)
+def convex(X, Y, P: int, kind: str):
+    pats = sample_patch_gates(X, P, 3, intercept=True, random_state=0, kind=kind)
     prog = ConvTwoLayerProgram(X, Y, pats, REG, "squared", "relu", kernel_size=3)
     x, cert, res = solve(prog, tol=1e-4, max_iter=200000, max_time=300, check_every=25)
     return prog.to_network(x), cert, res
@@ -88,7 +97,8 @@ def adam(m: int, seed: int, X, Y, steps: int):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--patterns", type=int, default=20)
+    ap.add_argument("--patterns", default="gaussian:40,data:40",
+                    help="comma-separated gate kind:count pairs, one convex row each")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=2000)
@@ -96,13 +106,21 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     X, Y, Xv, Yv = data(args.n)
-    (net, cert, res), c_cpu, c_wall = timed(lambda: convex(X, Y, args.patterns), args.repeats)
-    m = int(net.n_filters)
-    with torch.no_grad():
-        rows = [("convex program (ADMM + cutting planes)", m, f"{cert.primal:.4f}",
-                 f"{cert.dual:.4f} (rel. gap {cert.relative_gap:.1e})",
-                 f"{acc(net.forward(X), Y):.4f}", f"{acc(net.forward(Xv), Yv):.4f}",
-                 f"{c_cpu:.1f}", f"{c_wall:.1f}")]
+    rows, bounds, notes = [], [], []
+    for spec in args.patterns.split(","):
+        kind, P = spec.split(":")
+        (net, cert, res), c_cpu, c_wall = timed(lambda k=kind, p=int(P): convex(X, Y, p, k),
+                                                args.repeats)
+        m = int(net.n_filters)
+        bounds.append(cert.dual)
+        notes.append(f"{kind} {P}: {res.n_iter} iterations, stop {res.stop_reason}")
+        with torch.no_grad():
+            rows.append((f"convex program, {P} {kind} patterns (ADMM + cutting planes)", m,
+                         f"{cert.primal:.4f}",
+                         f"{cert.dual:.4f} (rel. gap {cert.relative_gap:.1e})",
+                         f"{acc(net.forward(X), Y):.4f}", f"{acc(net.forward(Xv), Yv):.4f}",
+                         f"{c_cpu:.1f}", f"{c_wall:.1f}"))
+    m, best_adam = int(rows[0][1]), float("inf")
     for width in (m, 4 * m):
         runs = [timed(lambda s=s, w=width: adam(w, s, X, Y, args.steps), 1)
                 for s in range(args.seeds)]
@@ -110,10 +128,11 @@ def main() -> None:
         with torch.no_grad():
             tr = [acc(r[0][0](X), Y) for r in runs]
             te = [acc(r[0][0](Xv), Yv) for r in runs]
-        below = sum(o < cert.dual for o in objs)
+        below = sum(o < max(bounds) for o in objs)
+        best_adam = min(best_adam, min(objs))
         rows.append((f"Adam, {args.steps} full-batch steps, {args.seeds} seeds", width,
                      f"{np.median(objs):.4f} (min {min(objs):.4f}, max {max(objs):.4f})",
-                     f"{below} of {args.seeds} below the convex lower bound",
+                     f"{below} of {args.seeds} below the best convex lower bound",
                      f"{np.median(tr):.4f}", f"{np.median(te):.4f}",
                      f"{np.median([r[1] for r in runs]):.1f}",
                      f"{np.median([r[2] for r in runs]):.1f}"))
@@ -121,13 +140,14 @@ def main() -> None:
     out = [SECTION, "", f"Command: `{cmd.strip()}`", "",
            f"Binary 3 vs 8, n = {len(Y)} train / {len(Yv)} test, squared loss on ±1, reg = "
            f"{REG:g}, Conv2d(1, m, 3) + bias → ReLU → global average pooling → Linear(m, 1): the "
-           f"paper's exact program, here over {args.patterns} sampled patterns ({res.n_iter} ADMM "
-           f"iterations, stop: {res.stop_reason}). The certified lower bound is over the sampled "
+           f"paper's exact program, here over sampled patterns ({'; '.join(notes)}; gate kinds: "
+           "Gaussian directions or data patches). The certified lower bound is over the sampled "
            "patterns: an Adam network below it uses patterns outside the sampled set. One torch "
            f"thread, float64; convex: median of {args.repeats} repeats; Adam: medians over seeds.",
            "", "| model | filters m | train objective | certified lower bound | train acc | "
            "test acc | CPU s | wall s |", "|" + "---|" * 8]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    out += ["", READING_BELOW if best_adam < max(bounds) else READING_ABOVE]
     text = "\n".join(out) + "\n"
     print(text)
     if args.append:
