@@ -43,12 +43,13 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from convexnn.formulations.cnn import ConvSharedFilterProgram, ConvTwoLayerProgram, solve
+from convexnn.formulations.cnn import ConvSharedFilterProgram, ConvTwoLayerProgram
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import solve as solve_fc
 from convexnn.losses import get_loss
 from convexnn.patches import sample_patch_gates
 from convexnn.patterns import sample_gates
+from convexnn.pipelines.cnn import solve
 
 REG = 0.1
 DT = torch.float64

@@ -28,7 +28,8 @@ import numpy as np
 from .certificates import Certificate
 
 __all__ = ["ModelFileError", "MissingModelFileError", "read_network_file", "check_network_arrays",
-           "read_estimator_meta", "check_estimator_meta", "NETWORK_FORMAT", "NETWORK_VERSION"]
+           "read_estimator_meta", "check_estimator_meta", "NETWORK_FORMAT", "NETWORK_VERSION",
+           "other_family_loader"]
 
 NETWORK_FORMAT = "convexnn.TwoLayerNetwork"
 NETWORK_VERSION = 1
@@ -131,6 +132,26 @@ def check_network_arrays(path: str | Path, activation: str, arrays: dict[str, np
 
 
 # -------------------------------------------------------------------------- estimators
+def other_family_loader(path: str | Path):
+    """The loader of an estimator file written by a family other than the two-layer one (CNN:
+    a CNN class in the JSON ``class`` field and a CNN network format tag in the archive); None
+    otherwise (the two-layer loader then reports what is wrong)."""
+    try:
+        meta = json.loads(Path(str(path) + ".json").read_text(encoding="utf-8"))
+        with np.load(path, allow_pickle=False) as data:
+            fmt = json.loads(bytes(data["__meta__"]).decode()).get("format")
+    except (OSError, ValueError, KeyError, AttributeError, UnicodeDecodeError,
+            zipfile.BadZipFile, zlib.error):
+        return None
+    if isinstance(meta, dict) and meta.get("class") in (
+            "ConvexCNNClassifier", "ConvexCNNRegressor") and fmt in (
+            "convexnn.ConvNetwork", "convexnn.CircularCNN", "convexnn.ThreeLayerCNN"):
+        from .estimators.cnn import load_cnn_estimator
+
+        return load_cnn_estimator
+    return None
+
+
 def read_estimator_meta(path: str | Path, classes: dict[str, type] | None = None) -> dict:
     """Read ``path``.json and check it and its agreement with the arrays in ``path``.
 

@@ -38,7 +38,11 @@ from .patterns import DEFAULT_CHUNK, PatternSet, deduplicate_gates, sample_gates
 
 __all__ = ["extract_patches", "iter_patch_chunks", "conv_output_shape", "PoolingWindows",
            "pooling_windows", "stacked_patches", "sample_patch_gates",
-           "enumerate_patch_patterns", "patch_masks", "POOLINGS"]
+           "enumerate_patch_patterns", "enumerate_max_pool_patterns", "patch_masks",
+           "POOLINGS", "MAX_POOL_SOURCE"]
+
+#: ``PatternSet.info["source"]`` of :func:`enumerate_max_pool_patterns`
+MAX_POOL_SOURCE = "max_pool_patches"
 
 POOLINGS = ("avg", "max", "none")
 
@@ -210,3 +214,34 @@ def enumerate_patch_patterns(images: Tensor, kernel_size: int, stride: int = 1,
     gates = deduplicate_gates(X, gates, drop_zero=True)
     return PatternSet(gates, exhaustive=True, info={"kind": "enumerated", "rank": r,
                                                     "source": "patches"})
+
+
+def enumerate_max_pool_patterns(images: Tensor, kernel_size: int, stride: int = 1,
+                                padding: int = 0, intercept: bool = False, *,
+                                pool_size: int | None = None,
+                                max_patterns: int | None = 20_000) -> PatternSet:
+    """All max-pooling patterns, exactly: one gate per cell of the arrangement of the patch
+    rows x_{n,k} and the differences x_{n,k} − x_{n,k'} of positions in the same pooling
+    window. Inside a cell every window's arg-max and the sign of its maximum are fixed, so the
+    max-pooling cones K_{pq} of these gates cover R^h (the exact program for global max
+    pooling and a scalar output). Refuses with the count (a ``ValueError``) above
+    ``max_patterns``; ``info["source"]`` is :data:`MAX_POOL_SOURCE`.
+    """
+    from .arrangements import enumerate_patterns
+
+    X = extract_patches(images, kernel_size, stride, padding, intercept)  # (N, K, h)
+    N, K, h = X.shape
+    out = conv_output_shape(images.shape[2], images.shape[3], kernel_size, stride, padding)
+    win = pooling_windows(out, "max", pool_size).index
+    rows = [X.reshape(-1, h)]
+    for q in range(win.shape[0]):
+        idx = win[q].tolist()
+        for j in range(len(idx)):
+            for j2 in range(j + 1, len(idx)):
+                rows.append(X[:, idx[j]] - X[:, idx[j2]])
+    ps = enumerate_patterns(torch.cat(rows).detach().cpu().double().numpy(),
+                            max_patterns=max_patterns)
+    gates = torch.as_tensor(ps.gates.detach().cpu().numpy(), dtype=X.dtype, device=X.device)
+    info = dict(ps.info)
+    info.update({"kind": "enumerated", "source": MAX_POOL_SOURCE, "pool_size": pool_size})
+    return PatternSet(gates, exhaustive=True, info=info)

@@ -4,11 +4,12 @@ against the convex objective, exported torch modules against the containers."""
 from __future__ import annotations
 
 import math
+import warnings
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
 
 from convexnn.formulations.cnn import (
     CircularCNNProgram,
@@ -18,7 +19,6 @@ from convexnn.formulations.cnn import (
     fourier_basis,
     solve,
 )
-from convexnn.networks_cnn import load_cnn
 from convexnn.patches import (
     enumerate_patch_patterns,
     extract_patches,
@@ -38,20 +38,31 @@ def _data(N=6, C=1, H=4, W=4, c=1, seed=0):
     return imgs, Y
 
 
-def _check_against_cvxpy(prog, x, cert, rtol=2e-3):
-    xc, cert_c, res_c = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+CVX = 1e-7  # relative accuracy of the CVXPY reference (Clarabel's default tolerances)
+
+
+def _check_against_cvxpy(prog, x, cert, tol):
+    """``cert`` (from a solve at ``tol``) against an independent CVXPY optimum; every tolerance
+    is the solve's ``tol`` plus the reference's own accuracy."""
+    with warnings.catch_warnings():  # the reference's own certificate is not under test
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        xc, cert_c, res_c = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
     p_ref = res_c.extras["value"]
-    # the returned point solves the same program: objective and feasibility
-    assert abs(prog.objective(x) - p_ref) <= rtol * abs(p_ref)
-    assert prog.max_violation(x) <= 1e-2
-    # the certified primal is an actual network's objective, close to the optimum ...
-    assert cert.primal <= p_ref + rtol * abs(p_ref)
+    slack = (tol + CVX) * max(1.0, abs(p_ref))
+    # the solve reached its tolerance (else it would have warned and said so)
+    assert cert.relative_gap <= tol and "NOT CONVERGED" not in cert.problem
+    # the certified primal is an actual network's objective, within the gap of the optimum ...
+    assert cert.primal <= p_ref + slack
     if prog.max_violation(x) == 0 or cert.scope == "global":
         # ... and never below it when attained by a feasible point or when the program is exact
-        assert cert.primal >= p_ref - 1e-6 * max(1.0, abs(p_ref))
+        assert cert.primal >= p_ref - CVX * max(1.0, abs(p_ref))
+    # a feasible returned point solves the same program (its convex objective)
+    if prog.max_violation(x) == 0:
+        assert abs(prog.objective(x) - p_ref) <= slack
+    assert prog.max_violation(x) <= math.sqrt(tol) * float(prog.images.abs().max()
+                                                           if hasattr(prog, "images") else 1.0)
     # the certified lower bound is a lower bound of the independent optimum
-    assert cert.dual <= p_ref + 1e-6 * max(1.0, abs(p_ref))
-    assert cert.gap >= cert.primal - p_ref - 1e-7
+    assert cert.dual <= p_ref + CVX * max(1.0, abs(p_ref))
     return p_ref
 
 
@@ -127,7 +138,7 @@ def test_two_layer_relu_matches_cvxpy(pooling, pool_size, c):
     prog = ConvTwoLayerProgram(imgs, Y, pats, reg, "squared", "relu", kernel_size=3,
                                pooling=pooling, pool_size=pool_size)
     x, cert, _ = solve(prog, tol=1e-5, max_iter=3000)
-    _check_against_cvxpy(prog, x, cert)
+    _check_against_cvxpy(prog, x, cert, 1e-5)
     _check_readback(prog, x, cert, imgs, Y, reg)
     assert cert.scope == "sampled patterns"
 
@@ -153,7 +164,7 @@ def test_cutting_planes_match_full_program(pooling, pool_size, c, loss, solver):
     x, cert, res = solve(prog, solver=solver, tol=1e-4, max_iter=6000, round_iters=20,
                          add_rows=6)
     assert res.extras["rows_added"] > 0 and prog.n_working_rows < n_all
-    p_ref = _check_against_cvxpy(prog, x, cert)
+    p_ref = _check_against_cvxpy(prog, x, cert, 1e-4)
     assert cert.relative_gap <= 1e-3
     assert cert.constraint_violation <= 1e-3 * max(1.0, float(x.abs().max()))
     assert cert.dual <= p_ref + 1e-7 * max(1.0, abs(p_ref))
@@ -182,9 +193,9 @@ def test_two_layer_gated_matches_cvxpy(pooling, pool_size):
     prog = ConvTwoLayerProgram(imgs, Y, pats, reg, "squared", "gated", kernel_size=3,
                                pooling=pooling, pool_size=pool_size)
     assert prog.nuclear
-    x, cert, res = solve(prog, tol=1e-8, max_iter=5000)
+    x, cert, res = solve(prog, tol=1e-6, max_iter=5000)
     assert cert.relative_gap <= 1e-6
-    p_ref = _check_against_cvxpy(prog, x, cert, rtol=1e-5)
+    p_ref = _check_against_cvxpy(prog, x, cert, 1e-6)
     assert cert.dual <= p_ref <= cert.primal + 1e-7
     _check_readback(prog, x, cert, imgs, Y, reg)
 
@@ -205,7 +216,7 @@ def test_shared_filter_program_matches_cvxpy(pooling, pool_size, loss):
     xa, ca, ra = solve(prog, tol=1e-6, max_iter=20000)  # auto: ADMM
     assert ra.stop_reason == "gap_tolerance" and ca.relative_gap <= 1e-6
     assert ca.primal == pytest.approx(cert.primal, rel=2e-6)
-    p_ref = _check_against_cvxpy(prog, x, cert, rtol=1e-6)
+    p_ref = _check_against_cvxpy(prog, x, cert, 1e-7)
     assert cert.dual <= p_ref <= cert.primal + 1e-8 * max(1.0, p_ref)  # Clarabel's accuracy
     net = _check_readback(prog, x, cert, imgs, Y, reg, loss)
     # one filter per gate direction, feeding every pooled output and class
@@ -219,7 +230,7 @@ def test_two_layer_cross_entropy_matches_cvxpy():
     pats = sample_patch_gates(imgs, 3, 3, intercept=True, random_state=0)
     prog = ConvTwoLayerProgram(imgs, Y, pats, 0.5, "cross_entropy", "relu", kernel_size=3)
     x, cert, _ = solve(prog, tol=1e-5, max_iter=3000)
-    _check_against_cvxpy(prog, x, cert)
+    _check_against_cvxpy(prog, x, cert, 1e-5)
     _check_readback(prog, x, cert, imgs, Y, 0.5, "cross_entropy")
 
 
@@ -230,9 +241,9 @@ def test_global_certificate_is_exact_against_adam():
     reg = 0.05
     pats = enumerate_patch_patterns(imgs, 1, intercept=True)  # 1x1 conv + bias: h = 2
     prog = ConvTwoLayerProgram(imgs, Y, pats, reg, "squared", "relu", kernel_size=1)
-    x, cert, _ = solve(prog, tol=1e-6, max_iter=4000)
+    x, cert, _ = solve(prog, tol=5e-4, max_iter=4000)  # ADMM is slow on exact programs
     assert cert.scope == "global"
-    p_ref = _check_against_cvxpy(prog, x, cert)
+    p_ref = _check_against_cvxpy(prog, x, cert, 5e-4)
     for seed in range(2):
         torch.manual_seed(seed)
         model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 1), torch.nn.ReLU(),
@@ -273,7 +284,7 @@ def test_circular_matches_cvxpy(shape, n_circular):
     pats = sample_gates(sig.reshape(N, -1), 5, random_state=0)
     prog = CircularCNNProgram(sig, Y, pats, reg, "squared", n_circular=n_circular)
     x, cert, _ = solve(prog, tol=1e-5, max_iter=3000)
-    _check_against_cvxpy(prog, x, cert)
+    _check_against_cvxpy(prog, x, cert, 1e-5)
     net = _check_readback(prog, x, cert, sig, Y, reg)
     nrm = torch.linalg.vector_norm(net.first_filters.flatten(1), dim=1)
     assert bool((nrm <= 1 + 1e-9).all())
@@ -288,7 +299,7 @@ def test_circular_vector_output_cross_entropy_matches_cvxpy():
     prog = CircularCNNProgram(sig, Y, pats, 0.1, "cross_entropy")
     x, cert, _ = solve(prog, tol=1e-5, max_iter=4000)
     assert cert.relative_gap <= 1e-4
-    _check_against_cvxpy(prog, x, cert)
+    _check_against_cvxpy(prog, x, cert, 1e-5)
     _check_readback(prog, x, cert, sig, Y, 0.1, "cross_entropy")
 
 
@@ -300,10 +311,12 @@ def test_three_layer_matches_cvxpy():
     prog = ThreeLayerCNNProgram(imgs, Y, pats, reg, "squared", kernel_size=3, n_outer=3,
                                 random_state=0)
     x, cert, _ = solve(prog, tol=1e-5, max_iter=3000)
-    p_ref = _check_against_cvxpy(prog, x, cert, rtol=5e-3)
+    p_ref = _check_against_cvxpy(prog, x, cert, 1e-5)
     _check_readback(prog, x, cert, imgs, Y, reg)
-    # the CVXPY solution reads back into a network with the same (non-convex) objective
-    xc, _, _ = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
+    # the CVXPY solution reads back into a network with the same (non-convex) objective (its
+    # certificate has no cone multipliers here, so it is loose and warns: not under test)
+    with pytest.warns(ConvergenceWarning, match="CVXPY"):
+        xc, _, _ = solve(prog, solver="cvxpy", cvxpy_solver="CLARABEL")
     assert prog.to_network(xc).objective(imgs, Y, reg) == pytest.approx(p_ref, rel=1e-5)
 
 
@@ -316,84 +329,49 @@ def test_three_layer_vector_output_cross_entropy_matches_cvxpy():
                                 random_state=0)
     x, cert, _ = solve(prog, tol=1e-5, max_iter=4000)
     assert cert.relative_gap <= 1e-3
-    _check_against_cvxpy(prog, x, cert, rtol=5e-3)
+    _check_against_cvxpy(prog, x, cert, 1e-5)
     _check_readback(prog, x, cert, imgs, Y, 0.1, "cross_entropy")
 
 
-# ------------------------------------------------------------------------ estimators
-def _digits(n=60):
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return d.images[:n] / 16.0, d.target[:n]
-
-
-def test_classifier_fit_predict_export(tmp_path):
-    from convexnn.estimators.cnn import ConvexCNNClassifier
-
-    X, y = _digits(80)
-    clf = ConvexCNNClassifier(kernel_size=3, pooling="avg", pool_size=2, reg=1e-2,
-                              n_patterns=8, activation="gated", random_state=0, max_iter=300,
-                              tol=1e-6).fit(X, y)
-    assert clf.score(X, y) > 0.8
-    Xt = torch.as_tensor(X[:, None])
-    with torch.no_grad():
-        out = clf.to_torch()(Xt).numpy()
-    assert np.allclose(out, clf.decision_function(X), atol=1e-10)
-    Yenc = np.eye(len(clf.classes_))[np.searchsorted(clf.classes_, y)]
-    obj = clf.network_.objective(X, Yenc, 1e-2, "cross_entropy")
-    assert obj == pytest.approx(clf.certificate_.primal, rel=1e-8)
-    assert clf.certificate_.dual <= clf.certificate_.primal
-    path = tmp_path / "cnn.npz"
-    clf.network_.save(path)
-    net2 = load_cnn(path)
-    assert np.allclose(net2.forward(X).numpy(), clf.decision_function(X))
-    proba = clf.predict_proba(X)
-    assert np.allclose(proba.sum(1), 1)
+# ----------------------------------------------------- convergence report, exact max pool
+def test_solve_reports_when_tol_is_not_reached():
+    imgs, Y = _data(N=6, H=4, W=4, seed=1)
+    pats = sample_patch_gates(imgs, 4, 2, intercept=True, random_state=0)
+    prog = ConvTwoLayerProgram(imgs, Y, pats, 0.1, "squared", "relu", kernel_size=2)
+    with pytest.warns(ConvergenceWarning, match="raise max_iter"):
+        _, cert, res = solve(prog, tol=1e-12, max_iter=20)
+    assert res.stop_reason == "max_iter" and cert.relative_gap > 1e-12
+    assert "NOT CONVERGED" in cert.problem and "max_iter" in cert.problem
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a solve that reaches tol is silent
+        _, cert, _ = solve(prog, tol=1e-2, max_iter=5000)
+    assert cert.relative_gap <= 1e-2 and "NOT CONVERGED" not in cert.problem
 
 
-def test_relu_classifier_export_matches():
-    from convexnn.estimators.cnn import ConvexCNNClassifier
+@pytest.mark.slow
+def test_global_max_pooling_enumeration_is_exact():
+    """Global max pooling + the arg-max arrangement + scalar output: the program is exact
+    (scope "global"), matches CVXPY, and no network trained by Adam beats its lower bound."""
+    from convexnn.patches import enumerate_max_pool_patterns
 
-    X, y = _digits(40)
-    clf = ConvexCNNClassifier(kernel_size=3, pooling="max", pool_size=3, reg=1e-1,
-                              n_patterns=3, random_state=0, max_iter=100).fit(X, y)
-    model = clf.to_torch()
-    assert isinstance(model[0], torch.nn.Conv2d) and isinstance(model[2], torch.nn.MaxPool2d)
-    with torch.no_grad():
-        out = model(torch.as_tensor(X[:, None])).numpy()
-    assert np.allclose(out, clf.decision_function(X), atol=1e-10)
-
-
-def test_regressor_and_errors():
-    from convexnn.estimators.cnn import ConvexCNNRegressor
-
-    X, _ = _digits(30)
-    y = X.mean((1, 2))
-    reg = ConvexCNNRegressor(kernel_size=2, reg=1e-2, n_patterns=4, activation="gated",
-                             random_state=0, max_iter=200).fit(X, y)
-    assert reg.predict(X).shape == (30,)
-    with pytest.raises(ValueError, match="NaN"):
-        ConvexCNNRegressor().fit(np.full((3, 4, 4), np.nan), np.zeros(3))
-    with pytest.raises(ValueError, match="shape"):
-        ConvexCNNRegressor().fit(np.zeros((3, 4)), np.zeros(3))
-    with pytest.raises(ValueError, match="reg"):
-        ConvexCNNRegressor(reg=0).fit(X, y)
-    with pytest.raises(ValueError, match="pooling"):
-        ConvexCNNRegressor(pooling="median").fit(X, y)
-    with pytest.raises(ValueError, match="does not fit"):
-        ConvexCNNRegressor(kernel_size=9).fit(X, y)
-    with pytest.raises(ValueError, match="fitted on"):
-        reg.predict(np.zeros((2, 5, 5)))
-    with pytest.raises(ValueError, match="program"):
-        ConvexCNNRegressor(program="dense").fit(X, y)
-    with pytest.raises(ValueError, match="activation='relu'"):
-        ConvexCNNRegressor(program="shared", activation="gated").fit(X, y)
-    sh = ConvexCNNRegressor(kernel_size=3, reg=1e-2, n_patterns=12, program="shared",
-                            pooling="max", pool_size=2, random_state=0, tol=1e-6,
-                            max_iter=5000).fit(X, y)
-    assert sh.stop_reason_ == "gap_tolerance"
-    assert "shared" in sh.certificate_.problem
-    with torch.no_grad():
-        out = sh.to_torch()(torch.as_tensor(X[:, None])).numpy()[:, 0]
-    assert np.allclose(out, sh.predict(X), atol=1e-10)
+    imgs, Y = _data(N=5, C=1, H=2, W=2, seed=3)
+    reg, tol = 0.05, 1e-6
+    pats = enumerate_max_pool_patterns(imgs, 1, intercept=True)
+    prog = ConvTwoLayerProgram(imgs, Y, pats, reg, "squared", "relu", kernel_size=1,
+                               pooling="max")
+    x, cert, res = solve(prog, tol=tol, max_iter=20000)
+    assert cert.scope == "global" and res.stop_reason == "gap_tolerance"
+    p_ref = _check_against_cvxpy(prog, x, cert, tol)
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 1), torch.nn.ReLU(),
+                                    torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(),
+                                    torch.nn.Linear(8, 1, bias=False)).double()
+        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        for _ in range(250):
+            opt.zero_grad()
+            pen = sum((p ** 2).sum() for p in model.parameters())
+            obj = 0.5 * ((model(imgs) - Y) ** 2).sum() + 0.5 * reg * pen
+            obj.backward()
+            opt.step()
+        assert obj.item() >= cert.dual - 1e-8 * max(1.0, abs(p_ref))

@@ -5,6 +5,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import convexnn as cn
 
 FAST = {"n_patterns": 8, "random_state": 0, "tol": 1e-4, "max_iter": 2000, "search_rounds": 0}
+# 2-D X is read as one-pixel-high images (input_shape=None): kernel_size=1, one window per column
+CNN = {"kernel_size": 1, "pooling": "none", "n_patterns": 4, "reg": 1e-2, "tol": 1e-3,
+       "max_iter": 300, "random_state": 0}
 
 
 @parametrize_with_checks([
@@ -14,6 +17,8 @@ FAST = {"n_patterns": 8, "random_state": 0, "tol": 1e-4, "max_iter": 2000, "sear
                            **{**FAST, "n_patterns": 4, "solver": "admm"}),
     cn.ConvexReLUClassifier(random_state=0),  # the defaults, as a user meets them
     cn.ConvexReLURegressor(random_state=0),
+    cn.ConvexCNNClassifier(activation="gated", **CNN),
+    cn.ConvexCNNRegressor(activation="gated", **CNN),
 ])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

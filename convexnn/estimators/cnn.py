@@ -1,71 +1,59 @@
-"""scikit-learn estimators for two-layer convex CNNs (Ergen & Pilanci, ICLR 2021).
+"""scikit-learn estimators for convex CNNs (Ergen & Pilanci, ICLR 2021).
 
-``ConvexCNNClassifier`` / ``ConvexCNNRegressor`` fit conv → ReLU → pooling → Flatten → Linear
-by solving a convex program (see :mod:`convexnn.formulations.cnn` for what is exact):
+``ConvexCNNClassifier`` / ``ConvexCNNRegressor`` reach every CNN program of
+:mod:`convexnn.formulations.cnn` (see there for what is exact) through ``program``:
 
-* ``program="cone"`` (default): :class:`~convexnn.formulations.cnn.ConvTwoLayerProgram`, the
-  paper's cone-constrained group lasso over sampled (or, ``patterns="enumerate"``, all) patch
-  patterns — exact for a single pooled output (global average pooling) and a scalar target;
-  otherwise the output-separable restriction (every filter feeds one pooled output and one
-  class); ``activation="gated"`` gives the group nuclear-norm program, exact for the gated
-  CNN. Solved by ADMM with cutting planes over the cone rows (``solver="auto"``).
-* ``program="shared"``: :class:`~convexnn.formulations.cnn.ConvSharedFilterProgram`, filters
-  fixed at the gate directions and shared by every output (group lasso on the output weights;
-  also a restriction of the exact program) — usually much better than the output-separable
-  program for many classes or local pooling, given many patterns. ReLU only.
+* ``"cone"`` (default): two-layer CNN conv → ReLU → pooling (``pooling``: ``"avg"``, ``"max"``,
+  ``"none"``; ``pool_size=None`` is global) → Linear, the paper's cone-constrained group lasso
+  over sampled (``patterns="sample"``) or all (``patterns="enumerate"``) patterns. Exact for a
+  scalar output with global average pooling, or global max pooling with ``patterns="enumerate"``
+  (the arrangement that also fixes every window's arg-max); otherwise the output-separable
+  restriction. ``activation="gated"``: the group nuclear-norm program, exact for the gated CNN.
+* ``"shared"``: filters fixed at the gate directions and shared by every output (ReLU only).
+* ``"circular"``: ``n_circular`` circular convolutions with full-size filters, one ReLU, the
+  ℓ1-in-Fourier program (single-channel inputs; ``kernel_size``/``stride``/``padding``/
+  ``pooling`` are not used). Exact for ``n_circular=1`` and a scalar output.
+* ``"three_layer"``: conv → ReLU → hidden unit → ReLU → Linear with the ℓ1 path regulariser,
+  ``n_outer`` sampled outer patterns.
 
-Images are (N, C, H, W) (or (N, H, W) for one channel). The objective is the papers' convention:
-loss summed over samples + (reg/2)·(||filters||² + ||biases||² + ||linear||²), ``reg`` in those
-units. ``network_`` is the read-back :class:`convexnn.networks_cnn.ConvNetwork`,
-``certificate_`` its duality-gap certificate, ``history_`` the solver trace.
+X is images (N, C, H, W) / (N, H, W), or 2-D (N, d) reshaped to ``input_shape`` ((C, H, W) or
+(H, W); default (1, 1, d): d one-pixel-high columns, so only ``kernel_size=1`` fits). The
+objective is loss summed over samples + (reg/2)·(squared weights) (path norm for
+``"three_layer"``). ``network_`` is the read-back network, ``certificate_`` its duality-gap
+certificate (its ``problem`` says ``NOT CONVERGED`` when the solve stopped above ``tol``, which
+also issues a ``ConvergenceWarning``), ``history_`` the solver trace.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import validate_data
 
 from .._validation import check_positive_int, check_reg, resolve_device, resolve_dtype, to_tensor
-from ..formulations.cnn import ConvSharedFilterProgram, ConvTwoLayerProgram, solve
-from ..patches import POOLINGS, enumerate_patch_patterns, sample_patch_gates
+from ..patches import POOLINGS
+from ..pipelines.cnn import build_program, solve
 from ..results import FitResult
+from ._cnn_data import check_class_labels, check_images, check_targets, is_flat, reshape_flat
 
-__all__ = ["ConvexCNNClassifier", "ConvexCNNRegressor", "check_images"]
+__all__ = ["ConvexCNNClassifier", "ConvexCNNRegressor", "check_images", "PROGRAMS"]
 
-
-def check_images(X, *, shape: tuple | None = None) -> np.ndarray:
-    """A finite float array (N, C, H, W); (N, H, W) gains a channel axis."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    if hasattr(X, "toarray") and not isinstance(X, np.ndarray):
-        raise TypeError("images: sparse input is not supported")
-    arr = np.asarray(X)
-    if arr.dtype == object or arr.dtype.kind not in "fiub":
-        raise ValueError(f"images must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
-    if arr.ndim == 3:
-        arr = arr[:, None]
-    if arr.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W) or (N, H, W), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError("images is empty: got 0 samples")
-    if not np.isfinite(arr).all():
-        raise ValueError("images contain NaN or infinity")
-    if shape is not None and tuple(arr.shape[1:]) != tuple(shape):
-        raise ValueError(f"images have shape {arr.shape[1:]} per sample, but the estimator was "
-                         f"fitted on {tuple(shape)}")
-    return arr
+PROGRAMS = ("cone", "shared", "circular", "three_layer")
 
 
 class _ConvexCNNBase(BaseEstimator):
-    _default_loss = "squared"
-
     def __init__(self, kernel_size=3, stride=1, padding=0, pooling="avg", pool_size=None,
                  reg=1e-3, n_patterns=100, activation="relu", loss=None, patterns="sample",
                  gate_kind="gaussian", intercept=True, random_state=None, device="cpu",
                  dtype="float64", solver="auto", tol=1e-4, max_iter=2000, max_time=None,
-                 verbose=0, program="cone"):
+                 verbose=0, program="cone", input_shape=None, n_circular=1, n_outer=8):
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
@@ -87,6 +75,9 @@ class _ConvexCNNBase(BaseEstimator):
         self.max_time = max_time
         self.verbose = verbose
         self.program = program
+        self.input_shape = input_shape
+        self.n_circular = n_circular
+        self.n_outer = n_outer
 
     # ---------------------------------------------------------------- fitting
     def _validate_params(self) -> None:
@@ -101,43 +92,54 @@ class _ConvexCNNBase(BaseEstimator):
             check_positive_int(self.pool_size, "pool_size")
         check_reg(self.reg)
         check_positive_int(self.n_patterns, "n_patterns")
+        check_positive_int(self.n_circular, "n_circular")
+        check_positive_int(self.n_outer, "n_outer")
         if self.activation not in ("relu", "gated"):
             raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
         if self.patterns not in ("sample", "enumerate"):
             raise ValueError(f"patterns must be 'sample' or 'enumerate', got {self.patterns!r}")
-        if self.program not in ("cone", "shared"):
-            raise ValueError(f"program must be 'cone' or 'shared', got {self.program!r}")
-        if self.program == "shared" and self.activation != "relu":
-            raise ValueError("program='shared' is a ReLU program; use activation='relu'")
+        if self.program not in PROGRAMS:
+            raise ValueError(f"program must be one of {PROGRAMS}, got {self.program!r}")
+        if self.program != "cone" and self.activation != "relu":
+            raise ValueError(f"program={self.program!r} is a ReLU program; use "
+                             "activation='relu' (gated CNNs: program='cone')")
         check_positive_int(self.max_iter, "max_iter")
-        if not (isinstance(self.tol, (float, int)) and self.tol > 0):
+        if isinstance(self.tol, bool) or not (isinstance(self.tol, (float, int))
+                                              and self.tol > 0):
             raise ValueError(f"tol must be > 0, got {self.tol!r}")
 
-    def _fit(self, X, Yenc: np.ndarray, loss: str):
+    def _images(self, X, y=None, *, fitting: bool, regressor: bool = False):
+        """(images (N, C, H, W), y) from 2-D X (reshaped to ``input_shape``) or images."""
+        if fitting:
+            if is_flat(X):
+                Xa, y = validate_data(self, X, y, dtype=np.float64, multi_output=regressor,
+                                      y_numeric=regressor)
+                self._flat = True
+                return reshape_flat(Xa, self.input_shape), y
+            Xa = check_images(X)
+            if y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
+                                 "target y is None")
+            self._flat = False
+            self.n_features_in_ = int(np.prod(Xa.shape[1:]))
+            return Xa, y
+        self._fitted()
+        if is_flat(X):
+            Xa = validate_data(self, X, dtype=np.float64, reset=False)
+            return reshape_flat(Xa, self.input_shape_), None
+        return check_images(X, shape=self.input_shape_), None
+
+    def _fit(self, X: np.ndarray, Yenc: np.ndarray, loss: str):
         self._validate_params()
         dt, dev = resolve_dtype(self.dtype), resolve_device(self.device)
-        Xt = to_tensor(X, dt, dev)
-        Yt = to_tensor(Yenc, dt, dev)
-        k = int(self.kernel_size)
-        H, W = X.shape[2:]
-        if (H + 2 * self.padding - k) // self.stride + 1 < 1 or \
-                (W + 2 * self.padding - k) // self.stride + 1 < 1:
-            raise ValueError(f"kernel_size={k} (padding={self.padding}) does not fit images of "
-                             f"size {H}x{W}")
-        common = dict(kernel_size=k, stride=int(self.stride), padding=int(self.padding),
-                      intercept=bool(self.intercept))
-        if self.patterns == "enumerate":
-            pats = enumerate_patch_patterns(Xt, **common)
-        else:
-            pats = sample_patch_gates(Xt, int(self.n_patterns), random_state=self.random_state,
-                                      kind=self.gate_kind, **common)
-        if self.program == "shared":
-            prog = ConvSharedFilterProgram(Xt, Yt, pats, float(self.reg), loss,
-                                           pooling=self.pooling, pool_size=self.pool_size,
-                                           **common)
-        else:
-            prog = ConvTwoLayerProgram(Xt, Yt, pats, float(self.reg), loss, self.activation,
-                                       pooling=self.pooling, pool_size=self.pool_size, **common)
+        prog = build_program(
+            self.program, to_tensor(X, dt, dev), to_tensor(Yenc, dt, dev), float(self.reg),
+            loss, activation=self.activation, kernel_size=int(self.kernel_size),
+            stride=int(self.stride), padding=int(self.padding), intercept=bool(self.intercept),
+            pooling=self.pooling, pool_size=self.pool_size, patterns=self.patterns,
+            n_patterns=int(self.n_patterns), gate_kind=self.gate_kind,
+            random_state=self.random_state, n_circular=int(self.n_circular),
+            n_outer=int(self.n_outer))
         x, cert, res = solve(prog, solver=self.solver, tol=float(self.tol),
                              max_iter=int(self.max_iter), max_time=self.max_time,
                              verbose=int(self.verbose))
@@ -145,76 +147,138 @@ class _ConvexCNNBase(BaseEstimator):
         self.certificate_ = cert
         self.history_ = res.history
         self.stop_reason_ = res.stop_reason
+        self.n_iter_ = int(res.n_iter)
         self.fit_result_ = FitResult(self.network_, cert, res.history,
                                      {"stop_reason": res.stop_reason, "n_iter": res.n_iter,
                                       "seconds": res.seconds, "problem": prog.description(),
-                                      "n_patterns": prog.P})
-        self.input_shape_ = tuple(X.shape[1:])
-        self.n_patterns_ = prog.P
+                                      "n_patterns": int(prog.patterns.n_patterns)})
+        self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        self.n_patterns_ = int(prog.patterns.n_patterns)
         return self
 
-    def decision_function(self, X) -> np.ndarray:
-        """Raw network outputs (N, c) (c = 1 squeezed for scalar regression)."""
-        Xa = check_images(X, shape=self._fitted().input_shape_)
+    def _outputs(self, X) -> np.ndarray:
+        """Raw network outputs (N, c)."""
+        Xa, _ = self._images(X, fitting=False)
+        net = self.network_
         with torch.no_grad():
-            Z = self.network_.forward(Xa)
+            Z = net.forward(Xa)
         return Z.detach().cpu().numpy()
 
     def _fitted(self):
         if not hasattr(self, "network_"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; "
+                                 "call fit first")
         return self
 
     def to_torch(self) -> torch.nn.Module:
-        """``nn.Sequential(Conv2d, ReLU, pooling, Flatten, Linear)`` with the same outputs."""
+        """A torch module with the same outputs as the network (CNN layers, ReLU, ...)."""
         return self._fitted().network_.to_torch()
+
+    # -------------------------------------------------------------------- I/O
+    def save(self, path: str | Path) -> None:
+        """Save the fitted model: the network in ``path`` (npz, no pickle) + ``path``.json;
+        load it with :func:`convexnn.load_estimator` (no code is executed)."""
+        self._fitted()
+        path = Path(path)
+        self.network_.save(path)
+        meta = {"class": type(self).__name__, "params": self.get_params(),
+                "input_shape": list(self.input_shape_), "flat": bool(self._flat),
+                "n_features_in": int(self.n_features_in_),
+                "certificate": self.certificate_.as_dict(), "extra": self._extra_state()}
+        Path(str(path) + ".json").write_text(json.dumps(meta, default=str))
+
+    def _extra_state(self) -> dict:
+        return {}
 
 
 class ConvexCNNClassifier(ClassifierMixin, _ConvexCNNBase):
-    """Two-layer convex CNN classifier; ``loss``: ``"cross_entropy"`` (default; one output per
-    class, softmax) or ``"squared"`` (one-hot targets). See the module docstring."""
+    """Convex CNN classifier; ``loss``: ``"cross_entropy"`` (default; one output per class,
+    softmax) or ``"squared"`` (one-hot targets). See the module docstring."""
 
     def fit(self, X, y):
-        Xa = check_images(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or y.shape[0] != Xa.shape[0]:
-            raise ValueError(f"y must be 1-D with {Xa.shape[0]} labels, got shape {y.shape}")
-        self.classes_, idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ValueError("need at least two classes to fit a classifier")
+        Xa, y = self._images(X, y, fitting=True)
         loss = self.loss or "cross_entropy"
         if loss not in ("cross_entropy", "squared"):
             raise ValueError(f"loss must be 'cross_entropy' or 'squared', got {loss!r}")
-        Yenc = np.eye(len(self.classes_))[idx]
-        return self._fit(Xa, Yenc, loss)
+        self.classes_, idx = check_class_labels(y, Xa.shape[0])
+        return self._fit(Xa, np.eye(len(self.classes_))[idx], loss)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Scores (N, c); (N,) margins (positive means ``classes_[1]``) for two classes."""
+        Z = self._outputs(X)
+        return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(1)]
+        Z = self._outputs(X)
+        return self.classes_[Z.argmax(1)]
 
+    def _has_proba(self) -> bool:
+        return (self.loss or "cross_entropy") == "cross_entropy"
+
+    @available_if(_has_proba)
     def predict_proba(self, X) -> np.ndarray:
-        if (self.loss or "cross_entropy") != "cross_entropy":
-            raise AttributeError("predict_proba needs loss='cross_entropy'")
-        Z = torch.as_tensor(self.decision_function(X))
+        """Softmax of the outputs (``loss="cross_entropy"`` only)."""
+        Z = torch.as_tensor(self._outputs(X))
         return torch.softmax(Z, 1).numpy()
+
+    def _extra_state(self) -> dict:
+        return {"classes": self.classes_.tolist()}
 
 
 class ConvexCNNRegressor(RegressorMixin, _ConvexCNNBase):
-    """Two-layer convex CNN regressor (squared loss); y (N,) or (N, c)."""
+    """Convex CNN regressor (squared loss); y (N,) or (N, c)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y (N, c): one output per column
+        return tags
 
     def fit(self, X, y):
-        Xa = check_images(X)
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim not in (1, 2) or y.shape[0] != Xa.shape[0]:
-            raise ValueError(f"y must be (N,) or (N, c) with N = {Xa.shape[0]}, got {y.shape}")
-        if not np.isfinite(y).all():
-            raise ValueError("y contains NaN or infinity")
+        Xa, y = self._images(X, y, fitting=True, regressor=True)
+        y = check_targets(y, Xa.shape[0])
         if (self.loss or "squared") != "squared":
             raise ValueError("ConvexCNNRegressor supports loss='squared' only")
         self._y_1d = y.ndim == 1
         return self._fit(Xa, y[:, None] if y.ndim == 1 else y, "squared")
 
     def predict(self, X) -> np.ndarray:
-        Z = self.decision_function(X)
+        Z = self._outputs(X)
         return Z[:, 0] if self._y_1d else Z
+
+    def _extra_state(self) -> dict:
+        return {"y_1d": bool(self._y_1d)}
+
+
+def load_cnn_estimator(path: str | Path):
+    """Load a CNN estimator saved by ``save`` (called by :func:`convexnn.load_estimator`)."""
+    from ..certificates import Certificate
+    from ..model_io import ModelFileError
+    from ..networks_cnn import load_cnn
+
+    classes = {"ConvexCNNClassifier": ConvexCNNClassifier,
+               "ConvexCNNRegressor": ConvexCNNRegressor}
+    jpath = Path(str(path) + ".json")
+    try:
+        meta = json.loads(jpath.read_text(encoding="utf-8"))
+        cls = classes[meta["class"]]
+        params = dict(meta["params"])
+        if isinstance(params.get("input_shape"), list):  # JSON has no tuples
+            params["input_shape"] = tuple(params["input_shape"])
+        est = cls(**params)
+        est.network_ = load_cnn(path)
+        est.certificate_ = Certificate(**meta["certificate"])
+        est.input_shape_ = tuple(int(s) for s in meta["input_shape"])
+        est.n_features_in_ = int(meta["n_features_in"])
+        est._flat = bool(meta["flat"])
+        extra = meta["extra"]
+        if cls is ConvexCNNClassifier:
+            est.classes_ = np.asarray(extra["classes"])
+        else:
+            est._y_1d = bool(extra["y_1d"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ModelFileError(f"{path}: not a loadable convexnn CNN estimator "
+                             f"({type(err).__name__}: {err})") from err
+    if not math.prod(est.input_shape_) == est.n_features_in_:
+        raise ModelFileError(f"{path}: input_shape {est.input_shape_} does not match "
+                             f"n_features_in {est.n_features_in_}")
+    return est

@@ -492,7 +492,11 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
 def load_estimator(path: str | Path):
     """Load an estimator saved by ``save`` (JSON + npz; no code is executed)."""
     from ..certificates import Certificate
+    from ..model_io import other_family_loader
 
+    loader = other_family_loader(path)  # CNN estimators
+    if loader is not None:
+        return loader(path)
     path = Path(path)
     classes = {"ConvexReLURegressor": ConvexReLURegressor,
                "ConvexReLUClassifier": ConvexReLUClassifier}
