@@ -71,6 +71,10 @@ class SquaredLoss(Loss):
     def grad(self, Z: Tensor, Y: Tensor) -> Tensor:
         return Z - Y
 
+    def value_and_grad(self, Z: Tensor, Y: Tensor) -> tuple[Tensor, Tensor]:
+        R = Z - Y
+        return 0.5 * (R * R).sum(), R
+
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         return 0.5 * (L**2).sum() + (L * Y).sum()
 
@@ -136,6 +140,10 @@ class CrossEntropyLoss(Loss):
 
     def grad(self, Z: Tensor, Y: Tensor) -> Tensor:
         return torch.softmax(Z, dim=1) - Y
+
+    def value_and_grad(self, Z: Tensor, Y: Tensor) -> tuple[Tensor, Tensor]:
+        lse = torch.logsumexp(Z, dim=1, keepdim=True)  # one exp pass for both
+        return lse.sum() - (Z * Y).sum(), torch.exp(Z - lse) - Y
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         P = L + Y

@@ -58,3 +58,43 @@ def test_prox_satisfies_its_optimality_condition(name, c, t):
         Z = loss.prox(V, Y, t, Z0=Z0)
         resid = loss.grad(Z, Y) + (Z - V) / t
         assert float(resid.abs().max()) <= 1e-9 * (1 + float(V.abs().max()) / t)
+
+
+def _targets(name, n, c, g):
+    if name == "logistic":
+        return torch.where(torch.rand(n, 1, generator=g) < 0.5, -1.0, 1.0).double()
+    if name == "cross_entropy":
+        return torch.eye(c, dtype=torch.float64)[torch.randint(0, c, (n,), generator=g)]
+    return torch.randn(n, c, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name,c", [("squared", 2), ("logistic", 1), ("cross_entropy", 4)])
+def test_fused_value_and_grad_match_value_and_grad(name, c):
+    loss = get_loss(name)
+    g = torch.Generator().manual_seed(2)
+    Z = 30 * torch.randn(50, c, generator=g, dtype=torch.float64)  # large: overflow-prone
+    Y = _targets(name, 50, c, g)
+    v, G = loss.value_and_grad(Z, Y)
+    assert torch.isfinite(v)
+    assert float(v) == pytest.approx(float(loss.value(Z, Y)), rel=1e-13)
+    assert torch.allclose(G, loss.grad(Z, Y), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name,c", [("squared", 1), ("logistic", 1), ("cross_entropy", 3)])
+def test_network_value_and_grad_match_autograd(name, c):
+    """The descent's hand-written objective and gradient equal autograd's."""
+    from convexnn.pipelines.local import value_and_grad
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(40, 4, generator=g, dtype=torch.float64)
+    Y = _targets(name, 40, c, g)
+    p = [torch.randn(s, generator=g, dtype=torch.float64).requires_grad_()
+         for s in [(6, 4), (6,), (c, 6), (c,)]]
+    loss, reg = get_loss(name), 0.7
+    f = loss.value(torch.relu(X @ p[0].T + p[1]) @ p[2].T + p[3], Y) \
+        + 0.5 * reg * sum((q ** 2).sum() for q in p[:3])
+    f.backward()
+    f2, grads = value_and_grad([q.detach() for q in p], X, Y, loss, reg)
+    assert f2 == pytest.approx(float(f), rel=1e-13)
+    for a, q in zip(grads, p):
+        assert torch.allclose(a, q.grad, rtol=1e-12, atol=1e-12)

@@ -23,18 +23,18 @@ __all__ = ["lbfgs_network", "adam_polish", "value_and_grad"]
 
 
 def value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float
-                    ) -> tuple[float, list[Tensor]]:
-    """Objective L(relu(X W1ᵀ + b1) W2ᵀ + b2) + (reg/2)(|W1|² + |b1|² + |W2|²) and its
-    gradient, by hand (no autograd: the solver's per-iteration overhead matters here)."""
+                   ) -> tuple[float, list[Tensor]]:
+    """The objective and its gradient by hand (no autograd: on small data the per-iteration
+    overhead is the cost, so few, fused tensor operations)."""
     W1, b1, W2, b2 = params
-    A = X @ W1.T + b1
+    A = torch.addmm(b1, X, W1.T)
     H = A.clamp_min(0)
-    Z = H @ W2.T + b2
-    G = loss.grad(Z, Y)
-    dH = (G @ W2) * (A > 0)
-    f = float(loss.value(Z, Y)) + 0.5 * reg * float((W1 ** 2).sum() + (b1 ** 2).sum()
-                                                    + (W2 ** 2).sum())
-    return f, [dH.T @ X + reg * W1, dH.sum(0) + reg * b1, G.T @ H + reg * W2, G.sum(0)]
+    lv, G = loss.value_and_grad(torch.addmm(b2, H, W2.T), Y)
+    dH = (G @ W2).mul_(A > 0)
+    pen = (W1 * W1).sum() + (b1 * b1).sum() + (W2 * W2).sum()
+    f = float(lv + 0.5 * reg * pen)
+    return f, [torch.addmm(W1, dH.T, X, beta=reg), torch.add(dH.sum(0), b1, alpha=reg),
+               torch.addmm(W2, G.T, H, beta=reg), G.sum(0)]
 
 
 def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
@@ -100,17 +100,21 @@ def adam_polish(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: flo
     the convex program's optimal neurons do); momentum steps across them. ``lr`` (standardised
     units) is divided by 3 when a window of steps gains < ``rtol``
     (relative), at most ``decays`` times. Returns (best params, objective, steps)."""
-    free = [True, intercept, True, offset]
-    P = [p.clone() for p in params]
-    m = [torch.zeros_like(p) for p in P]
-    v = [torch.zeros_like(p) for p in P]
+    shapes, sizes = [p.shape for p in params], [p.numel() for p in params]
+    z = torch.cat([p.reshape(-1) for p in params])
+    mask = torch.cat([torch.full((n,), float(fr), dtype=z.dtype, device=z.device)
+                      for n, fr in zip(sizes, [True, intercept, True, offset])])
+    frozen = bool((mask == 0).any())
+    P = [t.view(shp) for t, shp in zip(torch.split(z, sizes), shapes)]  # views of z
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
     step = lr  # absolute: the fit runs in standardised units
     b1, b2, eps = 0.9, 0.999, 1e-12
-    best_f, best, trace, k = math.inf, P, [], 0
+    best_f, best, trace, k = math.inf, z.clone(), [], 0
     for k in range(1, max_steps + 1):
         f, g = value_and_grad(P, X, Y, loss, reg)
         if f < best_f:
-            best_f, best = f, [p.clone() for p in P]
+            best_f = f
+            best.copy_(z)
         trace.append(best_f)
         if len(trace) > window and trace[-window - 1] - best_f <= rtol * abs(best_f):
             if decays == 0:
@@ -118,11 +122,12 @@ def adam_polish(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: flo
             decays, step, trace = decays - 1, step / 3.0, []
         if time.perf_counter() >= deadline:
             break
-        c1, c2 = 1 - b1 ** k, 1 - b2 ** k
-        for i in range(4):
-            if not free[i]:
-                continue
-            m[i].mul_(b1).add_(g[i], alpha=1 - b1)
-            v[i].mul_(b2).addcmul_(g[i], g[i], value=1 - b2)
-            P[i] = P[i] - step * (m[i] / c1) / ((v[i] / c2).sqrt() + eps)
+        g = torch.cat([gi.reshape(-1) for gi in g])
+        if frozen:
+            g.mul_(mask)
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v / (1 - b2 ** k)).sqrt_().add_(eps)
+        z.addcdiv_(m, denom, value=-step / (1 - b1 ** k))
+    best = [t.view(shp).clone() for t, shp in zip(torch.split(best, sizes), shapes)]
     return best, best_f, k
