@@ -59,56 +59,17 @@ from torch import Tensor, nn
 from ..arrangements import ArrangementTooLarge, enumerate_patterns
 from ..certificates import SCOPE_GLOBAL, Certificate, relative, scaled_dual
 from ..losses import Loss, get_loss
-from ..patches import extract_patches
 from ..results import FitResult
 from ..solvers.base import History, StopReason
 from .copositive import ConeFaces, solve_master
+from .copositive.cnn import as_input as _as_input
+from .copositive.cnn import cnn_patch_matrix
+from .copositive.cnn import pooled_features as _pooled
 
 __all__ = ["fit_exact_cnn", "SumPoolCNN", "GlobalPool", "cnn_patch_matrix", "POOLINGS"]
 
 POOLINGS = ("sum", "avg")
 DEFAULT_MAX_PATTERNS = 20_000
-
-
-# =========================================================================== patches
-def _as_input(X) -> Tensor:
-    """(N, L) → (N, 1, L); (N, C, L) and (N, C, H, W) unchanged; float64."""
-    Xt = X if isinstance(X, Tensor) else torch.as_tensor(np.asarray(X))
-    Xt = Xt.detach().to(torch.float64)
-    if Xt.ndim == 2:
-        Xt = Xt[:, None]
-    if Xt.ndim not in (3, 4):
-        raise ValueError("inputs must be signals (N, L) / (N, C, L) or images (N, C, H, W); got "
-                         f"shape {tuple(Xt.shape)}")
-    return Xt
-
-
-def _patches_1d(signals: Tensor, k: int, stride: int, padding: int, intercept: bool) -> Tensor:
-    """Patches (N, K, C·k) of signals (N, C, L), laid out like ``Conv1d.weight.reshape(m, -1)``."""
-    N = signals.shape[0]
-    Xp = F.pad(signals, (padding, padding)) if padding else signals
-    P = Xp.unfold(2, k, stride).permute(0, 2, 1, 3).reshape(N, -1, signals.shape[1] * k)
-    if intercept:
-        P = torch.cat([P, torch.ones(*P.shape[:2], 1, dtype=P.dtype)], 2)
-    return P
-
-
-def cnn_patch_matrix(X, kernel_size: int, stride: int = 1, padding: int = 0,
-                     intercept: bool = True) -> tuple[np.ndarray, int]:
-    """The stacked patch matrix (N·K, h) (sample-major) and K, for 1-D or 2-D inputs.
-
-    2-D images use :func:`convexnn.patches.extract_patches` (the CNN work's patch code); 1-D
-    signals the same layout with a 1-D window.
-    """
-    Xt = _as_input(X)
-    if Xt.ndim == 4:
-        P = extract_patches(Xt, kernel_size, stride, padding, intercept)
-    else:
-        if Xt.shape[2] + 2 * padding < kernel_size:
-            raise ValueError(f"kernel_size={kernel_size} with padding={padding} does not fit "
-                             f"signals of length {Xt.shape[2]}")
-        P = _patches_1d(Xt, kernel_size, stride, padding, intercept)
-    return P.reshape(-1, P.shape[2]).numpy(), int(P.shape[1])
 
 
 # ========================================================================= container
@@ -261,12 +222,6 @@ def _atoms_to_cnn(U: np.ndarray, G: np.ndarray, shape: tuple[int, ...], intercep
 
 
 # ============================================================================ solver
-def _pooled(Xs: np.ndarray, U: np.ndarray, n: int, K: int) -> np.ndarray:
-    """S (X U ᵀ)_+ : (n, m)."""
-    if len(U) == 0:
-        return np.zeros((n, 0))
-    return np.maximum(Xs @ U.T, 0.0).reshape(n, K, len(U)).sum(1)
-
 
 def fit_exact_cnn(images, Y, reg: float, loss: str | Loss = "squared", *, kernel_size: int,
                   stride: int = 1, padding: int = 0, intercept: bool = True,
