@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,8 +26,10 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
                         patterns: PatternSet | None, faces: ConeFaces | None = None,
                         tol: float = 1e-6, max_iter: int = 200, max_time: float | None = None,
                         max_add: int | None = None, U0: np.ndarray | None = None,
-                        pool: callable | None = None, master: str = "auto",
-                        verbose: int = 0) -> dict:
+                        pool: Callable | None = None, master: str = "auto",
+                        verbose: int = 0, features: Callable | None = None,
+                        dual_rows: Callable | None = None, problem: str | None = None,
+                        label: str = "exact-cg") -> dict:
     """Column generation with the exact oracle over ``patterns`` (see module docstring).
 
     ``pool(round) -> gates (d x P)`` optionally supplies a fresh set of patterns to scan each
@@ -34,6 +37,11 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     certificate covers the program over (final pool ∪ patterns used by the network).
     Returns a dict with ``U`` (unit atoms, K x d), ``G`` (K x c), ``certificate``, ``history``,
     ``stop_reason``, ``h_max``, ``faces``.
+
+    Other feature maps (e.g. the pooled CNN map u ↦ S (X u)_+ of :mod:`.cnn`): ``features(U)``
+    returns the n x K features of unit atoms U (default (X Uᵀ)_+) and ``dual_rows(Λ)`` the rows
+    the oracle on X sees (default Λ itself; Sᵀ Λ for pooling); ``problem`` names the program in
+    the certificate.
     """
     Xn, Yn = as_numpy(X), as_numpy(Y)
     if Yn.ndim == 1:
@@ -53,7 +61,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     cert = None
     exhaustive = patterns is not None and bool(patterns.exhaustive) and pool is None
     for it in range(max_iter + 1):
-        Phi = np.maximum(Xn @ U.T, 0.0)
+        Phi = features(U) if features is not None else np.maximum(Xn @ U.T, 0.0)
         if len(U):
             G = solve_master(Phi, Yn, reg, lo, G0=G if G.shape[0] == len(U) else None,
                              backend=master)
@@ -65,7 +73,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
             pg = pool(it)
             gates = np.concatenate([pg, U.T], 1) if len(U) else pg
             faces = ConeFaces(Xn, gates)
-        h, Umax = faces.oracle(lam)
+        h, Umax = faces.oracle(lam if dual_rows is None else dual_rows(lam))
         h_max = float(h.max()) if h.size else 0.0
         dual, s = scaled_dual(lo, torch.as_tensor(lam), torch.as_tensor(Yn), h_max, reg)
         gap = max(primal - dual, 0.0)
@@ -73,11 +81,12 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
         el = time.perf_counter() - t0
         hist.append(it, primal, gap, rel, el)
         if verbose:
-            print(f"[exact-cg] it={it:4d} atoms={len(U):4d} obj={primal:.10e} gap={gap:.3e} "
+            print(f"[{label}] it={it:4d} atoms={len(U):4d} obj={primal:.10e} gap={gap:.3e} "
                   f"rel={rel:.3e} h_max/β={h_max / reg:.6f} t={el:.2f}s")
         cert = Certificate(primal=primal, dual=dual, gap=gap, relative_gap=rel,
                            scope=SCOPE_GLOBAL if exhaustive else SCOPE_SAMPLED,
-                           problem=("vector-output ReLU network (copositive program, Sahiner et "
+                           problem=problem or ("vector-output ReLU network (copositive "
+                                               "program, Sahiner et "
                                     "al. 2021): " + ("all activation patterns enumerated, exact "
                                                      "cone-constrained PCA oracle" if exhaustive
                                                      else "dual constraint checked on sampled "
