@@ -133,7 +133,7 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
     upper = None
     if cnt["bound"] <= max_patterns:
         pats = enumerate_patterns(Xn, max_patterns=max_patterns)
-        faces = ConeFaces(Xn, pats.gates)
+        faces = ConeFaces(Xn, pats.gates, exhaustive=True)
         h = float(faces.oracle(lam.numpy())[0].max())
         lower, s = scaled_dual(lo, lam, Yt, h, reg)
         method, scope = "exact enumeration + exact cone-constrained PCA oracle", SCOPE_GLOBAL

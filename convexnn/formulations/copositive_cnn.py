@@ -269,7 +269,7 @@ def fit_exact_cnn(images, Y, reg: float, loss: str | Loss = "squared", *, kernel
         raise
     t_enum = time.perf_counter() - t0
     try:
-        faces = ConeFaces(Xs, pats.gates, max_faces=max_faces)
+        faces = ConeFaces(Xs, pats.gates, max_faces=max_faces, exhaustive=True)
     except ValueError as e:
         raise ValueError(f"fit_exact_cnn refused: {e}") from None
     t_faces = time.perf_counter() - t0 - t_enum

@@ -86,10 +86,11 @@ logistic and cross-entropy losses (the dual certificate holds for any convex los
 from .exact import fit_column_generation, fit_exact, solve_exact_program
 from .master import atoms_to_network, solve_master
 from .oracle import ConeFaces, cone_constrained_pca
+from .prune import prune_network
 from .reference import exact_sdp_reference
 from .relaxation import fit_relaxation, relaxation_cvxpy
 from .svd import fit_svd
 
 __all__ = ["ConeFaces", "cone_constrained_pca", "solve_exact_program", "fit_exact", "fit_svd",
            "fit_relaxation", "fit_column_generation", "exact_sdp_reference", "relaxation_cvxpy",
-           "atoms_to_network", "solve_master"]
+           "atoms_to_network", "solve_master", "prune_network"]

@@ -18,6 +18,7 @@ from ...results import FitResult
 from ...solvers.base import History, StopReason
 from .master import atoms_objective, atoms_to_network, check_inputs, dtype_device, solve_master
 from .oracle import ConeFaces, as_numpy
+from .prune import prune_solution
 
 __all__ = ["solve_exact_program", "fit_exact", "fit_column_generation"]
 
@@ -29,7 +30,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
                         pool: Callable | None = None, master: str = "auto",
                         verbose: int = 0, features: Callable | None = None,
                         dual_rows: Callable | None = None, problem: str | None = None,
-                        label: str = "exact-cg") -> dict:
+                        label: str = "exact-cg", prune: bool = True) -> dict:
     """Column generation with the exact oracle over ``patterns`` (see module docstring).
 
     ``pool(round) -> gates (d x P)`` optionally supplies a fresh set of patterns to scan each
@@ -41,7 +42,8 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     Other feature maps (e.g. the pooled CNN map u ↦ S (X u)_+ of :mod:`.cnn`): ``features(U)``
     returns the n x K features of unit atoms U (default (X Uᵀ)_+) and ``dual_rows(Λ)`` the rows
     the oracle on X sees (default Λ itself; Sᵀ Λ for pooling); ``problem`` names the program in
-    the certificate.
+    the certificate. ``prune``: reduce the final atoms to at most n·c + 1 with the same
+    predictions and objective (:mod:`.prune`).
     """
     Xn, Yn = as_numpy(X), as_numpy(Y)
     if Yn.ndim == 1:
@@ -51,7 +53,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     c = Yn.shape[1]
     t0 = time.perf_counter()
     if pool is None and faces is None:
-        faces = ConeFaces(Xn, patterns.gates)
+        faces = ConeFaces(Xn, patterns.gates, exhaustive=patterns.exhaustive)
     max_add = max_add if max_add is not None else max(10, 2 * c)
     U = np.zeros((0, d)) if U0 is None else np.asarray(U0, dtype=np.float64)
     U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-300) if len(U) else U
@@ -112,6 +114,9 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
             break
         U = np.concatenate([U, new], 0)
         G = np.concatenate([G, np.zeros((len(new), c))], 0)
+    if prune and len(U):
+        Phi = features(U) if features is not None else np.maximum(Xn @ U.T, 0.0)
+        U, G, cert = prune_solution(U, G, Phi, Yn, reg, lo, cert)
     return {"U": U, "G": G, "certificate": cert, "history": hist, "stop_reason": reason,
             "h_max": h_max, "faces": faces, "seconds": time.perf_counter() - t0}
 
@@ -132,7 +137,7 @@ def fit_exact(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool
     t0 = time.perf_counter()
     pats = enumerate_patterns(Xn, max_patterns=max_patterns)
     t_enum = time.perf_counter() - t0
-    faces = ConeFaces(Xn, pats.gates)
+    faces = ConeFaces(Xn, pats.gates, exhaustive=True)
     t_faces = time.perf_counter() - t0 - t_enum
     out = solve_exact_program(Xn, Yn, reg, lo, patterns=pats, faces=faces, tol=tol,
                               max_iter=max_iter, max_time=max_time, verbose=verbose,

@@ -36,7 +36,7 @@ class ConeFaces:
     ``max_faces`` caps the number of face spans (the cost is exponential in the rank).
     """
 
-    def __init__(self, X, gates, *, max_faces: int | None = 2_000_000):
+    def __init__(self, X, gates, *, max_faces: int | None = 2_000_000, exhaustive: bool = False):
         Xn = as_numpy(X)
         G = as_numpy(gates)
         self.X = Xn
@@ -49,10 +49,13 @@ class ConeFaces:
         nz = rn > 1e-9 * max(rn.max() if rn.size else 0.0, 1e-300)
         Bu = self.B[nz] / rn[nz, None]
         Yg = self.Vr.T @ G  # interior points (r, P)
-        facets = []
-        for p in range(self.P):
-            R = (2.0 * self.masks[nz, p] - 1.0)[:, None] * Bu
-            facets.append(self._facets(R, Yg[:, p]))
+        if exhaustive and self.r >= 2 and self.P > 1:
+            facets = self._adjacent_facets(Bu, self.masks[nz])
+        else:
+            facets = []
+            for p in range(self.P):
+                R = (2.0 * self.masks[nz, p] - 1.0)[:, None] * Bu
+                facets.append(self._facets(R, Yg[:, p]))
         self.n_facets = np.array([len(f) for f in facets])
         fmax = max(int(self.n_facets.max()) if self.P else 1, 1)
         self.F = np.zeros((self.P, fmax, self.r))
@@ -61,6 +64,35 @@ class ConeFaces:
         self._build_faces(facets, max_faces)
 
     # ------------------------------------------------------------------ facets
+    @staticmethod
+    def _adjacent_facets(Bu: np.ndarray, M: np.ndarray) -> list[np.ndarray]:
+        """Facets of every cell of an *exhaustive* pattern set, from adjacency (no qhull).
+
+        A facet of a cell lies in exactly one distinct hyperplane H_i, and the cell across it has
+        the same signs except on H_i; so H_i carries a facet of cell p iff flipping sign i of p
+        gives another cell. Sign vectors are hashed (random 64-bit weights, wrap-around sums).
+        A hyperplane wrongly split in two only drops facets: the cone grows, h_p is then an
+        upper bound, and the certificate stays valid.
+        """
+        piv = np.argmax(np.abs(Bu), axis=1)
+        sg = np.sign(Bu[np.arange(len(Bu)), piv])
+        _, rep = np.unique(np.round(Bu * sg[:, None], 9), axis=0, return_index=True)
+        S = M[rep] ^ (sg[rep] < 0)[:, None]  # sign bits on canonical hyperplanes, (m, P)
+        w = np.random.default_rng(0).integers(1, 2 ** 63, size=len(rep), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            h = (S.T.astype(np.uint64) * w).sum(1, dtype=np.uint64)
+            hf = h[:, None] + np.where(S.T, np.uint64(0) - w, w)  # (P, m) flipped hashes
+            known = h
+            if M.all(0).any():  # the all-inactive cell exists (−u of the all-active one) but
+                known = np.append(h, ((sg[rep] < 0).astype(np.uint64) * w).sum(  # is not listed
+                    dtype=np.uint64))
+        adj = np.isin(hf, known)
+        facets = []
+        for p in range(M.shape[1]):
+            i = rep[adj[p]]
+            facets.append((2.0 * M[i, p] - 1.0)[:, None] * Bu[i])
+        return facets
+
     def _facets(self, R: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Rows of R (unit, R y > 0) that define facets of {u : R u ≥ 0} (a superset is safe)."""
         r = self.r

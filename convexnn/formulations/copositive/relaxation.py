@@ -16,6 +16,7 @@ from ...results import FitResult
 from ...solvers.base import History
 from .master import atoms_objective, atoms_to_network, check_inputs, dtype_device, solve_master
 from .oracle import FEAS_TOL, ConeFaces, as_numpy
+from .prune import prune_solution
 
 __all__ = ["relaxation_cvxpy", "fit_relaxation"]
 
@@ -80,8 +81,9 @@ def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept:
     """The copositive relaxation with a proven lower bound, a read-back network and tightness.
 
     Patterns: ``"enumerate"`` (all; the bound is then a lower bound on the global optimum p*),
-    ``"sample"`` (``n_patterns`` sampled gates; the bound is a lower bound on the program over
-    those patterns only) or ``"auto"`` (enumerate when at most ``max_enumerate`` patterns).
+    ``"sample"`` (``n_patterns`` sampled gates, default ``max_enumerate``; the bound is a lower
+    bound on the program over those patterns only) or ``"auto"`` (enumerate when at most
+    ``max_enumerate`` patterns, sample otherwise).
     ``info``: ``relaxation_value`` (solver objective, unverified), ``lower_bound`` (proven: dual
     value at Z = M⁻¹Y rescaled to feasibility by the exact oracle, or by the cone-dropped norm
     bound when the oracle is unavailable), ``upper_bound`` (objective of the read-back network),
@@ -100,15 +102,15 @@ def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept:
         pats = enumerate_patterns(Xn, max_patterns=None if patterns == "enumerate"
                                   else max_enumerate)
     else:
-        if n_patterns is None:
-            raise ValueError("n_patterns is required when patterns are sampled")
+        if n_patterns is None:  # default: as many sampled gates as would be enumerated
+            n_patterns = max_enumerate
         pats = sample_gates(torch.as_tensor(Xn), n_patterns, random_state, kind="data",
                             intercept_column=intercept)
     exact_oracle = True
     try:
-        faces = ConeFaces(Xn, pats.gates)
+        faces = ConeFaces(Xn, pats.gates, exhaustive=pats.exhaustive)
     except ValueError:  # face enumeration too large: keep facets, bound h by norms
-        faces = ConeFaces(Xn, pats.gates, max_faces=None)
+        faces = ConeFaces(Xn, pats.gates, max_faces=None, exhaustive=pats.exhaustive)
         exact_oracle = False
     rel = relaxation_cvxpy(faces, Yn, reg, solver=solver, **(solver_options or {}))
     Z = rel["Z"]
@@ -143,6 +145,8 @@ def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept:
     U = np.concatenate([np.array(dirs).reshape(-1, Xn.shape[1]), active], 0)
     Phi = np.maximum(Xn @ U.T, 0.0)
     Gm = solve_master(Phi, Yn, reg, lo) if len(U) else np.zeros((0, Yn.shape[1]))
+    U, Gm, _ = prune_solution(U, Gm, Phi, Yn, reg, lo)
+    Phi = np.maximum(Xn @ U.T, 0.0)
     upper, _ = atoms_objective(Phi, Gm, Yn, reg, lo)
     dt, dev = dtype_device(X)
     net = atoms_to_network(U, Gm, intercept, dt, dev, tol=1e-12)

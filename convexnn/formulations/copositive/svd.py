@@ -76,7 +76,7 @@ def fit_svd(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
                             f"patterns > max_patterns={max_patterns:,}")
         else:
             pats = enumerate_patterns(Xn, max_patterns=max_patterns)
-            fc = ConeFaces(Xn, pats.gates)
+            fc = ConeFaces(Xn, pats.gates, exhaustive=True)
             Pm = fc.masks.astype(float)
             resid = max(float(np.abs((np.eye(n) - Xn @ Xn.T) @ (Pm[:, p:p + 1] * Xn)).max())
                         for p in range(fc.P))
