@@ -23,8 +23,9 @@ What this module computes, and what each is:
 * :func:`fit_exact` — **exact global optimum** for data of small rank r (all patterns enumerated
   by :mod:`convexnn.arrangements`). Solver: *column generation* (fully corrective conditional
   gradient) on the atoms (X u)_+ gᵀ: a master problem — group-lasso over the current unit
-  directions u_k, min_G L(Σ_k (X u_k)_+ g_kᵀ) + β Σ_k ||g_k||, solved accurately (CVXPY/Clarabel,
-  or FISTA without CVXPY) — alternates with the **exact oracle**, which evaluates h_p(Λ) for every
+  directions u_k, min_G L(Σ_k (X u_k)_+ g_kᵀ) + β Σ_k ||g_k||, solved accurately (squared loss: one
+  conic QP handed straight to Clarabel, no modelling layer; other losses: CVXPY; FISTA without
+  either) — alternates with the **exact oracle**, which evaluates h_p(Λ) for every
   pattern at Λ = ∇L(F) and adds the maximisers of the violated patterns. The master's solution *is*
   a network (neuron u_k·√||g_k||, output g_k/√||g_k||, balanced), so the primal value is attained
   by the returned network; the dual value −L*(sΛ), s = min(1, β / max_p h_p), is a proven lower
@@ -33,12 +34,15 @@ What this module computes, and what each is:
   patterns, solve with an exact cone-constrained PCA oracle); the paper's Algorithm uses plain
   Frank–Wolfe with step 2/(2+k) (papers.md §2.5) — we use the fully corrective variant because it
   reaches 1e-6 relative gaps in tens of iterations instead of thousands.
+* **Pruning** (:mod:`.prune`): every fit is reduced to at most n·c + 1 neurons with the same
+  predictions and objective (Carathéodory over the atoms; :func:`prune_network` for any network).
 * **Exact oracle** (:class:`ConeFaces`): the maximiser of uᵀ R u on K ∩ sphere lies in the relative
   interior of a face F of K, where it is a stationary point of the Rayleigh quotient on span(F),
   hence a top eigenvector of R restricted to span(F) (local maxima of a quadratic form on a sphere
   are global); if that top eigenspace is not simple the value is also attained on a lower face. So
   max = the largest top eigenvalue over the faces whose top eigenvector (±) lies in K. We work in
-  the row space of X (r dims), find the facets of each K_p from the convex hull of its dual
+  the row space of X (r dims), find the facets of each K_p from cell adjacency when the patterns
+  are exhaustive (flip one sign, look the sign vector up), else from the convex hull of its dual
   cone's generators (scipy/qhull), and enumerate the face spans ∩_{j∈S} {f_jᵀy = 0}, |S| < r:
   O(C(f_p, <r)) small eigenproblems per pattern, batched. (This is the exhaustive face search the
   paper describes; our face bookkeeping via facets is our own.)
@@ -71,8 +75,10 @@ What this module computes, and what each is:
   W* = SVT_β(XᵀY), exact iff X is spike-free (checked exactly with the oracle when the arrangement
   is enumerable) and X z_k ≥ 0 (or ≤ 0) for the retained left singular vectors z_k. Anything else
   is refused (or flagged with ``on_violation="warn"``, with an honest certificate).
-  **(verify)**: the paper's theorem statement was not available; these conditions are our
-  derivation from the definitions, tested against :func:`fit_exact`.
+  These conditions are our derivation from the definitions above (not taken from the paper's
+  theorem statement); each is checked numerically against the exhaustive solve
+  :func:`fit_exact` in ``tests/test_copositive.py`` (whitened one-hot targets, orthonormal
+  spike-free columns, and a violated case that the exact solve proves sub-optimal).
 * :func:`fit_column_generation` — the *active-set / column-generation mode for sampled
   patterns*: the same solver with the oracle scanning a large pool of sampled patterns (fresh
   pools each round), adding patterns whose dual constraint is violated until none is found. Its

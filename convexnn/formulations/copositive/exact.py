@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ...arrangements import DEFAULT_MAX_PATTERNS, enumerate_patterns
+from ...arrangements import count_patterns, enumerate_patterns
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
 from ...patterns import PatternSet, sample_gates
@@ -20,7 +21,8 @@ from .master import atoms_objective, atoms_to_network, check_inputs, dtype_devic
 from .oracle import ConeFaces, as_numpy
 from .prune import prune_solution
 
-__all__ = ["solve_exact_program", "fit_exact", "fit_column_generation"]
+__all__ = ["solve_exact_program", "fit_exact", "fit_column_generation", "estimate_exact_memory",
+           "DEFAULT_MAX_MEMORY"]
 
 
 def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
@@ -121,20 +123,43 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
             "h_max": h_max, "faces": faces, "seconds": time.perf_counter() - t0}
 
 
+#: default memory budget of :func:`fit_exact` (bytes) before it refuses
+DEFAULT_MAX_MEMORY = 2.0 * 2**30
+
+
+def estimate_exact_memory(n: int, r: int, n_patterns: int) -> int:
+    """Estimated peak bytes of the exact solver: masks (n bytes per cell), facets and the face
+    spans of the oracle (C(f̄, < r) per cell with f̄ ≈ 2r facets; r x k bases, three copies for
+    the oracle's temporaries)."""
+    fbar = 2 * max(r, 1)
+    spans = sum(math.comb(fbar, s) for s in range(max(r, 1)))
+    return int(n_patterns * (n + 8 * fbar * r + 3 * spans * 8 * (r * r + 2)))
+
+
 def fit_exact(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
               random_state=None, tol: float = 1e-6, max_iter: int = 200,
               max_time: float | None = None, verbose: int = 0,
-              max_patterns: int = DEFAULT_MAX_PATTERNS, master: str = "auto") -> FitResult:
+              max_patterns: int | None = None, master: str = "auto",
+              max_memory: float = DEFAULT_MAX_MEMORY) -> FitResult:
     """Global optimum of the vector-output weight-decay problem for low-rank X (exact).
 
-    Enumerates every activation pattern (refusing with the count when the bound exceeds
-    ``max_patterns`` — never a silent fallback) and runs column generation with the exact
+    Enumerates every activation pattern and runs column generation with the exact
     cone-constrained PCA oracle until the *global* certified relative gap is ≤ ``tol``.
+    Refuses (never a silent fallback) when the pattern bound exceeds ``max_patterns`` (None: no
+    count limit) or when :func:`estimate_exact_memory` exceeds ``max_memory`` bytes.
     ``random_state`` is unused (the method is deterministic); accepted for a uniform signature.
     """
     Xn, Yn = check_inputs(X, Y, reg)
     lo = get_loss(loss)
     t0 = time.perf_counter()
+    cnt = count_patterns(Xn)
+    est = estimate_exact_memory(Xn.shape[0], cnt["rank"], cnt["bound"])
+    if est > max_memory and (max_patterns is None or cnt["bound"] <= max_patterns):
+        raise ValueError(f"fit_exact refused: rank {cnt['rank']} data with up to "
+                         f"{cnt['bound']:,} activation patterns needs an estimated "
+                         f"{est / 2**30:.1f} GiB (> max_memory={max_memory / 2**30:.1f} GiB) "
+                         "for the exact oracle. Reduce the rank (e.g. PCA to 2-3 components), "
+                         "subsample rows, raise max_memory, or use a sampled method.")
     pats = enumerate_patterns(Xn, max_patterns=max_patterns)
     t_enum = time.perf_counter() - t0
     faces = ConeFaces(Xn, pats.gates, exhaustive=True)

@@ -194,6 +194,18 @@ class ConeFaces:
             if k == 1:
                 val = (AQ[:, :, 0] ** 2).sum(1)
                 y = Q[:, :, 0]
+            elif k == 2:  # closed-form top eigenpair of the 2 x 2 Gram matrices
+                a, b, d = ((AQ[:, :, i] * AQ[:, :, j]).sum(1) for i, j in ((0, 0), (0, 1), (1, 1)))
+                h = 0.5 * (a - d)
+                lam = 0.5 * (a + d) + torch.sqrt(h * h + b * b)
+                val = lam.clamp_min(0)
+                v1 = torch.stack([b, lam - a], 1)  # eigenvector; (lam − d, b) when that is 0
+                v2 = torch.stack([lam - d, b], 1)
+                use2 = v2.norm(dim=1) > v1.norm(dim=1)
+                v = torch.where(use2[:, None], v2, v1)
+                v = torch.where(v.norm(dim=1, keepdim=True) > 0, v, torch.tensor([1.0, 0.0],
+                                                                                  dtype=v.dtype))
+                y = (Q @ v[:, :, None])[:, :, 0]
             else:
                 Mk = AQ.transpose(1, 2) @ AQ
                 w, V = torch.linalg.eigh(Mk)
