@@ -118,6 +118,8 @@ def test_exact_refuses_large_arrangement_with_count():
     X = np.c_[np.random.default_rng(0).standard_normal((300, 4)), np.ones(300)]
     with pytest.raises(ArrangementTooLarge, match="activation patterns"):
         fit_exact(X, np.ones((300, 1)), 0.1, intercept=True, max_patterns=1000)
+    with pytest.raises(ValueError, match="GiB"):  # default: refused by the memory estimate
+        fit_exact(X, np.ones((300, 1)), 0.1, intercept=True)
 
 
 def test_exact_other_loss_and_bad_inputs():

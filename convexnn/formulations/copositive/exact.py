@@ -56,7 +56,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     t0 = time.perf_counter()
     if pool is None and faces is None:
         faces = ConeFaces(Xn, patterns.gates, exhaustive=patterns.exhaustive)
-    max_add = max_add if max_add is not None else max(10, 2 * c)
+    max_add = max_add if max_add is not None else max(10, 2 * c, n // 4)  # cells per round
     U = np.zeros((0, d)) if U0 is None else np.asarray(U0, dtype=np.float64)
     U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-300) if len(U) else U
     G = np.zeros((len(U), c))

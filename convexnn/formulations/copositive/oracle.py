@@ -86,7 +86,9 @@ class ConeFaces:
             if M.all(0).any():  # the all-inactive cell exists (−u of the all-active one) but
                 known = np.append(h, ((sg[rep] < 0).astype(np.uint64) * w).sum(  # is not listed
                     dtype=np.uint64))
-        adj = np.isin(hf, known)
+        known = np.sort(known)
+        pos = np.searchsorted(known, hf).clip(max=len(known) - 1)
+        adj = known[pos] == hf  # membership by binary search (np.isin sorts all P·m keys)
         facets = []
         for p in range(M.shape[1]):
             i = rep[adj[p]]
