@@ -133,7 +133,7 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
     upper = None
     if cnt["bound"] <= max_patterns:
         pats = enumerate_patterns(Xn, max_patterns=max_patterns)
-        faces = ConeFaces(Xn, pats.gates)
+        faces = ConeFaces(Xn, pats.gates, exhaustive=True)
         h = float(faces.oracle(lam.numpy())[0].max())
         lower, s = scaled_dual(lo, lam, Yt, h, reg)
         method, scope = "exact enumeration + exact cone-constrained PCA oracle", SCOPE_GLOBAL
@@ -158,6 +158,9 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
         lower, s = scaled_dual(lo, lam, Yt, h, reg)
         method, scope = "norm bound (arrangement too large to enumerate)", SCOPE_NORM_BOUND
         details["h_bound_over_reg"] = h / reg
+    if math.isfinite(lower) and lower < 0:  # loss + penalty ≥ 0: 0 is the better proven bound
+        details["lower_bound_from_dual"] = lower
+        lower, method = 0.0, method + "; dual bound negative, replaced by the trivial bound 0"
     gap = max(primal - lower, 0.0)
     rel = relative(gap, primal)
     if not math.isfinite(lower) or (primal > 0 and lower <= 0.01 * primal):

@@ -16,6 +16,8 @@ from convexnn.formulations.copositive import (
     fit_exact,
     fit_relaxation,
     fit_svd,
+    prune_network,
+    solve_exact_program,
 )
 from convexnn.formulations.two_layer import TwoLayerProgram, to_cvxpy
 from convexnn.networks import TwoLayerNetwork
@@ -116,6 +118,8 @@ def test_exact_refuses_large_arrangement_with_count():
     X = np.c_[np.random.default_rng(0).standard_normal((300, 4)), np.ones(300)]
     with pytest.raises(ArrangementTooLarge, match="activation patterns"):
         fit_exact(X, np.ones((300, 1)), 0.1, intercept=True, max_patterns=1000)
+    with pytest.raises(ValueError, match="GiB"):  # default: refused by the memory estimate
+        fit_exact(X, np.ones((300, 1)), 0.1, intercept=True)
 
 
 def test_exact_other_loss_and_bad_inputs():
@@ -259,3 +263,50 @@ def test_column_generation_sampled_mode_is_an_upper_bound():
     assert cg.certificate.primal >= ex.certificate.dual * (1 - 1e-9)
     assert cg.certificate.primal <= ex.certificate.primal * 1.05
     assert "not a global proof" in cg.info["proved"]
+
+
+# ------------------------------------------------------------------------- pruning
+def test_exact_networks_are_pruned_to_nc_plus_one():
+    X, Y = _data(12, 2, 3, 12)
+    reg = 0.05
+    ps = enumerate_patterns(X)
+    full = solve_exact_program(X, Y, reg, patterns=ps, tol=1e-8, prune=False)
+    res = fit_exact(X, Y, reg, intercept=True, tol=1e-8)
+    assert len(full["U"]) > 12 * 3 + 1  # the unpruned solution is larger than the bound
+    net = res.network
+    assert net.n_neurons <= 12 * 3 + 1
+    F_full = np.maximum(X @ full["U"].T, 0) @ full["G"]
+    assert np.abs(net.forward(X[:, :-1]).numpy() - F_full).max() <= 1e-9 * np.abs(F_full).max()
+    assert res.certificate.primal == pytest.approx(full["certificate"].primal, rel=1e-10)
+    assert net.objective(X[:, :-1], Y, reg) == pytest.approx(res.certificate.primal, rel=1e-12)
+    assert res.certificate.relative_gap <= 1e-8
+
+
+def test_prune_network_keeps_predictions_and_objective_of_any_network():
+    X, Y = _data(10, 2, 2, 13, bias=False)
+    g = torch.Generator().manual_seed(1)
+    W, b, V = (torch.randn(*s, generator=g, dtype=torch.float64) for s in [(60, 2), (60,),
+                                                                            (2, 60)])
+    s = torch.sqrt(V.norm(dim=0) / torch.sqrt((W ** 2).sum(1) + b ** 2))  # balance the neurons
+    net = TwoLayerNetwork(W * s[:, None], b * s, V / s)
+    small = prune_network(net, X)
+    assert small.n_neurons <= 10 * 2 + 1
+    assert torch.allclose(small.forward(X), net.forward(X), rtol=0, atol=1e-10)
+    assert small.objective(X, Y, 0.1) == pytest.approx(net.objective(X, Y, 0.1), rel=1e-12)
+    unbalanced = TwoLayerNetwork(W, b, V)  # pruning balances: the objective can only drop
+    assert prune_network(unbalanced, X).objective(X, Y, 0.1) <= unbalanced.objective(
+        X, Y, 0.1) + 1e-12
+
+
+@pytest.mark.slow  # ~10-25 s: one CVXPY SDP over ~400 sampled cones
+def test_relaxation_runs_at_default_arguments_beyond_the_enumeration_limit():
+    X, Y = _data(16, 3, 2, 14)  # rank 4: up to 1,152 patterns > max_enumerate = 1,000
+    reg = 0.3
+    rel = fit_relaxation(X, Y, reg, intercept=True)
+    assert not rel.info["exhaustive"] and rel.certificate.scope == "sampled patterns"
+    assert rel.info["lower_bound"] <= rel.info["upper_bound"] * (1 + 1e-8)
+    ex = fit_exact(X, Y, reg, intercept=True, tol=1e-7)
+    assert rel.info["upper_bound"] >= ex.certificate.dual * (1 - 1e-8)  # a network: ≥ p*
+    assert rel.network.objective(X[:, :-1], Y, reg) == pytest.approx(rel.info["upper_bound"],
+                                                                      rel=1e-10)
+    assert rel.network.n_neurons <= 16 * 2 + 1

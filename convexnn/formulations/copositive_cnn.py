@@ -57,58 +57,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..arrangements import ArrangementTooLarge, enumerate_patterns
-from ..certificates import SCOPE_GLOBAL, Certificate, relative, scaled_dual
 from ..losses import Loss, get_loss
-from ..patches import extract_patches
 from ..results import FitResult
-from ..solvers.base import History, StopReason
-from .copositive import ConeFaces, solve_master
+from .copositive import ConeFaces, solve_exact_program
+from .copositive.cnn import as_input as _as_input
+from .copositive.cnn import cnn_patch_matrix
+from .copositive.cnn import pooled_features as _pooled
 
 __all__ = ["fit_exact_cnn", "SumPoolCNN", "GlobalPool", "cnn_patch_matrix", "POOLINGS"]
 
 POOLINGS = ("sum", "avg")
 DEFAULT_MAX_PATTERNS = 20_000
-
-
-# =========================================================================== patches
-def _as_input(X) -> Tensor:
-    """(N, L) → (N, 1, L); (N, C, L) and (N, C, H, W) unchanged; float64."""
-    Xt = X if isinstance(X, Tensor) else torch.as_tensor(np.asarray(X))
-    Xt = Xt.detach().to(torch.float64)
-    if Xt.ndim == 2:
-        Xt = Xt[:, None]
-    if Xt.ndim not in (3, 4):
-        raise ValueError("inputs must be signals (N, L) / (N, C, L) or images (N, C, H, W); got "
-                         f"shape {tuple(Xt.shape)}")
-    return Xt
-
-
-def _patches_1d(signals: Tensor, k: int, stride: int, padding: int, intercept: bool) -> Tensor:
-    """Patches (N, K, C·k) of signals (N, C, L), laid out like ``Conv1d.weight.reshape(m, -1)``."""
-    N = signals.shape[0]
-    Xp = F.pad(signals, (padding, padding)) if padding else signals
-    P = Xp.unfold(2, k, stride).permute(0, 2, 1, 3).reshape(N, -1, signals.shape[1] * k)
-    if intercept:
-        P = torch.cat([P, torch.ones(*P.shape[:2], 1, dtype=P.dtype)], 2)
-    return P
-
-
-def cnn_patch_matrix(X, kernel_size: int, stride: int = 1, padding: int = 0,
-                     intercept: bool = True) -> tuple[np.ndarray, int]:
-    """The stacked patch matrix (N·K, h) (sample-major) and K, for 1-D or 2-D inputs.
-
-    2-D images use :func:`convexnn.patches.extract_patches` (the CNN work's patch code); 1-D
-    signals the same layout with a 1-D window.
-    """
-    Xt = _as_input(X)
-    if Xt.ndim == 4:
-        P = extract_patches(Xt, kernel_size, stride, padding, intercept)
-    else:
-        if Xt.shape[2] + 2 * padding < kernel_size:
-            raise ValueError(f"kernel_size={kernel_size} with padding={padding} does not fit "
-                             f"signals of length {Xt.shape[2]}")
-        P = _patches_1d(Xt, kernel_size, stride, padding, intercept)
-    return P.reshape(-1, P.shape[2]).numpy(), int(P.shape[1])
 
 
 # ========================================================================= container
@@ -261,12 +220,6 @@ def _atoms_to_cnn(U: np.ndarray, G: np.ndarray, shape: tuple[int, ...], intercep
 
 
 # ============================================================================ solver
-def _pooled(Xs: np.ndarray, U: np.ndarray, n: int, K: int) -> np.ndarray:
-    """S (X U ᵀ)_+ : (n, m)."""
-    if len(U) == 0:
-        return np.zeros((n, 0))
-    return np.maximum(Xs @ U.T, 0.0).reshape(n, K, len(U)).sum(1)
-
 
 def fit_exact_cnn(images, Y, reg: float, loss: str | Loss = "squared", *, kernel_size: int,
                   stride: int = 1, padding: int = 0, intercept: bool = True,
@@ -316,62 +269,21 @@ def fit_exact_cnn(images, Y, reg: float, loss: str | Loss = "squared", *, kernel
         raise
     t_enum = time.perf_counter() - t0
     try:
-        faces = ConeFaces(Xs, pats.gates, max_faces=max_faces)
+        faces = ConeFaces(Xs, pats.gates, max_faces=max_faces, exhaustive=True)
     except ValueError as e:
         raise ValueError(f"fit_exact_cnn refused: {e}") from None
     t_faces = time.perf_counter() - t0 - t_enum
 
-    c = Yn.shape[1]
-    U = np.zeros((0, h))
-    G = np.zeros((0, c))
-    hist = History()
-    reason = StopReason.MAX_ITER
-    max_add = max(10, 2 * c)
     problem = ("two-layer CNN with global " + pooling + " pooling (copositive program over all "
                "activation patterns of the stacked patch matrix, exact cone-constrained PCA "
                "oracle)")
-    for it in range(max_iter + 1):
-        Phi = _pooled(Xs, U, n, K)
-        if len(U):
-            G = solve_master(Phi, Yn, reg, lo, G0=G, backend=master)
-            gn = np.linalg.norm(G, axis=1)
-            keep = gn > 1e-10 * max(gn.max(), 1e-300)
-            U, G, Phi = U[keep], G[keep], Phi[:, keep]
-        Ft = torch.as_tensor(Phi @ G)
-        Yt = torch.as_tensor(Yn)
-        primal = float(lo.value(Ft, Yt)) + reg * float(np.linalg.norm(G, axis=1).sum())
-        lam = lo.grad(Ft, Yt)
-        hp, Umax = faces.oracle(np.repeat(lam.numpy(), K, axis=0))  # dual rows Sᵀ Λ
-        h_max = float(hp.max()) if hp.size else 0.0
-        dual, s = scaled_dual(lo, lam, Yt, h_max, reg)
-        gap = max(primal - dual, 0.0)
-        rel = relative(gap, primal)
-        el = time.perf_counter() - t0
-        hist.append(it, primal, gap, rel, el)
-        if verbose:
-            print(f"[exact-cnn] it={it:4d} filters={len(U):4d} obj={primal:.10e} gap={gap:.3e} "
-                  f"rel={rel:.3e} h_max/β={h_max / reg:.6f} t={el:.2f}s")
-        cert = Certificate(primal=primal, dual=dual, gap=gap, relative_gap=rel,
-                           scope=SCOPE_GLOBAL, problem=problem, n_patterns=faces.P, dual_scale=s)
-        if rel <= tol:
-            reason = StopReason.GAP
-            break
-        if it == max_iter:
-            break
-        if max_time is not None and el >= max_time:
-            reason = StopReason.MAX_TIME
-            break
-        viol = np.nonzero(hp > reg * (1 + 1e-12))[0]
-        new = Umax[viol[np.argsort(-hp[viol])][:max_add]]
-        new = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-300)
-        if len(U) and len(new):
-            new = new[(new @ U.T).max(1) <= 1 - 1e-13]
-        if len(new) == 0:
-            reason = StopReason.STALLED
-            break
-        U = np.concatenate([U, new], 0)
-        G = np.concatenate([G, np.zeros((len(new), c))], 0)
-
+    out = solve_exact_program(Xs, Yn, reg, lo, patterns=pats, faces=faces, tol=tol,
+                              max_iter=max_iter, max_time=max_time, master=master,
+                              verbose=verbose, features=lambda U: _pooled(Xs, U, n, K),
+                              dual_rows=lambda lam: np.repeat(lam, K, axis=0),  # Sᵀ Λ
+                              problem=problem, label="exact-cnn")
+    U, G, cert, reason, h_max = (out["U"], out["G"], out["certificate"], out["stop_reason"],
+                                 out["h_max"])
     C = Xin.shape[1]
     shape = (C, kernel_size) if Xin.ndim == 3 else (C, kernel_size, kernel_size)
     net = _atoms_to_cnn(U, G, shape, intercept, stride, padding, pooling)
@@ -386,4 +298,4 @@ def fit_exact_cnn(images, Y, reg: float, loss: str | Loss = "squared", *, kernel
         warnings.warn(f"fit_exact_cnn stopped ({reason}) at certified relative gap "
                       f"{cert.relative_gap:.2e} > tol={tol:.1e}; the certificate still bounds "
                       "the sub-optimality", RuntimeWarning, stacklevel=2)
-    return FitResult(net, cert, hist, info)
+    return FitResult(net, cert, out["history"], info)
