@@ -98,7 +98,7 @@ def test_descent_certificate_is_honest(loss, c):
         Y = (2.0 * y - 1)[:, None] if loss == "logistic" else np.eye(c)[y]
     cert = est.certificate_
     assert est.objective(X, y) == pytest.approx(cert.primal, rel=1e-9)
-    assert cert.primal >= cert.dual - 1e-9 and cert.dual >= cert.search_bound - 1e-9
+    assert cert.primal >= cert.dual - 1e-9 and cert.primal >= cert.search_bound - 1e-9
     assert not cert.left_program and cert.global_bound is None
     if c == 1:  # the program over the network's own patterns, by CVXPY + Clarabel
         net = est.network_
@@ -156,7 +156,7 @@ def test_relu_default_no_worse_than_adam_small_problems():
         adam = cn.TwoLayerNetwork.from_torch(model).objective(X, Y, reg, loss)
         cert = est.certificate_
         assert cert.primal <= adam * (1 + 1e-6), (loss, cert.primal, adam)
-        assert cert.primal >= cert.dual >= cert.search_bound
+        assert cert.primal >= cert.dual and cert.primal >= cert.search_bound
 
 
 @pytest.mark.parametrize("params,match", [

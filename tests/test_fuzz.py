@@ -50,7 +50,7 @@ def _check(X, y, kind, activation):
     tol = 1e-7 * max(1.0, abs(cert.primal))
     assert cert.primal >= cert.dual - tol
     if cert.search_bound is not None:
-        assert cert.dual >= cert.search_bound - tol
+        assert cert.primal >= cert.search_bound - tol
     assert np.isfinite(est.predict(X)).all()
 
 
