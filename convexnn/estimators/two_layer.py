@@ -24,7 +24,6 @@ gap, relative_gap, scope), ``history_`` (per-checkpoint objective, gap, seconds)
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import math
@@ -42,8 +41,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import (
     add_intercept,
-    check_positive_int,
-    check_reg,
     check_X,
     check_X_y,
     resolve_device,
@@ -55,39 +52,9 @@ from ..model_io import read_estimator_meta
 from ..networks import TwoLayerNetwork, load_network
 from ..pipelines.two_layer import fit_two_layer
 from ..results import FitResult
+from ._params import METHODS, backend, check_two_layer_params
 
 __all__ = ["ConvexReLURegressor", "ConvexReLUClassifier", "load_estimator", "METHODS"]
-
-#: method name -> "module:function" of a fitting backend returning a FitResult.
-METHODS: dict[str, str] = {
-    "exact": "convexnn.formulations.copositive:fit_exact",
-    "svd": "convexnn.formulations.copositive:fit_svd",
-    "relaxation": "convexnn.formulations.copositive:fit_relaxation",
-    "column_generation": "convexnn.formulations.copositive:fit_column_generation",
-    "sdp": "convexnn.formulations.sdp:fit_sdp",
-}
-_SOLVERS = ("auto", "descent", "admm", "fista", "al", "active_set", "cvxpy")
-
-
-def _backend(method: str):
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected 'convex' or one of "
-                         f"{sorted(METHODS)}")
-    mod, fn = METHODS[method].split(":")
-    try:
-        return getattr(importlib.import_module(mod), fn)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"method {method!r} is not available: {err}") from err
-
-
-_DEFAULTS = {"n_patterns": None, "gate_kind": "data", "gates": None, "solver": "auto",
-             "cvxpy_solver": None, "method_options": None, "search_rounds": None}
-#: the parameters each path reads (a non-default value of any other one is an error)
-_USES = {
-    "descent": {"n_patterns", "search_rounds"},
-    "program": {"n_patterns", "gate_kind", "gates", "solver", "search_rounds", "cvxpy_solver"},
-}
-
 
 class _ConvexTwoLayer(BaseEstimator):
     """Shared fitting logic; see the module docstring."""
@@ -131,69 +98,7 @@ class _ConvexTwoLayer(BaseEstimator):
         return "program"
 
     def _check_params(self) -> None:
-        if self.reg is not None:
-            check_reg(self.reg)
-        if self.n_patterns is not None:
-            check_positive_int(self.n_patterns, "n_patterns")
-        check_positive_int(self.max_iter, "max_iter")
-        if self.search_rounds is not None and (isinstance(self.search_rounds, bool) or not
-                                               isinstance(self.search_rounds, (int, np.integer))
-                                               or self.search_rounds < 0):
-            raise ValueError(f"search_rounds must be None or an integer >= 0, got "
-                             f"{self.search_rounds!r}")
-        if self.activation not in ("relu", "gated"):
-            raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
-        if self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
-        if self.solver == "descent" and self.activation != "relu":
-            raise ValueError("solver='descent' trains ReLU networks; use activation='relu'")
-        if self.method != "convex" and self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected 'convex' or one of "
-                             f"{sorted(METHODS)}")
-        if not isinstance(self.fit_intercept, (bool, np.bool_)):
-            raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
-        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not (
-                math.isfinite(self.tol) and self.tol > 0):
-            raise ValueError(f"tol must be a finite number > 0, got {self.tol!r}")
-        if self.max_time is not None and (isinstance(self.max_time, bool) or not isinstance(
-                self.max_time, (int, float)) or not (math.isfinite(self.max_time)
-                                                     and self.max_time > 0)):
-            raise ValueError(f"max_time must be None or a finite number > 0 (seconds), got "
-                             f"{self.max_time!r}")
-        if isinstance(self.verbose, bool) or not isinstance(self.verbose, (int, np.integer)) \
-                or self.verbose < 0:
-            raise ValueError(f"verbose must be an integer >= 0, got {self.verbose!r}")
-        if self.warn_gap is not None and (isinstance(self.warn_gap, bool) or not isinstance(
-                self.warn_gap, (int, float)) or not self.warn_gap >= 0):
-            raise ValueError(f"warn_gap must be None or a number >= 0, got {self.warn_gap!r}")
-        if self.gate_kind not in ("gaussian", "data"):
-            raise ValueError(f"gate_kind must be 'gaussian' or 'data', got {self.gate_kind!r}")
-        if self.method_options is not None and not isinstance(self.method_options, dict):
-            raise ValueError(f"method_options must be None or a dict, got "
-                             f"{self.method_options!r}")
-        path = self._path()
-        if path in _USES:
-            used = _USES[path]
-            if self.solver != "cvxpy" and self.solver != "active_set":
-                used = used - {"cvxpy_solver"}
-            if self.method_options is not None:
-                raise ValueError("method_options is only used by method='exact', 'svd', "
-                                 "'relaxation', 'column_generation' or 'sdp'")
-        else:  # a registered method: its function's own signature decides
-            accepted = set(inspect.signature(_backend(self.method)).parameters)
-            used = {k for k in _DEFAULTS if k in accepted} | {"method_options"}
-            if "solver" in accepted or self.method == "sdp":
-                used |= {"solver", "cvxpy_solver"}
-            if self.activation != "relu":
-                raise ValueError(f"method={self.method!r} fits ReLU networks; "
-                                 "activation='gated' is not available with it")
-        for name, default in _DEFAULTS.items():
-            value = getattr(self, name)
-            changed = value is not None if default is None else value != default
-            if changed and name not in used:
-                raise ValueError(f"{name}={value!r} is not used by this configuration "
-                                 f"(method={self.method!r}, activation={self.activation!r}, "
-                                 f"solver={self.solver!r}); leave it at its default")
+        check_two_layer_params(self)
 
     def _loss_name(self) -> str:
         return self._loss_default
@@ -255,7 +160,7 @@ class _ConvexTwoLayer(BaseEstimator):
         X = to_tensor(Xa, dtype, device)
         Yt = to_tensor(Y, dtype, device)
         Xaug = add_intercept(X) if self.fit_intercept else X
-        fn = _backend(self.method)
+        fn = backend(self.method)
         accepted = inspect.signature(fn).parameters
         common = {"random_state": self.random_state, "tol": self.tol,
                   "max_time": self.max_time, "verbose": self.verbose,

@@ -1,0 +1,113 @@
+"""Parameter vocabulary and validation of the two-layer estimators (moved from two_layer.py)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+
+import numpy as np
+
+from .._validation import check_positive_int, check_reg
+
+__all__ = ["METHODS", "backend", "check_two_layer_params"]
+
+#: method name -> "module:function" of a fitting backend returning a FitResult.
+METHODS: dict[str, str] = {
+    "exact": "convexnn.formulations.copositive:fit_exact",
+    "svd": "convexnn.formulations.copositive:fit_svd",
+    "relaxation": "convexnn.formulations.copositive:fit_relaxation",
+    "column_generation": "convexnn.formulations.copositive:fit_column_generation",
+    "sdp": "convexnn.formulations.sdp:fit_sdp",
+}
+_SOLVERS = ("auto", "descent", "admm", "fista", "al", "active_set", "cvxpy")
+
+
+def backend(method: str):
+    """The fitting function registered for ``method``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected 'convex' or one of "
+                         f"{sorted(METHODS)}")
+    mod, fn = METHODS[method].split(":")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"method {method!r} is not available: {err}") from err
+
+
+_DEFAULTS = {"n_patterns": None, "gate_kind": "data", "gates": None, "solver": "auto",
+             "cvxpy_solver": None, "method_options": None, "search_rounds": None}
+#: the parameters each path reads (a non-default value of any other one is an error)
+_USES = {
+    "descent": {"n_patterns", "search_rounds"},
+    "program": {"n_patterns", "gate_kind", "gates", "solver", "search_rounds", "cvxpy_solver"},
+}
+
+
+
+def check_two_layer_params(est) -> None:
+    """Validate a two-layer estimator's parameters as scikit-learn does; a non-default value
+    of a parameter its configuration does not read is an error naming it."""
+    if est.reg is not None:
+        check_reg(est.reg)
+    if est.n_patterns is not None:
+        check_positive_int(est.n_patterns, "n_patterns")
+    check_positive_int(est.max_iter, "max_iter")
+    if est.search_rounds is not None and (isinstance(est.search_rounds, bool) or not
+                                           isinstance(est.search_rounds, (int, np.integer))
+                                           or est.search_rounds < 0):
+        raise ValueError(f"search_rounds must be None or an integer >= 0, got "
+                         f"{est.search_rounds!r}")
+    if est.activation not in ("relu", "gated"):
+        raise ValueError(f"activation must be 'relu' or 'gated', got {est.activation!r}")
+    if est.solver not in _SOLVERS:
+        raise ValueError(f"solver must be one of {_SOLVERS}, got {est.solver!r}")
+    if est.solver == "descent" and est.activation != "relu":
+        raise ValueError("solver='descent' trains ReLU networks; use activation='relu'")
+    if est.method != "convex" and est.method not in METHODS:
+        raise ValueError(f"unknown method {est.method!r}; expected 'convex' or one of "
+                         f"{sorted(METHODS)}")
+    if not isinstance(est.fit_intercept, (bool, np.bool_)):
+        raise ValueError(f"fit_intercept must be True or False, got {est.fit_intercept!r}")
+    if isinstance(est.tol, bool) or not isinstance(est.tol, (int, float)) or not (
+            math.isfinite(est.tol) and est.tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {est.tol!r}")
+    if est.max_time is not None and (isinstance(est.max_time, bool) or not isinstance(
+            est.max_time, (int, float)) or not (math.isfinite(est.max_time)
+                                                 and est.max_time > 0)):
+        raise ValueError(f"max_time must be None or a finite number > 0 (seconds), got "
+                         f"{est.max_time!r}")
+    if isinstance(est.verbose, bool) or not isinstance(est.verbose, (int, np.integer)) \
+            or est.verbose < 0:
+        raise ValueError(f"verbose must be an integer >= 0, got {est.verbose!r}")
+    if est.warn_gap is not None and (isinstance(est.warn_gap, bool) or not isinstance(
+            est.warn_gap, (int, float)) or not est.warn_gap >= 0):
+        raise ValueError(f"warn_gap must be None or a number >= 0, got {est.warn_gap!r}")
+    if est.gate_kind not in ("gaussian", "data"):
+        raise ValueError(f"gate_kind must be 'gaussian' or 'data', got {est.gate_kind!r}")
+    if est.method_options is not None and not isinstance(est.method_options, dict):
+        raise ValueError(f"method_options must be None or a dict, got "
+                         f"{est.method_options!r}")
+    path = est._path()
+    if path in _USES:
+        used = _USES[path]
+        if est.solver != "cvxpy" and est.solver != "active_set":
+            used = used - {"cvxpy_solver"}
+        if est.method_options is not None:
+            raise ValueError("method_options is only used by method='exact', 'svd', "
+                             "'relaxation', 'column_generation' or 'sdp'")
+    else:  # a registered method: its function's own signature decides
+        accepted = set(inspect.signature(backend(est.method)).parameters)
+        used = {k for k in _DEFAULTS if k in accepted} | {"method_options"}
+        if "solver" in accepted or est.method == "sdp":
+            used |= {"solver", "cvxpy_solver"}
+        if est.activation != "relu":
+            raise ValueError(f"method={est.method!r} fits ReLU networks; "
+                             "activation='gated' is not available with it")
+    for name, default in _DEFAULTS.items():
+        value = getattr(est, name)
+        changed = value is not None if default is None else value != default
+        if changed and name not in used:
+            raise ValueError(f"{name}={value!r} is not used by this configuration "
+                             f"(method={est.method!r}, activation={est.activation!r}, "
+                             f"solver={est.solver!r}); leave it at its default")
