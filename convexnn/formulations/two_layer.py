@@ -153,6 +153,17 @@ class TwoLayerProgram:
         nrm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
         return x * (1 - t / nrm.clamp_min(1e-300)).clamp_min(0)
 
+    def prox_penalty(self, x: Tensor, step: float) -> tuple[Tensor, Tensor]:
+        """(prox(x, step), penalty at it) sharing one SVD / one set of norms."""
+        t = step * self.reg
+        if self.nuclear:
+            U, s, Vh = torch.linalg.svd(x, full_matrices=False)
+            s = (s - t).clamp_min(0)
+            return (U * s[..., None, :]) @ Vh, self.reg * s.sum()
+        nrm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
+        return x * (1 - t / nrm.clamp_min(1e-300)).clamp_min(0), \
+            self.reg * (nrm - t).clamp_min(0).sum()
+
     def dual_norms(self, Gr: Tensor) -> Tensor:
         """Dual norm of each group of a gradient-shaped array (spectral or l2)."""
         if self.nuclear:
@@ -170,6 +181,15 @@ class TwoLayerProgram:
     def smooth_grad(self, Z: Tensor) -> Tensor:
         g = self.rmatvec(self.loss.grad(Z, self.Y))
         return torch.stack([g, -g]) if self.S == 2 else g[None]
+
+    def smooth_value_grad(self, Z: Tensor) -> tuple[Tensor, Tensor]:
+        """Value and gradient at the state Z sharing one loss evaluation (for an offset loss,
+        one inner solve for b*: ∇L_b(Z) = ∇L(Z + 1 b*ᵀ))."""
+        base, W = self.loss, Z
+        if hasattr(self.loss, "offset") and hasattr(self.loss, "base"):
+            base, W = self.loss.base, Z + self.loss.offset(Z, self.Y)
+        g = self.rmatvec(base.grad(W, self.Y))
+        return base.value(W, self.Y), (torch.stack([g, -g]) if self.S == 2 else g[None])
 
     # ---------------------------------------------------- ReLU: AL protocol
     def relu_state(self, x: Tensor) -> Tensor:
@@ -763,30 +783,42 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
     ``solver``:
 
     * ``"admm"`` — ADMM with the normal equations factorised once
-      (:class:`_ADMMSplitting`); gated and ReLU, every loss. The fastest here.
-    * ``"fista"`` — accelerated proximal gradient, gated only; matrix-free (any size).
+      (:class:`_ADMMSplitting`); gated and ReLU, every loss.
+    * ``"fista"`` — accelerated proximal gradient, gated only; matrix-free (any size), O(nd +
+      Pdc) memory; stopped by the certificate at the better of ∇L and an extrapolated dual.
     * ``"al"`` — augmented Lagrangian with FISTA inner solves, ReLU; matrix-free but slow to
       high accuracy.
     * ``"active_set"`` — ReLU; reduced programs by interior point (CVXPY).
     * ``"cvxpy"`` — the whole program to any installed CVXPY solver (``cvxpy_solver``; default
       CVXPY's choice): the reference for tests.
-    * ``"auto"`` — ADMM when its normal equations fit in memory, else FISTA (gated) or the
-      augmented Lagrangian (ReLU). For ReLU, when ADMM stops short of ``tol`` and CVXPY is
-      installed, the active-set solver finishes from ADMM's iterate (working set = its
-      non-zero groups and near-active rows), which converges in a few interior-point solves.
+    * ``"auto"`` — gated: FISTA, always (measured, CPU s to a certified 1e-4, one thread,
+      float64; ``benchmarks/bench_two_layer.py --auto``, benchmarks/results/speed.md):
+
+      ==============================  ======  =====
+      case                            ADMM    FISTA
+      ==============================  ======  =====
+      2000 x 50, P = 100              > 20    0.14
+      2000 x 50, P = 500              > 20    0.90
+      digits (1797 x 64), P = 100     > 20    0.22
+      ==============================  ======  =====
+
+      ReLU: ADMM when its normal equations fit in memory, else the augmented Lagrangian.
+      When ADMM stops short of ``tol`` on a ReLU program and CVXPY is installed, the
+      active-set solver finishes from ADMM's iterate (working set = its non-zero groups and
+      near-active rows), which converges in a few interior-point solves.
 
     ``certify`` (ADMM, ReLU): ``"network"`` certifies the read-back network (may stop early
     with a network better than the program's optimum), ``"program"`` the program's own
     optimum; see :func:`_solve_admm`.
     """
 
-    from ..solvers import augmented_lagrangian, fista
+    from ..solvers import augmented_lagrangian
     from ..solvers.cvxpy_backend import solve_cvxpy
 
     polish = solver == "auto" and prog.activation == "relu" and _has_cvxpy()
     if solver == "auto":
-        solver = "admm" if _ADMMSplitting.fits(prog) else (
-            "fista" if prog.activation == "gated" else "al")
+        solver = "fista" if prog.activation == "gated" else (
+            "admm" if _ADMMSplitting.fits(prog) else "al")
     if solver == "admm":
         t0 = time.perf_counter()
         opts = dict(admm_options or {})
@@ -851,13 +883,8 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
             raise ValueError("solver='fista' solves the unconstrained (gated) program; "
                              "use solver='al' for the cone-constrained ReLU program")
 
-        def monitor(x_, s_):
-            c_ = prog.certificate(x_, s_)
-            return c_.primal, c_.gap, c_.relative_gap
-
-        res = fista(prog, x, step=1.0 / L0, tol=tol, max_iter=max_iter, max_time=max_time,
-                    check_every=check_every, monitor=monitor, verbose=verbose)
-        return res.x, prog.certificate(res.x), res
+        return _solve_fista(prog, x, L0, tol=tol, max_iter=max_iter, max_time=max_time,
+                            check_every=check_every, verbose=verbose)
     if solver == "al":
         if prog.activation != "relu":
             raise ValueError("solver='al' is for the cone-constrained ReLU program")
@@ -951,9 +978,65 @@ def _solve_admm(prog: TwoLayerProgram, *, tol: float, max_iter: int, max_time: f
     return res.x, cert, res
 
 
-def _gated_certificate(prog: TwoLayerProgram, x: Tensor, lam: Tensor) -> Certificate:
-    """Gated certificate at x: the better dual of λ = ∇L(A x) and a solver's estimate ``lam``."""
-    c1 = prog.certificate(x)
+def _solve_fista(prog: TwoLayerProgram, x: Tensor, L0: float, *, tol: float, max_iter: int,
+                 max_time: float | None, check_every: int, verbose: int):
+    """FISTA on the gated program, stopped by the certificate at the better of λ = ∇L(A x)
+    and an extrapolation of the last λ's (:func:`_extrapolate`)."""
+    from ..solvers import fista
+
+    lams: list[Tensor] = []
+
+    def monitor(x_, s_):
+        c_ = prog.certificate(x_, s_)
+        lams.append(prog.loss.grad(s_, prog.Y))
+        del lams[:-_EXTRAPOLATE]
+        lam_x = _extrapolate(lams)
+        if lam_x is not None and c_.relative_gap > tol:
+            c_ = _gated_certificate(prog, x_, lam_x, c_)
+        return c_.primal, c_.gap, c_.relative_gap
+
+    res = fista(prog, x, step=1.0 / L0, tol=tol, max_iter=max_iter, max_time=max_time,
+                check_every=check_every, monitor=monitor, verbose=verbose)
+    cert = prog.certificate(res.x)
+    lam_x = _extrapolate(lams)
+    if lam_x is not None:
+        cert = _gated_certificate(prog, res.x, lam_x, cert)
+    return res.x, cert, res
+
+
+#: number of dual points kept for the extrapolation of the dual (Massias et al., 2018)
+_EXTRAPOLATE = 5
+
+
+def _extrapolate(lams: list[Tensor]) -> Tensor | None:
+    """Anderson-type extrapolation of the dual points λ_k (Celer's dual extrapolation): the
+    affine combination Σ c_k λ_k (Σ c_k = 1) that minimises ||Σ c_k (λ_{k+1} − λ_k)||. The
+    sequence of gradients converges linearly near the optimum, so this point is often far
+    closer to the dual optimum than the last λ; it is only a candidate (scaled to feasibility
+    and kept when its dual value is better)."""
+    if len(lams) < _EXTRAPOLATE:
+        return None
+    U = torch.stack([(b - a).reshape(-1) for a, b in zip(lams[:-1], lams[1:])])
+    K = U @ U.T
+    K = K + 1e-12 * float(K.diagonal().max()) * torch.eye(K.shape[0], dtype=K.dtype,
+                                                           device=K.device)
+    try:
+        z = torch.linalg.solve(K, torch.ones(K.shape[0], dtype=K.dtype, device=K.device))
+    except RuntimeError:
+        return None
+    if not bool(torch.isfinite(z).all()) or float(z.sum()) == 0:
+        return None
+    c = z / z.sum()
+    return sum(ci * lam for ci, lam in zip(c.tolist(), lams[1:]))
+
+
+def _gated_certificate(prog: TwoLayerProgram, x: Tensor, lam: Tensor,
+                       c1: Certificate | None = None) -> Certificate:
+    """Gated certificate at x: the better dual of λ = ∇L(A x) and a solver's estimate ``lam``
+    (``c1``: the certificate at x when already computed)."""
+    c1 = prog.certificate(x) if c1 is None else c1
+    if hasattr(prog.loss, "project_dual"):  # offset: the dual needs 1ᵀΛ = 0
+        lam = prog.loss.project_dual(lam, prog.Y)
     h = prog.dual_norms(prog.rmatvec(lam)[None])
     dual, sc = scaled_dual(prog.loss, lam, prog.Y, float(h.max()) if h.numel() else 0.0,
                            prog.reg)
