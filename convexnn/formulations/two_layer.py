@@ -29,9 +29,10 @@ Certificates follow :mod:`convexnn.certificates`; for the cone-constrained group
 bound uses non-negative multipliers μ (from the augmented Lagrangian) via
 max_{u ∈ K, ||u|| ≤ 1} <y, u> ≤ ||y + Bᵀμ|| for K = {u : B u ≥ 0}, μ ≥ 0.
 
-Memory: the n x P masks are cached when n·P ≤ ``mask_cache_limit`` and recomputed per row chunk
-otherwise (gated path). The ReLU path stores X x (n x S x P x c) and the multipliers μ (same
-size): O(nP) is inherent to the cone constraints.
+Memory: the n x P masks are cached as bools (n·P bytes) when n·P ≤ ``mask_cache_limit`` and
+recomputed per row chunk otherwise; the gated path (FISTA) never forms an n x P float array.
+The ReLU path stores X x (n x S x P x c) and the multipliers μ (same size): O(nP) is
+inherent to the cone constraints.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from ..patterns import (
     DEFAULT_CHUNK,
     PatternSet,
     _mask_hashes,
+    bool_masks,
     deduplicate_gates,
     sample_gates,
     search_gates,
@@ -84,9 +86,10 @@ class TwoLayerProgram:
         self.S = 2 if activation == "relu" else 1
         self.chunk = int(chunk_size)
         self.nuclear = activation == "gated" and self.c > 1
-        self._M = None
+        self._M = None  # bool masks (1 byte per entry), when n·P ≤ mask_cache_limit
+        self._Mf = None  # float masks, made on first use by the ReLU kernels only
         if self.n * self.P <= mask_cache_limit:
-            self._M = (X @ self.G >= 0).to(X.dtype)
+            self._M = bool_masks(X, self.G, self.chunk)
 
     # ------------------------------------------------------------ description
     @property
@@ -110,13 +113,20 @@ class TwoLayerProgram:
         for s in range(0, self.n, self.chunk):
             e = min(s + self.chunk, self.n)
             Xc = self.X[s:e]
-            M = self._M[s:e] if self._M is not None else (Xc @ self.G >= 0).to(Xc.dtype)
-            yield s, e, Xc, M
+            M = self._M[s:e] if self._M is not None else Xc @ self.G >= 0
+            yield s, e, Xc, M.to(Xc.dtype)
 
     @property
     def masks(self) -> Tensor:
-        """All masks (n x P) as floats; O(nP) memory."""
-        return self._M if self._M is not None else (self.X @ self.G >= 0).to(self.X.dtype)
+        """All masks (n x P) as floats; O(nP) memory (the ReLU program's kernels: its cone
+        constraints are O(nP) anyway). The gated kernels never form it: they use the bool
+        cache or recompute the masks per row chunk."""
+        if self._Mf is None:
+            M = self._M if self._M is not None else self.X @ self.G >= 0
+            if self._M is None:
+                return M.to(self.X.dtype)
+            self._Mf = M.to(self.X.dtype)
+        return self._Mf
 
     def matvec(self, V: Tensor) -> Tensor:
         """A V = Σ_p D_p X V_p for V of shape (P, d, c); returns (n, c)."""
@@ -791,16 +801,19 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
     * ``"active_set"`` — ReLU; reduced programs by interior point (CVXPY).
     * ``"cvxpy"`` — the whole program to any installed CVXPY solver (``cvxpy_solver``; default
       CVXPY's choice): the reference for tests.
-    * ``"auto"`` — gated: FISTA, always (measured, CPU s to a certified 1e-4, one thread,
-      float64; ``benchmarks/bench_two_layer.py --auto``, benchmarks/results/speed.md):
+    * ``"auto"`` — gated: FISTA, always. Measured (CPU s to a certified 1e-4, one thread,
+      float64, reg = 0.1·reg_max as the estimators use; ``python benchmarks/bench_speed.py
+      --parts a --repeat 1 --limit 60``, benchmarks/results/speed.md):
 
-      ==============================  ======  =====
-      case                            ADMM    FISTA
-      ==============================  ======  =====
-      2000 x 50, P = 100              > 20    0.14
-      2000 x 50, P = 500              > 20    0.90
-      digits (1797 x 64), P = 100     > 20    0.22
-      ==============================  ======  =====
+      ==============================  =========================  =====
+      case                            ADMM                       FISTA
+      ==============================  =========================  =====
+      2000 x 50, P = 100              > 11 (gap 2e-2 at 60 s)    1.9
+      2000 x 50, P = 500              > 11 (gap 0.8 at 60 s)     4.4
+      digits (1797 x 64), P = 100     > 16 (gap 1e-2 at 60 s)    3.3
+      ==============================  =========================  =====
+
+      (At a tiny reg, 1 on 2000 x 50, P = 100, ADMM won: 0.6 s against FISTA > 4 s.)
 
       ReLU: ADMM when its normal equations fit in memory, else the augmented Lagrangian.
       When ADMM stops short of ``tol`` on a ReLU program and CVXPY is installed, the
