@@ -303,3 +303,20 @@ def test_gated_default_path_allocates_no_n_by_P_float64_array():
     peak, P_kept = int(out[0]), int(out[1])
     assert P_kept > 300
     assert peak < 0.6 * n * P_kept * 8
+
+
+def test_reg_path_warm_starts_match_cvxpy():
+    from convexnn.formulations.two_layer import reg_max, reg_path
+
+    X, Y, ps = regression_problem(n=30, P=8)
+    prog = TwoLayerProgram(X, Y, ps, 1.0, "squared", "gated", intercept=True)
+    top = reg_max(prog)
+    path = reg_path(prog, [1.01 * top, 0.3 * top, 0.05 * top], tol=1e-7, max_iter=20000)
+    assert float(path[0][1].abs().max()) == 0.0  # above reg_max: the zero network
+    for r, _, cert in path[1:]:
+        prog.reg = r
+        ref, _ = _reference(prog)
+        assert cert.primal == pytest.approx(ref, rel=1e-6)
+        assert cert.dual <= ref * (1 + 1e-8)
+    with pytest.raises(ValueError, match="decreasing"):
+        reg_path(prog, [0.1, 0.2])

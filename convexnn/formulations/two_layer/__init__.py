@@ -39,6 +39,7 @@ inherent to the cone constraints.
 from .admm_split import _ADMMSplitting, lipschitz_estimate  # noqa: F401
 from .certificate import _EXTRAPOLATE, _extrapolate, _gated_certificate, _nnls  # noqa: F401
 from .cvxpy_form import _has_cvxpy, cvxpy_solution, to_cvxpy  # noqa: F401
+from .path import reg_max, reg_path  # noqa: F401
 from .program import TwoLayerProgram, _AugmentedReLU  # noqa: F401
 from .search import solve_with_search  # noqa: F401
 from .solve import _solve_admm, _solve_fista, solve  # noqa: F401
