@@ -54,6 +54,14 @@ def pattern_masks(X: Tensor, gates: Tensor) -> Tensor:
     return X @ gates >= 0
 
 
+def bool_masks(X: Tensor, gates: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
+    """1[X G ≥ 0] as bools (n x P bytes), built per row chunk: no n x P float product."""
+    out = torch.empty((X.shape[0], gates.shape[1]), dtype=torch.bool, device=X.device)
+    for s in range(0, X.shape[0], chunk):
+        out[s:s + chunk] = pattern_masks(X[s:s + chunk], gates)
+    return out
+
+
 def _mask_hashes(X: Tensor, gates: Tensor, chunk: int, seed: int = 12345) -> Tensor:
     """Exact-equality hashes of the columns of 1[X G ≥ 0], computed in row chunks.
 

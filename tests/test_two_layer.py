@@ -243,3 +243,80 @@ def test_cuda_matches_cpu():
     _, cg, _ = solve(pg, tol=1e-7)
     assert cg.primal == pytest.approx(cc.primal, rel=1e-6)
     assert np.isfinite(cg.gap)
+
+
+@pytest.mark.parametrize("loss,c", [("squared", 1), ("logistic", 1), ("cross_entropy", 3)])
+def test_gated_fista_with_offset_matches_cvxpy(loss, c):
+    """The estimators' path: an unpenalised output offset (OffsetLoss), solver='auto'."""
+    from convexnn.losses import OffsetLoss, get_loss
+
+    X, Yr, ps = regression_problem(n=30, P=8)
+    Y = Yr if loss == "squared" else classification_targets(30, c if c > 1 else 2, loss)
+    prog = TwoLayerProgram(X, Y, ps, 0.5, OffsetLoss(get_loss(loss)), "gated", intercept=True)
+    ref, _ = _reference(prog)
+    _, cert, res = solve(prog, tol=1e-7, max_iter=30000)
+    assert res.stop_reason == "gap_tolerance"
+    assert cert.primal == pytest.approx(ref, rel=1e-6)
+    assert cert.dual <= ref * (1 + 1e-8)
+
+
+def test_dual_extrapolation_is_an_affine_combination():
+    from convexnn.formulations.two_layer import _EXTRAPOLATE, _extrapolate
+
+    assert _extrapolate([torch.ones(3, 1)] * (_EXTRAPOLATE - 1)) is None
+    # a linearly converging sequence λ_k = λ* + ρ^k e: the extrapolation recovers λ*
+    star, e = torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.float64), \
+        torch.tensor([[0.3], [0.1], [-0.2]], dtype=torch.float64)
+    lams = [star + 0.5 ** k * e for k in range(_EXTRAPOLATE)]
+    assert torch.allclose(_extrapolate(lams), star, atol=1e-6)
+
+
+_PEAK = """
+import resource, torch
+from convexnn.formulations.two_layer import TwoLayerProgram, solve_with_search
+from convexnn.patterns import sample_gates
+g = torch.Generator().manual_seed(0)
+X = torch.randn({n}, 5, generator=g, dtype=torch.float64)
+Y = X[:, :1].clamp_min(0)
+pats = sample_gates(X, {P}, 0)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+prog = TwoLayerProgram(X, Y, pats, 1.0, "squared", "gated")
+prog, x, cert, info = solve_with_search(prog, rounds=0, max_iter=5)
+prog.to_network(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024, pats.n_patterns)
+"""
+
+
+@pytest.mark.slow
+def test_gated_default_path_allocates_no_n_by_P_float64_array():
+    """Peak RSS of the default gated path (program, solve(auto), read-back) stays well under
+    one n x P float64 array (bool mask cache + row-chunk temporaries only; the pattern search
+    works on row chunks too, but is too slow for the fast suite at this size)."""
+    import os
+    import subprocess
+    import sys
+
+    n, P = 30000, 400
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "1048576", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", _PEAK.format(n=n, P=P)], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    peak, P_kept = int(out[0]), int(out[1])
+    assert P_kept > 300
+    assert peak < 0.6 * n * P_kept * 8
+
+
+def test_reg_path_warm_starts_match_cvxpy():
+    from convexnn.formulations.two_layer import reg_max, reg_path
+
+    X, Y, ps = regression_problem(n=30, P=8)
+    prog = TwoLayerProgram(X, Y, ps, 1.0, "squared", "gated", intercept=True)
+    top = reg_max(prog)
+    path = reg_path(prog, [1.01 * top, 0.3 * top, 0.05 * top], tol=1e-7, max_iter=20000)
+    assert float(path[0][1].abs().max()) == 0.0  # above reg_max: the zero network
+    for r, _, cert in path[1:]:
+        prog.reg = r
+        ref, _ = _reference(prog)
+        assert cert.primal == pytest.approx(ref, rel=1e-6)
+        assert cert.dual <= ref * (1 + 1e-8)
+    with pytest.raises(ValueError, match="decreasing"):
+        reg_path(prog, [0.1, 0.2])

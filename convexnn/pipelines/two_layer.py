@@ -175,7 +175,10 @@ def _fit_program(Xt, Yt, reg_s, lo, *, activation, solver, n_patterns, gates, ga
     net = prog.to_network(x)
     if fit_intercept:
         with torch.no_grad():
-            net.output_bias = lo.offset(net.forward(Xt), Yt)
+            # row chunks: no n x width array (issue 20, O(nd + dP) memory)
+            F = torch.cat([net.forward(Xt[s:s + prog.chunk])
+                           for s in range(0, Xt.shape[0], prog.chunk)])
+            net.output_bias = lo.offset(F, Yt)
     hist = History()
     done_it, done_s = 0, 0.0
     for r in info["results"]:  # one trace over all rounds

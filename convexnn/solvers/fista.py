@@ -8,8 +8,11 @@ iteration costs one forward product (K x⁺, shared with the line search) and on
 
 The problem object provides ``linear(x) -> state``, ``smooth_value(state)``,
 ``smooth_grad(state) -> array like x``, ``penalty(x)`` and ``prox(x, step)``. States are tensors
-or tuples of tensors. A ``monitor(x, state) -> (objective, gap, relative_gap) | None`` callable,
-called every ``check_every`` iterations, provides the stopping certificate (None: no check).
+or tuples of tensors; so are variables x (e.g. weights and an unpenalised offset). A problem may
+also provide ``prox_penalty(x, step) -> (prox, penalty at prox)`` to share work (e.g. one SVD)
+and ``smooth_value_grad(state) -> (value, gradient)`` (one loss evaluation for both).
+A ``monitor(x, state) -> (objective, gap, relative_gap) | None`` callable, called every
+``check_every`` iterations, provides the stopping certificate (None: no check).
 """
 
 from __future__ import annotations
@@ -33,6 +36,26 @@ def lincomb(a: Any, b: Any, theta: float) -> Any:
     return a + theta * (a - b)
 
 
+def _step(y: Any, g: Any, t: float) -> Any:
+    """y − t g for tensors or tuples of tensors."""
+    if isinstance(y, tuple):
+        return tuple(_step(a, b, t) for a, b in zip(y, g))
+    return y - t * g
+
+
+def _dot(a: Any, b: Any) -> float:
+    if isinstance(a, tuple):
+        return sum(_dot(x, y) for x, y in zip(a, b))
+    return float((a * b).sum())
+
+
+def _prox(problem: Any, v: Any, step: float) -> tuple[Any, float | None]:
+    if hasattr(problem, "prox_penalty"):
+        x, pen = problem.prox_penalty(v, step)
+        return x, float(pen)
+    return problem.prox(v, step), None
+
+
 def fista(problem: Any, x0: torch.Tensor, *, step: float | None = None, tol: float = 1e-6,
           max_iter: int = 10000, max_time: float | None = None, check_every: int = 10,
           monitor: Callable | None = None, history: History | None = None,
@@ -52,32 +75,40 @@ def fista(problem: Any, x0: torch.Tensor, *, step: float | None = None, tol: flo
     fx = float(problem.smooth_value(s))
     Fx = fx + float(problem.penalty(x))
     y, sy, fy = x, s, fx
+    fused = hasattr(problem, "smooth_value_grad")
+    g = None
     L = 1.0 / step if step else 1.0
     theta_t = 1.0
     reason = StopReason.MAX_ITER
     it = 0
     gm_norm = math.inf
     for it in range(1, max_iter + 1):
-        g = problem.smooth_grad(sy)
+        if g is None:
+            g = problem.smooth_grad(sy)
         # backtracking on the quadratic upper model at y
         while True:
-            x_new = problem.prox(y - g / L, 1.0 / L)
-            d = x_new - y
+            x_new, pen = _prox(problem, _step(y, g, 1.0 / L), 1.0 / L)
+            d = _step(x_new, y, 1.0)
             s_new = problem.linear(x_new)
             f_new = float(problem.smooth_value(s_new))
-            model = fy + float((g * d).sum()) + 0.5 * L * float((d * d).sum())
+            dd = _dot(d, d)
+            model = fy + _dot(g, d) + 0.5 * L * dd
             if f_new <= model + 1e-12 * abs(fy) or L > 1e30:
                 break
             L *= 2.0
-        gm_norm = L * math.sqrt(float((d * d).sum()))
-        F_new = f_new + float(problem.penalty(x_new))
+        gm_norm = L * math.sqrt(dd)
+        F_new = f_new + (float(problem.penalty(x_new)) if pen is None else pen)
         if F_new > Fx:  # adaptive restart
             theta_t = 1.0
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * theta_t * theta_t))
         mom = (theta_t - 1.0) / t_next
-        y = x_new + mom * (x_new - x) if mom > 0 else x_new
+        y = lincomb(x_new, x, mom) if mom > 0 else x_new
         sy = lincomb(s_new, s, mom) if mom > 0 else s_new
-        fy = float(problem.smooth_value(sy)) if mom > 0 else f_new
+        if mom > 0 and fused:  # one evaluation of the loss for value and gradient at y
+            fy, g = problem.smooth_value_grad(sy)
+            fy = float(fy)
+        else:
+            fy, g = (float(problem.smooth_value(sy)), None) if mom > 0 else (f_new, None)
         x, s, fx, Fx, theta_t = x_new, s_new, f_new, F_new, t_next
         L *= 0.95  # let the step grow again
         elapsed = time.perf_counter() - t0
