@@ -7,12 +7,14 @@ Run: python benchmarks/make_results.py
 
 from pathlib import Path
 
-ORDER = ["defaults", "two_layer", "copositive", "cnn", "parallel", "sdp"]
+ORDER = ["defaults", "speed", "two_layer", "exact", "copositive", "cnn", "parallel", "sdp"]
 TITLES = {
     "defaults": ("Issues 18 and 19 — two-layer estimators at their defaults vs scikit-learn; "
                  "the default ReLU fit vs Adam"),
     "two_layer": ("Issue 2 — two-layer convex programs: solver time vs CVXPY+Clarabel, "
                   "objective vs Adam"),
+    "speed": "Issue 20 — speed and scale: solver selection, memory, regularisation path",
+    "exact": "Issue 21 — exact column generation vs CVXPY + Clarabel; pruning",
     "copositive": "Issue 3 — copositive programs: exact global optimum vs Adam vs relaxation",
     "cnn": "Issue 4 — convex CNNs on digits",
     "parallel": "Issue 5 — path-regularised deep parallel networks",
