@@ -42,3 +42,16 @@ def test_readme_tour_and_certify_run_verbatim():
 def test_readme_cnn_and_parallel_examples_run_verbatim():
     ns = _run(4)
     assert ns["clf"].score(ns["images"][1000:], ns["y"][1000:]) > 0.8
+
+
+def test_readme_names_only_tests_that_exist():
+    """The papers' table cites the tests that check each system: each must exist."""
+    text = README.read_text()
+    text = text[text.index("## The papers' systems"):text.index("## Layout")]
+    cited = set(re.findall(r"`(?:test_[a-z0-9_]+\.py::)?(test_[a-z0-9_]+)`", text))
+    cited |= set(re.findall(r"::(test_[a-z0-9_]+)", text))
+    defined = set()
+    for f in (Path(__file__).parent).glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_[a-z0-9_]+)\(", f.read_text(), re.M))
+    assert len(cited) >= 20
+    assert cited - defined == set()
