@@ -146,7 +146,9 @@ def reg_max(X: Tensor, Y: Tensor, loss: Loss, *, intercept: bool = True, offset:
         starts = _data_starts(X, n_starts, rng)
         if not intercept:
             Xa, starts = Xa[:, :-1], starts[:-1]
-        _, vals = search_neurons(Xa, Lam, starts)
+        # starts in chunks: each search holds an n x (chunk) array, not n x n_starts
+        k = max(1, min(starts.shape[1], 4_000_000 // max(n, 1)))
+        vals = torch.cat([search_neurons(Xa, Lam, S)[1] for S in torch.split(starts, k, 1)])
     return float(vals.max())
 
 
