@@ -1,30 +1,7 @@
 r"""Column generation for the path-regularised parallel program: blocks found by the dual.
 
-The exact convex program of :mod:`convexnn.formulations.parallel` has one block per index
-s = (D_{1,1..m}, σ, D_2, t, ε) — far too many to write down (O(n^{m r}) second-layer patterns).
-Over any subset S of blocks it is a *restriction* with value p_S ≥ p*. Instead of sampling S
-blindly, this module grows S where the dual says the restriction is binding.
-
-**Dual constraint (pricing problem).** Write g_q(X) = (Σ_j σ_j (X q_j)_+)_+ ∈ R^n for the output of
-a single-output sub-network with path-norm variables q ∈ R^{m x d} (||q||_F = its path norm).
-For Λ = ∇L(f(X)) at the current network, the dual of the *full* program is feasible at Λ iff
-
-    h(Λ) = max_{t, ε, σ, ||q||_F ≤ 1}  ⟨ −ε Λ_{:,t},  g_q(X) ⟩  ≤  β.
-
-Every q is a feasible point of its own block (its patterns are D_1j = 1[X q_j ≥ 0] and
-D_2 = 1[Σ_j σ_j (X q_j)_+ ≥ 0]), so a q with value > β names a block whose dual constraint is
-violated; adding it to S lowers p_S (moving a small amount η of path norm onto that
-sub-network changes the objective by −η(value − β) + o(η)). Conversely, any q found with
-value > β is a *proof* that the current network is not globally optimal.
-
-**Search.** The pricing problem is non-convex (it is the training problem of one sub-network
-against the residual direction). We maximise the ratio ⟨r, g_q(X)⟩ / ||q||_F (scale-invariant,
-positively homogeneous) by projected gradient ascent on the unit sphere (Adam steps, cosine
-step decay, renormalisation after each step), batched over many starts and over the 2c
-directions r = −ε Λ_{:,t}: random Gaussian and data-aware starts (hyperplanes through midpoints
-of data pairs, :func:`convexnn.patterns.sample_gates`), the current network's sub-networks and
-the previous round's best candidates. The values reported are exact evaluations at the found q
-(lower bounds on h(Λ)).
+The pricing problem (the dual constraint over all blocks) and its search are described in
+:mod:`convexnn.formulations.parallel.pricing`.
 
 **Algorithm.** (1) solve the program over S (interior point,
 :mod:`convexnn.formulations.parallel.interior`, or any backend of
