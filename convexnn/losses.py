@@ -47,6 +47,10 @@ class Loss:
     def value_and_grad(self, Z: Tensor, Y: Tensor) -> tuple[Tensor, Tensor]:
         return self.value(Z, Y), self.grad(Z, Y)
 
+    def cvxpy(self, Z, Y):
+        """The loss as a CVXPY expression of the prediction expression ``Z`` (targets ``Y``)."""
+        raise NotImplementedError(f"no CVXPY form for loss {self.name!r}")
+
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         """Convex conjugate ``L*(Λ) = sup_Z <Λ, Z> - L(Z)`` (``+inf`` outside its domain)."""
         raise NotImplementedError
@@ -75,6 +79,11 @@ class SquaredLoss(Loss):
         R = Z - Y
         return 0.5 * (R * R).sum(), R
 
+    def cvxpy(self, Z, Y):
+        import cvxpy as cp
+
+        return 0.5 * cp.sum_squares(Z - Y)
+
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         return 0.5 * (L**2).sum() + (L * Y).sum()
 
@@ -94,6 +103,11 @@ class LogisticLoss(Loss):
 
     def grad(self, Z: Tensor, Y: Tensor) -> Tensor:
         return -Y * torch.sigmoid(-Y * Z)
+
+    def cvxpy(self, Z, Y):
+        import cvxpy as cp
+
+        return cp.sum(cp.logistic(-cp.multiply(Y, Z)))
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         t = -Y * L
@@ -144,6 +158,11 @@ class CrossEntropyLoss(Loss):
     def value_and_grad(self, Z: Tensor, Y: Tensor) -> tuple[Tensor, Tensor]:
         lse = torch.logsumexp(Z, dim=1, keepdim=True)  # one exp pass for both
         return lse.sum() - (Z * Y).sum(), torch.exp(Z - lse) - Y
+
+    def cvxpy(self, Z, Y):
+        import cvxpy as cp
+
+        return cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         P = L + Y

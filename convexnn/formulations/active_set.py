@@ -56,13 +56,7 @@ def _reduced_cvxpy(prog, groups, rows, solver, options):
             cons.append(B @ U[j] >= 0)
         else:
             cons.append(None)
-    name = prog.loss.name
-    if name == "squared":
-        data = 0.5 * cp.sum_squares(Z - Y)
-    elif name == "logistic":
-        data = cp.sum(cp.logistic(-cp.multiply(Y, Z)))
-    else:
-        data = cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))
+    data = getattr(prog.loss, "base", prog.loss).cvxpy(Z, Y)
     problem = cp.Problem(cp.Minimize(data + prog.reg * cp.sum(cp.norm(U, 2, axis=1))),
                          [con for con in cons if con is not None])
     if options is None and solver is not None and solver.upper() == "CLARABEL":

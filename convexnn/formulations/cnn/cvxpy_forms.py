@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # annotations only (the program modules import this one)
     from .conv import ConvTwoLayerProgram
     from .three_layer import ThreeLayerCNNProgram
 
+from ...losses import get_loss
+
 __all__ = ["np_patches", "cvxpy_two_layer", "cvxpy_loss", "cvxpy_circular", "cvxpy_three_layer"]
 
 
@@ -113,15 +115,8 @@ def cvxpy_two_layer(prog: ConvTwoLayerProgram):
 
 
 def cvxpy_loss(name: str, Z, Y: np.ndarray):
-    import cvxpy as cp
-
-    if name == "squared":
-        return 0.5 * cp.sum_squares(Z - Y)
-    if name == "logistic":
-        return cp.sum(cp.logistic(-cp.multiply(Y, Z)))
-    if name == "cross_entropy":
-        return cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))
-    raise NotImplementedError(f"no CVXPY form for loss {name!r}")
+    """The named loss as a CVXPY expression (:meth:`convexnn.losses.Loss.cvxpy`)."""
+    return get_loss(name).cvxpy(Z, Y)
 
 
 def cvxpy_circular(prog: CircularCNNProgram):

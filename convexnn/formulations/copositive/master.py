@@ -36,7 +36,7 @@ def solve_master(Phi: np.ndarray, Y: np.ndarray, reg: float, loss: Loss, *,
 
         Gv = cp.Variable((K, c))
         Z = Phi @ Gv
-        data = _cvxpy_loss(loss, Z, Y)
+        data = getattr(loss, "base", loss).cvxpy(Z, Y)
         prob = cp.Problem(cp.Minimize(data + reg * cp.sum(cp.norm(Gv, 2, axis=1))))
         try:
             prob.solve(solver="CLARABEL", tol_gap_abs=tol, tol_gap_rel=tol, tol_feas=tol,
@@ -94,18 +94,6 @@ def _master_clarabel(Phi: np.ndarray, Y: np.ndarray, reg: float, tol: float) -> 
     if x.size != N or not np.isfinite(x).all():
         raise RuntimeError(f"master problem: Clarabel status {sol.status}")
     return x[:nG].reshape(K, c)
-
-
-def _cvxpy_loss(loss: Loss, Z, Y):
-    import cvxpy as cp
-
-    if loss.name == "squared":
-        return 0.5 * cp.sum_squares(Z - Y)
-    if loss.name == "logistic":
-        return cp.sum(cp.logistic(-cp.multiply(Y, Z)))
-    if loss.name == "cross_entropy":
-        return cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))
-    raise ValueError(f"no CVXPY form for loss {loss.name!r}")
 
 
 def _master_fista(Phi, Y, reg, loss, G0, tol, max_iter: int = 20000) -> np.ndarray:

@@ -38,15 +38,7 @@ def to_cvxpy(prog: ParallelProgram):
         cons.append(cp.multiply(2 * M2 - 1, h) >= 0)
     Z = cp.multiply(M2 * eps[None, :], h) @ E
     pen = cp.sum(cp.norm(cp.vstack(Q), 2, axis=0))
-    name = prog.loss.name
-    if name == "squared":
-        data = 0.5 * cp.sum_squares(Z - Y)
-    elif name == "logistic":
-        data = cp.sum(cp.logistic(-cp.multiply(Y, Z)))
-    elif name == "cross_entropy":
-        data = cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))
-    else:  # pragma: no cover
-        raise NotImplementedError(f"no CVXPY form for loss {name!r}")
+    data = getattr(prog.loss, "base", prog.loss).cvxpy(Z, Y)
     return cp.Problem(cp.Minimize(data + prog.reg * pen), cons), Q
 
 

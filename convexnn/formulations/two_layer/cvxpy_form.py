@@ -39,17 +39,9 @@ def to_cvxpy(prog: TwoLayerProgram):
             if prog.activation == "relu":
                 sgn = (2 * M[:, p:p + 1] - 1) * X
                 cons.append(sgn @ V[s][p] >= 0)
-    name = prog.loss.name
     if getattr(prog.loss, "base", None) is not None:  # OffsetLoss: a free output offset
         Z = Z + np.ones((n, 1)) @ cp.reshape(cp.Variable(c), (1, c), order="C")
-    if name == "squared":
-        data = 0.5 * cp.sum_squares(Z - Y)
-    elif name == "logistic":
-        data = cp.sum(cp.logistic(-cp.multiply(Y, Z)))
-    elif name == "cross_entropy":
-        data = cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))
-    else:  # pragma: no cover - new losses must add their CVXPY form here
-        raise NotImplementedError(f"no CVXPY form for loss {name!r}")
+    data = getattr(prog.loss, "base", prog.loss).cvxpy(Z, Y)
     problem = cp.Problem(cp.Minimize(data + prog.reg * pen), cons)
     problem._convexnn_cone_constraints = cons  # for the multipliers (certificate)
     return problem, V
