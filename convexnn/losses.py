@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -262,6 +263,15 @@ class OffsetLoss(Loss):
             b, f = b - t * step, fn
         self._b_last = b
         return b
+
+    def cvxpy(self, Z, Y):
+        """min_b L(Z + 1bᵀ) inside a minimisation: the base loss with a free offset variable."""
+        import cvxpy as cp
+
+        if len(Z.shape) == 1:
+            return self.base.cvxpy(Z + cp.Variable(), Y)
+        n, c = Z.shape
+        return self.base.cvxpy(Z + np.ones((n, 1)) @ cp.Variable((1, c)), Y)
 
     def _hessian(self, W: Tensor, Y: Tensor) -> Tensor:
         """Σ_i ∇²ℓ(W_i): the Hessian of L(W + 1 bᵀ) in b."""

@@ -320,3 +320,21 @@ def test_reg_path_warm_starts_match_cvxpy():
         assert cert.dual <= ref * (1 + 1e-8)
     with pytest.raises(ValueError, match="decreasing"):
         reg_path(prog, [0.1, 0.2])
+
+
+def test_relu_active_set_with_output_offset_matches_cvxpy():
+    """With fit_intercept the program's loss has a free output offset; the active-set solver's
+    reduced programs must keep it (they once dropped it: gap 100 % on shifted targets)."""
+    import convexnn as cn
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = np.maximum(X @ [1.0, -1.0, 0.5], 0) + 5 + 0.1 * rng.standard_normal(40)
+    fits = {s: cn.ConvexReLURegressor(reg=0.5, solver=s, n_patterns=8, search_rounds=0,
+                                      random_state=0, warn_gap=None).fit(X, y)
+            for s in ("active_set", "cvxpy")}
+    ref = fits["cvxpy"].certificate_
+    cert = fits["active_set"].certificate_
+    assert cert.relative_gap <= 1e-6
+    assert cert.primal == pytest.approx(ref.primal, rel=1e-6)
+    assert fits["active_set"].objective(X, y) == pytest.approx(cert.primal, rel=1e-9)

@@ -56,7 +56,7 @@ def _reduced_cvxpy(prog, groups, rows, solver, options):
             cons.append(B @ U[j] >= 0)
         else:
             cons.append(None)
-    data = getattr(prog.loss, "base", prog.loss).cvxpy(Z, Y)
+    data = prog.loss.cvxpy(Z, Y)  # an offset loss adds its free offset
     problem = cp.Problem(cp.Minimize(data + prog.reg * cp.sum(cp.norm(U, 2, axis=1))),
                          [con for con in cons if con is not None])
     if options is None and solver is not None and solver.upper() == "CLARABEL":

@@ -39,9 +39,7 @@ def to_cvxpy(prog: TwoLayerProgram):
             if prog.activation == "relu":
                 sgn = (2 * M[:, p:p + 1] - 1) * X
                 cons.append(sgn @ V[s][p] >= 0)
-    if getattr(prog.loss, "base", None) is not None:  # OffsetLoss: a free output offset
-        Z = Z + np.ones((n, 1)) @ cp.reshape(cp.Variable(c), (1, c), order="C")
-    data = getattr(prog.loss, "base", prog.loss).cvxpy(Z, Y)
+    data = prog.loss.cvxpy(Z, Y)  # an offset loss adds its free offset
     problem = cp.Problem(cp.Minimize(data + prog.reg * pen), cons)
     problem._convexnn_cone_constraints = cons  # for the multipliers (certificate)
     return problem, V
