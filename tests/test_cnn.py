@@ -246,16 +246,7 @@ def test_global_certificate_is_exact_against_adam():
     p_ref = _check_against_cvxpy(prog, x, cert, 5e-4)
     for seed in range(2):
         torch.manual_seed(seed)
-        model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 1), torch.nn.ReLU(),
-                                    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                    torch.nn.Linear(8, 1, bias=False)).double()
-        opt = torch.optim.Adam(model.parameters(), lr=0.02)
-        for _ in range(250):
-            opt.zero_grad()
-            pen = sum((p ** 2).sum() for p in model.parameters())
-            obj = 0.5 * ((model(imgs) - Y) ** 2).sum() + 0.5 * reg * pen
-            obj.backward()
-            opt.step()
+        obj = _adam_pooled_cnn(torch.nn.AdaptiveAvgPool2d(1), imgs, Y, reg)
         assert obj.item() >= cert.dual - 1e-8
         assert obj.item() >= p_ref - 1e-6
 
@@ -364,14 +355,20 @@ def test_global_max_pooling_enumeration_is_exact():
     p_ref = _check_against_cvxpy(prog, x, cert, tol)
     for seed in range(2):
         torch.manual_seed(seed)
-        model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 1), torch.nn.ReLU(),
-                                    torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(),
-                                    torch.nn.Linear(8, 1, bias=False)).double()
-        opt = torch.optim.Adam(model.parameters(), lr=0.02)
-        for _ in range(250):
-            opt.zero_grad()
-            pen = sum((p ** 2).sum() for p in model.parameters())
-            obj = 0.5 * ((model(imgs) - Y) ** 2).sum() + 0.5 * reg * pen
-            obj.backward()
-            opt.step()
+        obj = _adam_pooled_cnn(torch.nn.AdaptiveMaxPool2d(1), imgs, Y, reg)
         assert obj.item() >= cert.dual - 1e-8 * max(1.0, abs(p_ref))
+
+
+def _adam_pooled_cnn(pool, imgs, Y, reg, steps: int = 250):
+    """250 Adam steps on a 1x1-conv (8 filters) -> ReLU -> pool -> linear network, squared loss
+    + reg/2 ||weights||²; returns the last objective (a tensor)."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 1), torch.nn.ReLU(), pool,
+                                torch.nn.Flatten(), torch.nn.Linear(8, 1, bias=False)).double()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(steps):
+        opt.zero_grad()
+        pen = sum((p ** 2).sum() for p in model.parameters())
+        obj = 0.5 * ((model(imgs) - Y) ** 2).sum() + 0.5 * reg * pen
+        obj.backward()
+        opt.step()
+    return obj

@@ -27,17 +27,7 @@ of data pairs, :func:`convexnn.patterns.sample_gates`), the current network's su
 the previous round's best candidates. The values reported are exact evaluations at the found q
 (lower bounds on h(Λ)).
 
-**Algorithm.** (1) solve the program over S (interior point, :mod:`.interior`, or any
-backend of :func:`convexnn.formulations.parallel.solve`); (2) read the network back, Λ = ∇L;
-(3) search; stop if no q with value > β(1 + ``price_tol``) is found; (4) S ← {blocks non-zero
-in the solution} ∪ {up to ``max_new`` new distinct blocks, best first}; repeat. Keeping the
-non-zero blocks makes p_S non-increasing from round to round.
-
-**What is proved.** The final certificate is the duality gap of the read-back network for the
-program over the final S (scope "sampled patterns": optimal over the blocks found). A search
-that finds no violated block is *not* a proof of global optimality (the search is local); a
-search that finds one *is* a proof that the network is not globally optimal, and ``info``
-reports the largest value found (``max_ratio`` = h_found / β).
+The loop that uses it, and what its certificate proves: :mod:`convexnn.pipelines.parallel_cg`.
 """
 
 from __future__ import annotations
