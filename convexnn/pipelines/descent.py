@@ -157,7 +157,7 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
                      max_time: float = 30.0, tol: float = 1e-6, max_rounds: int = 20,
                      add_per_round: int = 10, search_starts: int = 64, random_state=None,
                      verbose: int = 0, violation_tol: float = 1e-3, round_tol: float = 1e-4,
-                     polish_steps: int = 3000, lbfgs_wtol: float = 1e-5):
+                     polish_steps: int = 3000, lbfgs_wtol: float = 1e-4):
     """Fit a ReLU network by dual-guided descent (module docstring); returns
     ``(network, certificate, history, info)``. ``loss`` is the plain loss (the offset is a
     parameter here); X holds the features (no ones column). Rounds stop when the search finds
