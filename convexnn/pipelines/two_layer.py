@@ -38,7 +38,8 @@ from ..results import FitResult
 from ..solvers.base import History
 from . import descent
 
-__all__ = ["fit_two_layer", "REG_FRACTION", "DEFAULT_MAX_TIME"]
+__all__ = ["fit_two_layer", "REG_FRACTION", "DEFAULT_MAX_TIME", "default_width", "standardise",
+           "network_to_user", "certificate_to_user"]
 
 #: reg = fraction · reg_max when reg is None (measured, see the module docstring)
 REG_FRACTION = {"squared": 0.1, "logistic": 0.01, "cross_entropy": 0.01}
@@ -46,7 +47,9 @@ REG_FRACTION = {"squared": 0.1, "logistic": 0.01, "cross_entropy": 0.01}
 DEFAULT_MAX_TIME = 60.0
 
 
-def _standardise(X: np.ndarray, Y: np.ndarray, loss: str, center: bool):
+def standardise(X: np.ndarray, Y: np.ndarray, loss: str, center: bool):
+    """(X − μ)/σ (μ = 0 without ``center``), squared-loss targets / s_y; returns
+    (Xs, Ys, μ, σ, s_y)."""
     mu = X.mean(0) if center else np.zeros(X.shape[1])
     sd = X.std(0) if center else np.sqrt((X ** 2).mean(0))
     sd = np.where(sd > 0, sd, 1.0)
@@ -58,7 +61,7 @@ def _standardise(X: np.ndarray, Y: np.ndarray, loss: str, center: bool):
     return (X - mu) / sd, Y / sy, mu, sd, sy
 
 
-def _to_user(net: TwoLayerNetwork, mu, sd, sy: float) -> TwoLayerNetwork:
+def network_to_user(net: TwoLayerNetwork, mu, sd, sy: float) -> TwoLayerNetwork:
     """Map a network on standardised (X, Y/sy) back to raw units (same predictions × sy)."""
     dt, dev = net.first_layer_weights.dtype, net.first_layer_weights.device
     mu_t, sd_t = (torch.as_tensor(a, dtype=dt, device=dev) for a in (mu, sd))
@@ -74,7 +77,8 @@ def _to_user(net: TwoLayerNetwork, mu, sd, sy: float) -> TwoLayerNetwork:
                            ob, mu_t, sd_t)
 
 
-def _cert_to_user(cert: Certificate, sy: float) -> Certificate:
+def certificate_to_user(cert: Certificate, sy: float) -> Certificate:
+    """The certificate of a fit on Y/s_y in the user's units (objectives × s_y²)."""
     f = sy * sy
 
     def sc(v):
@@ -108,7 +112,7 @@ def fit_two_layer(X: np.ndarray, Y: np.ndarray, *, reg: float | None, loss: str,
     """
     t0 = time.perf_counter()
     budget = DEFAULT_MAX_TIME if max_time is None else float(max_time)
-    Xs, Ys, mu, sd, sy = _standardise(X, Y, loss, center=fit_intercept)
+    Xs, Ys, mu, sd, sy = standardise(X, Y, loss, center=fit_intercept)
     Xt = torch.as_tensor(Xs, dtype=dtype, device=device)
     Yt = torch.as_tensor(Ys, dtype=dtype, device=device)
     base = get_loss(loss)
@@ -149,7 +153,7 @@ def fit_two_layer(X: np.ndarray, Y: np.ndarray, *, reg: float | None, loss: str,
                       hist.relative_gap[i], hist.seconds[i])
     extras = {"reg": reg_s * sy, "solver": solver, "patterns": patterns,
               "stop_reason": info["stop_reason"], "n_iter": info["n_iter"], "search": search}
-    res = FitResult(_to_user(net, mu, sd, sy), _cert_to_user(cert, sy), hist_u,
+    res = FitResult(network_to_user(net, mu, sd, sy), certificate_to_user(cert, sy), hist_u,
                     {"stop_reason": info["stop_reason"], "n_iter": info["n_iter"]})
     if verbose:
         print(f"[fit {time.perf_counter() - t0:6.2f}s] done ({info['stop_reason']}); "
