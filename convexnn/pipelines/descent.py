@@ -157,7 +157,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
                      max_time: float = 30.0, tol: float = 1e-6, max_rounds: int = 20,
                      add_per_round: int = 10, search_starts: int = 64, random_state=None,
                      verbose: int = 0, violation_tol: float = 1e-3, round_tol: float = 1e-4,
-                     polish_steps: int = 3000, lbfgs_wtol: float = 1e-4):
+                     polish_steps: int = 3000, lbfgs_wtol: float = 1e-4,
+                     init: list[Tensor] | None = None):
     """Fit a ReLU network by dual-guided descent (module docstring); returns
     ``(network, certificate, history, info)``. ``loss`` is the plain loss (the offset is a
     parameter here); X holds the features (no ones column). Rounds stop when the search finds
@@ -165,6 +166,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     when a round lowers the objective by less than ``max(tol, round_tol)`` (relative; the
     default 1e-4 keeps default fits within seconds on the bundled data), or at ``max_time``;
     then at most ``polish_steps`` Adam steps. ``lbfgs_wtol``: L-BFGS's windowed stop.
+    ``init``: a warm start [W1, b1, W2, b2] (e.g. the fit at a nearby reg), topped up with
+    data-aware neurons to ``n_neurons``.
     Defaults (100 neurons, 3000 polish steps) from benchmarks/results/defaults.md: with 50
     neurons and no polish the fit ended 0.003-0.8 % above Adam's best objective."""
     t0 = time.perf_counter()
@@ -175,7 +178,19 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
     lb = OffsetLoss(loss) if offset else loss
     scale = math.sqrt(max(float(reg), 1e-12))
-    params = _init_params(X, c, n_neurons, rng, scale=min(1.0, scale))
+    if init is not None:
+        params = [torch.as_tensor(p, dtype=X.dtype, device=X.device).clone() for p in init]
+        if [tuple(p.shape) for p in params] != [(params[0].shape[0], d), (params[0].shape[0],),
+                                                 (c, params[0].shape[0]), (c,)]:
+            raise ValueError(f"init: shapes {[tuple(p.shape) for p in params]} do not fit "
+                             f"{d} features and {c} outputs")
+        extra = n_neurons - params[0].shape[0]
+        if extra > 0:
+            new = _init_params(X, c, extra, rng, scale=min(1.0, scale))
+            params = [torch.cat([params[0], new[0]]), torch.cat([params[1], new[1]]),
+                      torch.cat([params[2], new[2]], 1), params[3]]
+    else:
+        params = _init_params(X, c, n_neurons, rng, scale=min(1.0, scale))
     if not intercept:
         params[1] = torch.zeros_like(params[1])
     hist, rounds = History(), []
