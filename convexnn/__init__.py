@@ -21,6 +21,7 @@ from .estimators import (
     ConvexReLURegressor,
     load_estimator,
 )
+from .estimators.cv import ConvexReLUClassifierCV, ConvexReLURegressorCV
 from .formulations.copositive_cnn import SumPoolCNN, fit_exact_cnn
 from .losses import get_loss
 from .networks import TwoLayerNetwork, load_network
@@ -33,6 +34,6 @@ __all__ = [
     "certify", "Certificate", "GlobalCertificate", "TwoLayerNetwork", "load_network",
     "ParallelReLUNetwork", "load_parallel_network", "PatternSet", "sample_gates",
     "enumerate_patterns", "count_patterns", "ArrangementTooLarge", "get_loss",
-    "fit_exact_cnn", "SumPoolCNN",
+    "fit_exact_cnn", "SumPoolCNN", "ConvexReLURegressorCV", "ConvexReLUClassifierCV",
 ]
 __version__ = "0.1.0"

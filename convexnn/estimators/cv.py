@@ -1,0 +1,173 @@
+"""``reg`` chosen by cross-validation along warm-started paths (the default ReLU fit).
+
+``ConvexReLURegressorCV`` / ``ConvexReLUClassifierCV`` fit one regularisation path per fold
+(:mod:`convexnn.pipelines.two_layer_path`: decreasing reg, each fit warm-started from the
+previous network), score every reg on the held-out fold (R² / accuracy), pick the best mean
+score and refit ``ConvexReLURegressor`` / ``ConvexReLUClassifier`` at that reg on all the data.
+
+After ``fit``: ``reg_`` (chosen), ``regs_`` (the grid, user units), ``cv_scores_``
+(n_folds x n_regs), ``best_estimator_`` and its ``network_``, ``certificate_``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import check_cv
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_X_y
+from ..pipelines.two_layer_path import cv_path_scores, reg_grid
+from .two_layer import ConvexReLUClassifier, ConvexReLURegressor
+
+__all__ = ["ConvexReLURegressorCV", "ConvexReLUClassifierCV"]
+
+
+class _CVBase(BaseEstimator):
+    _final = ConvexReLURegressor
+
+    def __init__(self, regs=None, *, n_regs: int = 8, reg_ratio: float = 2e-3, cv=5,
+                 fit_intercept: bool = True, n_patterns: int | None = None,
+                 max_time: float | None = None, random_state=None, verbose: int = 0):
+        self.regs = regs
+        self.n_regs = n_regs
+        self.reg_ratio = reg_ratio
+        self.cv = cv
+        self.fit_intercept = fit_intercept
+        self.n_patterns = n_patterns
+        self.max_time = max_time
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        if self.regs is not None:
+            r = np.asarray(self.regs, dtype=np.float64)
+            if r.ndim != 1 or r.size == 0 or not np.isfinite(r).all() or (r <= 0).any():
+                raise ValueError(f"regs must be a non-empty 1-D sequence of positive finite "
+                                 f"numbers, got {self.regs!r}")
+        for name, lo in (("n_regs", 1), ("verbose", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if not (isinstance(self.reg_ratio, numbers.Real) and 0 < self.reg_ratio <= 1):
+            raise ValueError(f"reg_ratio must be in (0, 1], got {self.reg_ratio!r}")
+        if self.max_time is not None and not (isinstance(self.max_time, numbers.Real)
+                                              and np.isfinite(self.max_time)
+                                              and self.max_time > 0):
+            raise ValueError(f"max_time must be a positive number or None, got "
+                             f"{self.max_time!r}")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
+
+    def _final_params(self) -> dict:
+        return {"n_patterns": self.n_patterns, "fit_intercept": self.fit_intercept,
+                "random_state": self.random_state, "verbose": self.verbose}
+
+    def _search(self, X: np.ndarray, Y: np.ndarray, y_split, loss: str, score, classifier):
+        self._check_params()
+        self.regs_ = (np.sort(np.asarray(self.regs, dtype=np.float64))[::-1]
+                      if self.regs is not None else
+                      reg_grid(X, Y, loss, n_regs=self.n_regs, ratio=self.reg_ratio,
+                               fit_intercept=self.fit_intercept,
+                               random_state=self.random_state))
+        folds = check_cv(self.cv, y_split, classifier=classifier)
+        self.cv_scores_ = cv_path_scores(
+            X, Y, self.regs_, folds.split(X, y_split), score, loss=loss,
+            fit_intercept=self.fit_intercept, n_neurons=self.n_patterns,
+            max_time=self.max_time, random_state=self.random_state, verbose=self.verbose)
+        self.reg_ = float(self.regs_[int(np.argmax(self.cv_scores_.mean(0)))])
+
+    def _refit(self, X, y, **extra):
+        self.best_estimator_ = self._final(reg=self.reg_, **self._final_params(), **extra)
+        self.best_estimator_.fit(X, y)
+        self.network_ = self.best_estimator_.network_
+        self.certificate_ = self.best_estimator_.certificate_
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict(X)
+
+
+class ConvexReLURegressorCV(RegressorMixin, _CVBase):
+    """ReLU network regression (squared loss) with ``reg`` chosen by K-fold CV (R²).
+
+    Parameters: ``regs`` (None: ``n_regs`` values geometric from reg_max/2 down by
+    ``reg_ratio``), ``cv`` (folds or a scikit-learn splitter), and ``fit_intercept``,
+    ``n_patterns``, ``random_state``, ``verbose`` as in :class:`ConvexReLURegressor`;
+    ``max_time`` bounds the cross-validation (the refit has its own default budget).
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def fit(self, X, y):
+        Xa, ya = check_X_y(X, y, multi_output=True)
+        ya = ya.astype(np.float64)
+        if not np.isfinite(ya).all():
+            raise ValueError("y contains NaN or infinity")
+        Y = ya[:, None] if ya.ndim == 1 else ya
+
+        def r2(Yt, Z):
+            return 1.0 - ((Yt - Z) ** 2).sum() / max(((Yt - Yt.mean(0)) ** 2).sum(), 1e-300)
+
+        self._search(Xa, Y, ya if ya.ndim == 1 else None, "squared", r2, classifier=False)
+        return self._refit(Xa, ya)
+
+
+class ConvexReLUClassifierCV(ClassifierMixin, _CVBase):
+    """ReLU network classification with ``reg`` chosen by stratified K-fold CV (accuracy).
+
+    ``loss``: None (logistic for two classes, cross-entropy otherwise), ``"logistic"``,
+    ``"cross_entropy"``; other parameters as :class:`ConvexReLURegressorCV`.
+    """
+
+    _final = ConvexReLUClassifier
+
+    def __init__(self, regs=None, *, loss: str | None = None, n_regs: int = 8,
+                 reg_ratio: float = 2e-3, cv=5, fit_intercept: bool = True,
+                 n_patterns: int | None = None, max_time: float | None = None,
+                 random_state=None, verbose: int = 0):
+        super().__init__(regs, n_regs=n_regs, reg_ratio=reg_ratio, cv=cv,
+                         fit_intercept=fit_intercept, n_patterns=n_patterns,
+                         max_time=max_time, random_state=random_state, verbose=verbose)
+        self.loss = loss
+
+    def fit(self, X, y):
+        Xa, ya = check_X_y(X, y, multi_output=False)
+        check_classification_targets(ya)
+        enc = LabelEncoder().fit(ya)
+        self.classes_ = enc.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier "
+                             "needs at least two")
+        loss = self.loss or ("logistic" if len(self.classes_) == 2 else "cross_entropy")
+        if loss not in ("logistic", "cross_entropy"):
+            raise ValueError(f"loss must be None, 'logistic' or 'cross_entropy', got {loss!r}")
+        if loss == "logistic" and len(self.classes_) != 2:
+            raise ValueError(f"loss='logistic' is binary; y has {len(self.classes_)} classes")
+        idx = enc.transform(ya)
+        Y = (2.0 * idx - 1.0)[:, None] if loss == "logistic" else np.eye(len(self.classes_))[idx]
+
+        def accuracy(Yt, Z):
+            if Z.shape[1] == 1:
+                return float(((Z[:, 0] >= 0) == (Yt[:, 0] > 0)).mean())
+            return float((Z.argmax(1) == Yt.argmax(1)).mean())
+
+        self._search(Xa, Y, ya, loss, accuracy, classifier=True)
+        return self._refit(Xa, ya, loss=loss)
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.predict_proba(X)
+
+    def decision_function(self, X) -> np.ndarray:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.decision_function(X)

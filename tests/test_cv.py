@@ -1,0 +1,107 @@
+"""Warm-started regularisation paths and the ConvexReLU*CV estimators."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import convexnn as cn
+from convexnn.losses import get_loss
+from convexnn.pipelines import descent
+from convexnn.pipelines.local import value_and_grad
+from convexnn.pipelines.two_layer_path import fit_path, reg_grid
+
+
+def _data(n=60, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = np.maximum(X @ rng.standard_normal(d), 0) - 0.5 * np.maximum(-X[:, 0], 0)
+    return X, y + 0.05 * rng.standard_normal(n)
+
+
+def test_warm_start_never_ends_above_its_start():
+    X, y = _data()
+    Xt, Yt = torch.as_tensor(X), torch.as_tensor(y[:, None])
+    loss = get_loss("squared")
+    net, *_ = descent.fit_relu_descent(Xt, Yt, 1.0, loss, n_neurons=10, random_state=0)
+    init = [net.first_layer_weights, net.first_layer_bias, net.second_layer_weights,
+            net.output_bias]
+    for reg in (1.0, 0.3):  # the same reg, and a smaller one (as along a path)
+        f0, _ = value_and_grad(init, Xt, Yt, loss, reg)
+        net2, cert, *_ = descent.fit_relu_descent(Xt, Yt, reg, loss, n_neurons=10, init=init,
+                                                  random_state=1)
+        assert cert.primal <= f0 * (1 + 1e-9)
+        assert cert.primal >= cert.dual - 1e-9 * abs(cert.primal)
+
+
+def test_warm_start_shapes_are_checked():
+    X, y = _data()
+    with pytest.raises(ValueError, match="init"):
+        descent.fit_relu_descent(torch.as_tensor(X), torch.as_tensor(y[:, None]), 1.0,
+                                 get_loss("squared"), init=[torch.zeros(4, 5)] * 4)
+
+
+def test_path_returns_valid_certified_networks_in_user_units():
+    X, y = _data()
+    X = 1e3 * X + 7.0  # raw units: the path standardises and maps back
+    Y = y[:, None]
+    regs = reg_grid(X, Y, "squared", n_regs=3, random_state=0)
+    assert np.all(np.diff(regs) < 0) and regs[0] > 0
+    path = fit_path(X, Y, regs[::-1], loss="squared", n_neurons=10, random_state=0)
+    objs = []
+    for reg, (net, cert) in zip(regs[::-1], path):
+        Z = net.forward(torch.as_tensor(X)).numpy()
+        W = np.concatenate([(net.frame_weights()[0]).numpy().ravel(),
+                            net.frame_weights()[1].numpy(),
+                            net.second_layer_weights.numpy().ravel()])
+        obj = 0.5 * ((Z - Y) ** 2).sum() + 0.5 * reg * (W ** 2).sum()
+        assert obj == pytest.approx(cert.primal, rel=1e-8)  # the certificate is about this net
+        assert cert.primal >= cert.dual - 1e-9 * cert.primal
+        objs.append(cert.primal)
+    assert objs[0] <= objs[1] <= objs[2]  # a larger reg never gives a lower optimum
+
+
+def test_regressor_cv_picks_the_best_mean_score_and_refits():
+    X, y = _data(80)
+    est = cn.ConvexReLURegressorCV(n_regs=3, cv=2, n_patterns=10, random_state=0).fit(X, y)
+    assert est.cv_scores_.shape == (2, 3)
+    assert est.reg_ == est.regs_[int(np.argmax(est.cv_scores_.mean(0)))]
+    assert est.best_estimator_.reg == est.reg_
+    np.testing.assert_allclose(est.predict(X), est.best_estimator_.predict(X))
+    assert est.score(X, y) > 0.5
+    assert est.certificate_ is est.best_estimator_.certificate_
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_classifier_cv(n_classes):
+    X, y = _data(90)
+    labels = np.array(["a", "b", "c"])[np.digitize(y, np.quantile(y, np.linspace(
+        0, 1, n_classes + 1)[1:-1]))]
+    est = cn.ConvexReLUClassifierCV(regs=[3.0, 0.3], cv=2, n_patterns=10,
+                                    random_state=0).fit(X, labels)
+    assert list(est.classes_) == sorted(set(labels))
+    assert est.reg_ in (3.0, 0.3) and est.cv_scores_.shape == (2, 2)
+    assert set(est.predict(X)) <= set(labels)
+    assert est.predict_proba(X).shape == (len(X), n_classes)
+    assert est.score(X, labels) > 0.6
+
+
+@pytest.mark.parametrize("kw, match", [({"regs": [1.0, -1.0]}, "regs"),
+                                       ({"regs": []}, "regs"),
+                                       ({"n_regs": 0}, "n_regs"),
+                                       ({"reg_ratio": 2.0}, "reg_ratio"),
+                                       ({"max_time": 0}, "max_time"),
+                                       ({"fit_intercept": "no"}, "fit_intercept")])
+def test_cv_rejects_bad_parameters(kw, match):
+    X, y = _data()
+    with pytest.raises(ValueError, match=match):
+        cn.ConvexReLURegressorCV(**kw).fit(X, y)
+
+
+@pytest.mark.slow
+@parametrize_with_checks([
+    cn.ConvexReLURegressorCV(regs=[1.0, 0.1], cv=2, n_patterns=4, random_state=0),
+    cn.ConvexReLUClassifierCV(regs=[1.0, 0.1], cv=2, n_patterns=4, random_state=0),
+])
+def test_cv_estimators_pass_sklearn_checks(estimator, check):
+    check(estimator)
