@@ -9,7 +9,6 @@ Quick start::
     cn.certify(network, X, y, reg)   # prove (or refute) global optimality of any network
 """
 
-from .arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 from .certificates import Certificate
 from .certify import GlobalCertificate, certify
 from .estimators import (
@@ -26,6 +25,7 @@ from .losses import get_loss
 from .networks import TwoLayerNetwork, load_network
 from .networks_parallel import ParallelReLUNetwork, load_parallel_network
 from .patterns import PatternSet, sample_gates
+from .patterns.arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 
 __all__ = [
     "ConvexReLURegressor", "ConvexReLUClassifier", "ConvexCNNClassifier", "ConvexCNNRegressor",

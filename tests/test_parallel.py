@@ -478,7 +478,7 @@ def test_nothing_goes_below_the_global_lower_bound(depth, width):
 def test_exhaustive_depth2_equals_two_layer_exact_program():
     """Depth 2 over every block = the two-layer program over every arrangement pattern (an
     independent formulation, solved by CVXPY)."""
-    from convexnn.arrangements import enumerate_patterns
+    from convexnn.patterns.arrangements import enumerate_patterns
 
     Xa, Y = _tiny(seed=3)
     res = fit_parallel(Xa, Y, reg=0.2, depth=2, width=1, method="exhaustive")

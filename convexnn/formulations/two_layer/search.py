@@ -9,13 +9,8 @@ import torch
 from torch import Tensor
 
 from ...certificates import Certificate
-from ...patterns import (
-    PatternSet,
-    _mask_hashes,
-    deduplicate_gates,
-    sample_gates,
-    search_gates,
-)
+from ...patterns.sampling import PatternSet, _mask_hashes, deduplicate_gates, sample_gates
+from ...patterns.search import search_gates
 from .program import TwoLayerProgram
 from .solve import solve
 
@@ -32,7 +27,7 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
 
     * **dual search** — at λ = ∇L(prediction of the read-back network), the patterns whose
       dual constraint max_{u ∈ K_D, ||u|| ≤ 1} ∓λᵀ D X u ≤ β is violated, found by the local
-      search :func:`convexnn.patterns.search_gates` from random starts and from the current
+      search :func:`convexnn.patterns.search.search_gates` from random starts and from the current
       neurons (the ``add_per_round`` most violated, value > β, deduplicated) — a pattern whose
       constraint is violated is one the optimum over S ∪ {D} uses to go lower;
     * **primal refinement** (ReLU) — the activation patterns of the read-back network's own
