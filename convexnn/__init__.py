@@ -22,8 +22,7 @@ from .estimators import (
 )
 from .formulations.copositive_cnn import SumPoolCNN, fit_exact_cnn
 from .losses import get_loss
-from .networks import TwoLayerNetwork, load_network
-from .networks_parallel import ParallelReLUNetwork, load_parallel_network
+from .networks import ParallelReLUNetwork, TwoLayerNetwork, load_network, load_parallel_network
 from .patterns import PatternSet, sample_gates
 from .patterns.arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 

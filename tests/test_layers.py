@@ -11,11 +11,10 @@ from pathlib import Path
 import convexnn
 
 ROOT = Path(convexnn.__file__).parent
-#: top-level module or package -> layer (lower may not import higher); networks_cnn shares
-#: the patterns layer because its forward pass extracts patches
-LAYER = {"ops": 0, "_validation": 0, "losses": 1, "certificates": 1, "networks": 1,
-         "networks_cnn": 2, "networks_parallel": 1, "model_io": 1,
-         "patterns": 2, "solvers": 3, "results": 3, "formulations": 4,
+#: top-level module or package -> layer (lower may not import higher); networks sits above
+#: patterns because the CNN containers' forward pass uses its pooling windows
+LAYER = {"ops": 0, "_validation": 0, "losses": 1, "certificates": 1, "model_io": 1,
+         "patterns": 2, "networks": 3, "solvers": 3, "results": 3, "formulations": 4,
          "pipelines": 5, "certify": 5, "distributed": 5, "estimators": 6, "cli": 7,
          "__init__": 7}
 #: (importer, imported) pairs still going upward, each lazy (inside a function)

@@ -27,7 +27,7 @@ from convexnn.formulations.parallel.pricing import (
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import cvxpy_solution as tl_cvxpy_solution
 from convexnn.formulations.two_layer import to_cvxpy as tl_to_cvxpy
-from convexnn.networks_parallel import ParallelReLUNetwork, load_parallel_network
+from convexnn.networks.parallel import ParallelReLUNetwork, load_parallel_network
 from convexnn.patterns import PatternSet
 from convexnn.pipelines.parallel_cg import fit_parallel_cg
 

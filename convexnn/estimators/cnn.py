@@ -253,7 +253,7 @@ def load_cnn_estimator(path: str | Path):
     """Load a CNN estimator saved by ``save`` (called by :func:`convexnn.load_estimator`)."""
     from ..certificates import Certificate
     from ..model_io import ModelFileError
-    from ..networks_cnn import load_cnn
+    from ..networks.cnn import load_cnn
 
     classes = {"ConvexCNNClassifier": ConvexCNNClassifier,
                "ConvexCNNRegressor": ConvexCNNRegressor}

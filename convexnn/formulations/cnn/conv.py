@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ...losses import Loss
-from ...networks_cnn import ConvNetwork
+from ...networks.cnn import ConvNetwork
 from ...patterns import PatternSet
 from ...patterns.patches import MAX_POOL_SOURCE, extract_patches, pooling_windows
 from .base import ConeGroupProgram

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ...certificates import SCOPE_SAMPLED
 from ...losses import Loss
-from ...networks_cnn import ThreeLayerCNN
+from ...networks.cnn import ThreeLayerCNN
 from ...patterns import PatternSet
 from ...patterns.patches import extract_patches
 from .base import ConeGroupProgram

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .losses import Loss, get_loss
-from .model_io import read_network_file
+from ..losses import Loss, get_loss
+from ..model_io import read_network_file
 
 __all__ = ["TwoLayerNetwork", "GatedReLULayer", "load_network"]
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .losses import Loss, get_loss
+from ..losses import Loss, get_loss
 
 __all__ = ["ParallelReLUNetwork", "ParallelReLUModule", "load_parallel_network"]
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .losses import Loss, get_loss
+from ..losses import Loss, get_loss
 
 __all__ = ["ConvNetwork", "CircularCNN", "ThreeLayerCNN", "GatedConvModule", "load_cnn"]
 
@@ -61,7 +61,7 @@ def _pool_module(pooling: str, pool_size: int | None) -> nn.Module:
 
 
 def _windows(H: int, W: int, pool_size: int | None, pooling: str) -> Tensor:
-    from .patterns.patches import pooling_windows
+    from ..patterns.patches import pooling_windows
 
     return pooling_windows((H, W), pooling, pool_size).index
 
