@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import torch
 
-from convexnn.certify import certify
+from convexnn.certificates.global_ import certify
 from convexnn.formulations.copositive import exact_sdp_reference, fit_exact, fit_relaxation
 from convexnn.networks import TwoLayerNetwork
 from convexnn.patterns.arrangements import enumerate_patterns

@@ -10,7 +10,7 @@ Quick start::
 """
 
 from .certificates import Certificate
-from .certify import GlobalCertificate, certify
+from .certificates.global_ import GlobalCertificate, certify
 from .estimators import (
     ConvexCNNClassifier,
     ConvexCNNRegressor,

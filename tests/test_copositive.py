@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convexnn.certify import certify
+from convexnn.certificates.global_ import certify
 from convexnn.formulations.copositive import (
     ConeFaces,
     cone_constrained_pca,

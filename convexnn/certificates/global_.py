@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .certificates import SCOPE_GLOBAL, Certificate, relative, scaled_dual
-from .losses import Loss, OffsetLoss, get_loss
-from .networks import TwoLayerNetwork
-from .patterns.arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
+from ..losses import Loss, OffsetLoss, get_loss
+from ..networks import TwoLayerNetwork
+from ..patterns.arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
+from .certificate import SCOPE_GLOBAL, Certificate, relative, scaled_dual
 
 __all__ = ["certify", "GlobalCertificate", "SCOPE_NORM_BOUND"]
 
@@ -86,8 +86,8 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
     internally). ``Y`` is the loss's target encoding (1-D is one column). Works for the squared,
     logistic and cross-entropy losses.
     """
-    from ._validation import check_reg
-    from .formulations.copositive import ConeFaces, fit_exact
+    from .._validation import check_reg
+    from ..formulations.copositive import ConeFaces, fit_exact
 
     check_reg(reg)
     lo = get_loss(loss)
