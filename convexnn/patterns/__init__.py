@@ -25,11 +25,20 @@ from .patches import (
     sample_patch_gates,
     stacked_patches,
 )
-from .sampling import DEFAULT_CHUNK, PatternSet, deduplicate_gates, pattern_masks, sample_gates
+from .sampling import (
+    DEFAULT_CHUNK,
+    PatternSet,
+    bool_masks,
+    deduplicate_gates,
+    mask_hashes,
+    pattern_masks,
+    sample_gates,
+)
 from .search import search_gates
 
 __all__ = [
-    "PatternSet", "sample_gates", "pattern_masks", "deduplicate_gates", "search_gates",
+    "PatternSet", "sample_gates", "pattern_masks", "bool_masks", "mask_hashes",
+    "deduplicate_gates", "search_gates",
     "DEFAULT_CHUNK", "enumerate_patterns", "count_patterns", "arrangement_rank",
     "ArrangementTooLarge", "DEFAULT_MAX_PATTERNS", "extract_patches", "iter_patch_chunks",
     "conv_output_shape", "PoolingWindows", "pooling_windows", "stacked_patches",

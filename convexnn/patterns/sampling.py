@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PatternSet", "sample_gates", "pattern_masks", "deduplicate_gates", "DEFAULT_CHUNK"]
+__all__ = ["PatternSet", "sample_gates", "pattern_masks", "bool_masks", "mask_hashes",
+           "deduplicate_gates", "DEFAULT_CHUNK"]
 
 #: Default number of rows per chunk when masks are recomputed.
 DEFAULT_CHUNK = 4096
@@ -60,7 +61,7 @@ def bool_masks(X: Tensor, gates: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     return out
 
 
-def _mask_hashes(X: Tensor, gates: Tensor, chunk: int, seed: int = 12345) -> Tensor:
+def mask_hashes(X: Tensor, gates: Tensor, chunk: int, seed: int = 12345) -> Tensor:
     """Exact-equality hashes of the columns of 1[X G ≥ 0], computed in row chunks.
 
     Sum of random 61-bit weights over active rows, modulo 2^61 - 1: order-independent, so equal
@@ -85,7 +86,7 @@ def deduplicate_gates(X: Tensor, gates: Tensor, *, drop_zero: bool = True,
     gate with samples on its hyperplane (X g ≈ 0) may flip them at round-off if its masks are
     recomputed from a differently shaped product, so look-ups must not recompute.
     """
-    h = _mask_hashes(X, gates, chunk).numpy()
+    h = mask_hashes(X, gates, chunk).numpy()
     uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
     order = np.argsort(first)
     keep = first[order]
