@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..losses import Loss, get_loss
+from ..patterns.patches import pooling_windows
 from .base import read_npz, save_npz
 
 __all__ = ["ConvNetwork", "CircularCNN", "ThreeLayerCNN", "GatedConvModule", "load_cnn"]
@@ -61,8 +62,6 @@ def _pool_module(pooling: str, pool_size: int | None) -> nn.Module:
 
 
 def _windows(H: int, W: int, pool_size: int | None, pooling: str) -> Tensor:
-    from ..patterns.patches import pooling_windows
-
     return pooling_windows((H, W), pooling, pool_size).index
 
 
