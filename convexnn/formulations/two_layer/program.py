@@ -7,7 +7,11 @@ import torch
 from torch import Tensor
 
 from ...losses import Loss, get_loss
-from ...patterns.sampling import DEFAULT_CHUNK, PatternSet, bool_masks
+from ...patterns import (
+    DEFAULT_CHUNK,
+    PatternSet,
+    bool_masks,
+)
 from .certificate import _Certificates
 from .readback import _Readback
 

@@ -10,7 +10,10 @@ from torch import Tensor
 
 from ...losses import Loss
 from ...networks import TwoLayerNetwork
-from ...patterns.sampling import PatternSet, deduplicate_gates
+from ...patterns import (
+    PatternSet,
+    deduplicate_gates,
+)
 
 if TYPE_CHECKING:
     from .program import TwoLayerProgram
