@@ -47,8 +47,8 @@ from convexnn.formulations.cnn import ConvSharedFilterProgram, ConvTwoLayerProgr
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import solve as solve_fc
 from convexnn.losses import get_loss
-from convexnn.patches import sample_patch_gates
 from convexnn.patterns import sample_gates
+from convexnn.patterns.patches import sample_patch_gates
 from convexnn.pipelines.cnn import solve
 
 REG = 0.1

@@ -30,7 +30,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from convexnn.formulations.cnn import ConvTwoLayerProgram
-from convexnn.patches import sample_patch_gates
+from convexnn.patterns.patches import sample_patch_gates
 from convexnn.pipelines.cnn import solve
 
 REG = 1.0

@@ -22,10 +22,10 @@ import warnings
 import numpy as np
 import torch
 
-from convexnn.arrangements import enumerate_patterns
-from convexnn.certify import certify
+from convexnn.certificates.global_ import certify
 from convexnn.formulations.copositive import exact_sdp_reference, fit_exact, fit_relaxation
 from convexnn.networks import TwoLayerNetwork
+from convexnn.patterns.arrangements import enumerate_patterns
 
 torch.set_num_threads(1)
 warnings.simplefilter("ignore", RuntimeWarning)

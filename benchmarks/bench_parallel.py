@@ -53,7 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from convexnn._validation import add_intercept
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import solve as solve_two_layer
-from convexnn.networks_parallel import ParallelReLUModule
+from convexnn.networks.parallel import ParallelReLUModule
 from convexnn.patterns import sample_gates
 from convexnn.pipelines.parallel import fit_parallel
 

@@ -9,9 +9,8 @@ Quick start::
     cn.certify(network, X, y, reg)   # prove (or refute) global optimality of any network
 """
 
-from .arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 from .certificates import Certificate
-from .certify import GlobalCertificate, certify
+from .certificates.global_ import GlobalCertificate, certify
 from .estimators import (
     ConvexCNNClassifier,
     ConvexCNNRegressor,
@@ -24,9 +23,9 @@ from .estimators import (
 from .estimators.cv import ConvexReLUClassifierCV, ConvexReLURegressorCV
 from .formulations.copositive_cnn import SumPoolCNN, fit_exact_cnn
 from .losses import get_loss
-from .networks import TwoLayerNetwork, load_network
-from .networks_parallel import ParallelReLUNetwork, load_parallel_network
+from .networks import ParallelReLUNetwork, TwoLayerNetwork, load_network, load_parallel_network
 from .patterns import PatternSet, sample_gates
+from .patterns.arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 
 __all__ = [
     "ConvexReLURegressor", "ConvexReLUClassifier", "ConvexCNNClassifier", "ConvexCNNRegressor",

@@ -1,4 +1,4 @@
-"""Exact enumeration of activation patterns (convexnn.arrangements)."""
+"""Exact enumeration of activation patterns (convexnn.patterns.arrangements)."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convexnn.arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
+from convexnn.patterns.arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 
 
 def _mask_set(X, G):

@@ -19,13 +19,13 @@ from convexnn.formulations.cnn import (
     fourier_basis,
     solve,
 )
-from convexnn.patches import (
+from convexnn.patterns import sample_gates
+from convexnn.patterns.patches import (
     enumerate_patch_patterns,
     extract_patches,
     patch_masks,
     sample_patch_gates,
 )
-from convexnn.patterns import sample_gates
 
 cp = pytest.importorskip("cvxpy")
 DT = torch.float64
@@ -108,7 +108,7 @@ def test_enumeration_is_exhaustive_rank2():
 def test_enumeration_2x2_kernels_and_refusal():
     """2x2 kernel + bias (h = 5, rank 5): cell enumeration of the stacked patch matrix; dense
     random gates find no pattern it missed."""
-    from convexnn.arrangements import ArrangementTooLarge
+    from convexnn.patterns.arrangements import ArrangementTooLarge
 
     imgs, _ = _data(N=4, C=1, H=3, W=3)
     ps = enumerate_patch_patterns(imgs, 2, intercept=True)
@@ -343,7 +343,7 @@ def test_solve_reports_when_tol_is_not_reached():
 def test_global_max_pooling_enumeration_is_exact():
     """Global max pooling + the arg-max arrangement + scalar output: the program is exact
     (scope "global"), matches CVXPY, and no network trained by Adam beats its lower bound."""
-    from convexnn.patches import enumerate_max_pool_patterns
+    from convexnn.patterns.patches import enumerate_max_pool_patterns
 
     imgs, Y = _data(N=5, C=1, H=2, W=2, seed=3)
     reg, tol = 0.05, 1e-6

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from convexnn.networks_cnn import load_cnn
+from convexnn.networks.cnn import load_cnn
 
 DT = torch.float64
 

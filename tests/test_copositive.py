@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convexnn.arrangements import ArrangementTooLarge, enumerate_patterns
-from convexnn.certify import certify
+from convexnn.certificates.global_ import certify
 from convexnn.formulations.copositive import (
     ConeFaces,
     cone_constrained_pca,
@@ -21,6 +20,7 @@ from convexnn.formulations.copositive import (
 )
 from convexnn.formulations.two_layer import TwoLayerProgram, to_cvxpy
 from convexnn.networks import TwoLayerNetwork
+from convexnn.patterns.arrangements import ArrangementTooLarge, enumerate_patterns
 
 cp = pytest.importorskip("cvxpy")
 

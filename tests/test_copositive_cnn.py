@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from convexnn.arrangements import ArrangementTooLarge, enumerate_patterns
 from convexnn.formulations.copositive_cnn import SumPoolCNN, fit_exact_cnn
+from convexnn.patterns.arrangements import ArrangementTooLarge, enumerate_patterns
 
 cp = pytest.importorskip("cvxpy")
 

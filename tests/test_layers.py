@@ -11,12 +11,14 @@ from pathlib import Path
 import convexnn
 
 ROOT = Path(convexnn.__file__).parent
-#: top-level module or package -> layer (lower may not import higher); networks_cnn shares
-#: the patterns layer because its forward pass extracts patches
-LAYER = {"ops": 0, "_validation": 0, "losses": 1, "certificates": 1, "networks": 1,
-         "networks_cnn": 2, "networks_parallel": 1, "model_io": 1, "patches": 2,
-         "patterns": 2, "arrangements": 2, "solvers": 3, "results": 3, "formulations": 4,
-         "pipelines": 5, "certify": 5, "distributed": 5, "estimators": 6, "cli": 7,
+#: module or package below ``convexnn`` -> layer (lower may not import higher); the longest
+#: dotted prefix named here decides. networks sits above patterns because the CNN containers'
+#: forward pass uses its pooling windows. certificates.global_ (certify any network) runs the
+#: exact copositive solve of formulations/, so it sits with the pipelines while the Certificate
+#: record it extends stays at the bottom (certificates/__init__ does not import global_).
+LAYER = {"ops": 0, "_validation": 0, "losses": 1, "certificates": 1, "model_io": 1,
+         "patterns": 2, "networks": 3, "solvers": 3, "results": 3, "formulations": 4,
+         "pipelines": 5, "certificates.global_": 5, "distributed": 5, "estimators": 6, "cli": 7,
          "__init__": 7}
 #: (importer, imported) pairs still going upward, each lazy (inside a function)
 ALLOWED = {
@@ -30,8 +32,12 @@ ALLOWED = {
 
 
 def _top(module: str) -> str:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "__init__"
+    """The LAYER key of a module: its longest dotted prefix below ``convexnn`` named in LAYER."""
+    parts = module.split(".")[1:] or ["__init__"]
+    for k in range(len(parts), 1, -1):
+        if ".".join(parts[:k]) in LAYER:
+            return ".".join(parts[:k])
+    return parts[0]
 
 
 def _imports():

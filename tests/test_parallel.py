@@ -27,7 +27,7 @@ from convexnn.formulations.parallel.pricing import (
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import cvxpy_solution as tl_cvxpy_solution
 from convexnn.formulations.two_layer import to_cvxpy as tl_to_cvxpy
-from convexnn.networks_parallel import ParallelReLUNetwork, load_parallel_network
+from convexnn.networks.parallel import ParallelReLUNetwork, load_parallel_network
 from convexnn.patterns import PatternSet
 from convexnn.pipelines.parallel_cg import fit_parallel_cg
 
@@ -478,7 +478,7 @@ def test_nothing_goes_below_the_global_lower_bound(depth, width):
 def test_exhaustive_depth2_equals_two_layer_exact_program():
     """Depth 2 over every block = the two-layer program over every arrangement pattern (an
     independent formulation, solved by CVXPY)."""
-    from convexnn.arrangements import enumerate_patterns
+    from convexnn.patterns.arrangements import enumerate_patterns
 
     Xa, Y = _tiny(seed=3)
     res = fit_parallel(Xa, Y, reg=0.2, depth=2, width=1, method="exhaustive")

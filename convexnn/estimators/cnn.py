@@ -38,7 +38,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
 from .._validation import check_positive_int, check_reg, resolve_device, resolve_dtype, to_tensor
-from ..patches import POOLINGS
+from ..patterns.patches import POOLINGS
 from ..pipelines.cnn import build_program, solve
 from ..results import FitResult
 from ._cnn_data import check_class_labels, check_images, check_targets, is_flat, reshape_flat
@@ -253,7 +253,7 @@ def load_cnn_estimator(path: str | Path):
     """Load a CNN estimator saved by ``save`` (called by :func:`convexnn.load_estimator`)."""
     from ..certificates import Certificate
     from ..model_io import ModelFileError
-    from ..networks_cnn import load_cnn
+    from ..networks.cnn import load_cnn
 
     classes = {"ConvexCNNClassifier": ConvexCNNClassifier,
                "ConvexCNNRegressor": ConvexCNNRegressor}

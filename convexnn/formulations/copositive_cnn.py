@@ -17,7 +17,7 @@ filters have a bias)::
 same program on the patches scaled by 1/K.
 
 Convex form. Let X = [x_{1,1}; …; x_{1,K}; x_{2,1}; …] ∈ R^{NK × h} (sample-major, as
-:func:`convexnn.patches.stacked_patches`) and S ∈ {0,1}^{N × NK} the row-to-sample summation, so
+:func:`convexnn.patterns.stacked_patches`) and S ∈ {0,1}^{N × NK} the row-to-sample summation, so
 the pooled feature of a filter u is S (X u)_+. Every (u, v) pair is an atom S (X u)_+ vᵀ, and
 the problem is exactly the vector-output program of :mod:`~convexnn.formulations.copositive` with
 the feature map u ↦ S (X u)_+ instead of u ↦ (X u)_+. Grouping u by the activation pattern D_p of
@@ -31,7 +31,7 @@ exact oracle (:class:`~convexnn.formulations.copositive.ConeFaces`) on the stack
 with each sample's dual row copied to its K patches. Weak duality is the same argument
 (Fenchel–Young, Cauchy–Schwarz, ||u|| ||v|| ≤ ½(||u||² + ||v||²)), so −L*(sΛ),
 s = min(1, β / max_p h_p(Λ)), is a proven lower bound on p* over networks of *any* width once all
-patterns of X are enumerated (:func:`convexnn.arrangements.enumerate_patterns`; the number of
+patterns of X are enumerated (:func:`convexnn.patterns.enumerate_patterns`; the number of
 patterns is O((NK)^{r−1}), r = rank X ≤ h).
 
 :func:`fit_exact_cnn` alternates the master problem (group lasso over the pooled features of the
@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..arrangements import ArrangementTooLarge, enumerate_patterns
 from ..losses import Loss, get_loss
+from ..patterns.arrangements import ArrangementTooLarge, enumerate_patterns
 from ..results import FitResult
 from .copositive import ConeFaces, solve_exact_program
 from .copositive.cnn import as_input as _as_input

@@ -17,8 +17,12 @@ from ..formulations.cnn.circular import CircularCNNProgram
 from ..formulations.cnn.conv import ConvTwoLayerProgram
 from ..formulations.cnn.shared_filter import ConvSharedFilterProgram
 from ..formulations.cnn.three_layer import ThreeLayerCNNProgram
-from ..patches import enumerate_max_pool_patterns, enumerate_patch_patterns, sample_patch_gates
 from ..patterns import sample_gates
+from ..patterns.patches import (
+    enumerate_max_pool_patterns,
+    enumerate_patch_patterns,
+    sample_patch_gates,
+)
 
 __all__ = ["solve", "build_program", "NOT_CONVERGED"]
 
@@ -40,7 +44,7 @@ def build_program(program: str, images: Tensor, Y: Tensor, reg: float, loss: str
             raise ValueError(f"program='circular' takes single-channel inputs, got C = {C}")
         X = images.reshape(N, -1)
         if patterns == "enumerate":
-            from ..arrangements import enumerate_patterns
+            from ..patterns.arrangements import enumerate_patterns
 
             pats = enumerate_patterns(X)
         else:

@@ -4,7 +4,7 @@ regularizers of CNN architectures").
 The paper's full text was not available (papers.md §4: RECON). Every program below is derived
 here from the stated non-convex model ([DERIVED]) and tested against an independent CVXPY
 implementation and against the read-back torch network. Notation: images x_n, patches
-x_{n,k} ∈ R^h at conv-output positions k = 1..K (:mod:`convexnn.patches`), X_k = patch k of
+x_{n,k} ∈ R^h at conv-output positions k = 1..K (:mod:`convexnn.patterns.patches`), X_k = patch k of
 all samples, β = ``reg``, loss L summed over samples, gates g_p (p = 1..P) with patterns
 D_{pk} = diag(1[X_k g_p ≥ 0]).
 
@@ -56,7 +56,7 @@ Lagrangian (``solver="al"``) runs on all rows (circular and three-layer programs
 
    * **global average pooling, scalar target (c = 1): exact** over all patterns of the stacked
      patch matrix [X_1; …; X_K] (the paper's ℓ2 group-lasso program; with
-     :func:`~convexnn.patches.enumerate_patch_patterns` the certificate's scope is "global");
+     :func:`~convexnn.patterns.enumerate_patch_patterns` the certificate's scope is "global");
    * **global max pooling, scalar target: exact** over all regions of the finer arrangement
      that also fixes each window's arg-max (hyperplanes x_{n,k} − x_{n,k'}); we only sample it,
      so max-pooling certificates are always "sampled patterns";

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ...losses import Loss
-from ...networks_cnn import CircularCNN
+from ...networks.cnn import CircularCNN
 from ...patterns import PatternSet
 from .base import ConeGroupProgram, gate_repair
 from .cvxpy_forms import cvxpy_circular

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 
 from ...losses import Loss
-from ...networks_cnn import ConvNetwork
-from ...patches import MAX_POOL_SOURCE, extract_patches, pooling_windows
+from ...networks.cnn import ConvNetwork
 from ...patterns import PatternSet
+from ...patterns.patches import MAX_POOL_SOURCE, extract_patches, pooling_windows
 from .base import ConeGroupProgram
 from .cvxpy_forms import cvxpy_two_layer
 from .working_set import ConeRowsMixin
@@ -20,8 +20,8 @@ class ConvTwoLayerProgram(ConeRowsMixin, ConeGroupProgram):
     """Two-layer CNN (conv → ReLU/gated → pooling → Linear); see module docstring, item 1.
 
     ``images`` (N, C, H, W); ``Y`` (N, c) in the loss's encoding; ``patterns`` gates over
-    patches (h x P), from :func:`convexnn.patches.sample_patch_gates` or
-    :func:`~convexnn.patches.enumerate_patch_patterns`. ``intercept``: the conv has a bias
+    patches (h x P), from :func:`convexnn.patterns.patches.sample_patch_gates` or
+    :func:`~convexnn.patterns.patches.enumerate_patch_patterns`. ``intercept``: the conv has a bias
     (patches carry a trailing 1). ``pool_size=None``: global pooling.
     """
 

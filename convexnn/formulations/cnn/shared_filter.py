@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 
 from ...losses import Loss
-from ...networks_cnn import ConvNetwork
-from ...patches import pooling_windows
+from ...networks.cnn import ConvNetwork
 from ...patterns import PatternSet
+from ...patterns.patches import pooling_windows
 from .base import ConeGroupProgram
 from .cvxpy_forms import cvxpy_loss
 

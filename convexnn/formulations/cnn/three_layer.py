@@ -8,9 +8,9 @@ from torch import Tensor
 
 from ...certificates import SCOPE_SAMPLED
 from ...losses import Loss
-from ...networks_cnn import ThreeLayerCNN
-from ...patches import extract_patches
+from ...networks.cnn import ThreeLayerCNN
 from ...patterns import PatternSet
+from ...patterns.patches import extract_patches
 from .base import ConeGroupProgram
 from .cvxpy_forms import cvxpy_three_layer
 

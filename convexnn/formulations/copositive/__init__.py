@@ -21,7 +21,7 @@ The primal is the copositive program min L(Σ_p D_p X V_p, Y) + β Σ_p ||V_p||_
 What this module computes, and what each is:
 
 * :func:`fit_exact` — **exact global optimum** for data of small rank r (all patterns enumerated
-  by :mod:`convexnn.arrangements`). Solver: *column generation* (fully corrective conditional
+  by :mod:`convexnn.patterns`). Solver: *column generation* (fully corrective conditional
   gradient) on the atoms (X u)_+ gᵀ: a master problem — group-lasso over the current unit
   directions u_k, min_G L(Σ_k (X u_k)_+ g_kᵀ) + β Σ_k ||g_k||, solved accurately (squared loss: one
   conic QP handed straight to Clarabel, no modelling layer; other losses: CVXPY; FISTA without

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...patches import extract_patches
+from ...patterns.patches import extract_patches
 
 __all__ = ["as_input", "cnn_patch_matrix", "pooled_features"]
 
@@ -39,7 +39,7 @@ def cnn_patch_matrix(X, kernel_size: int, stride: int = 1, padding: int = 0,
                      intercept: bool = True) -> tuple[np.ndarray, int]:
     """The stacked patch matrix (N·K, h) (sample-major) and K, for 1-D or 2-D inputs.
 
-    2-D images use :func:`convexnn.patches.extract_patches` (the CNN work's patch code); 1-D
+    2-D images use :func:`convexnn.patterns.extract_patches` (the CNN work's patch code); 1-D
     signals the same layout with a 1-D window.
     """
     Xt = as_input(X)

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import torch
 
-from ...arrangements import count_patterns, enumerate_patterns
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
 from ...patterns import sample_gates
+from ...patterns.arrangements import count_patterns, enumerate_patterns
 from ...results import FitResult
 from ...solvers.base import History
 from .master import atoms_objective, atoms_to_network, check_inputs, dtype_device, solve_master

@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import torch
 
-from ...arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
 from ...certificates import SCOPE_GLOBAL, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
 from ...networks import TwoLayerNetwork
+from ...patterns.arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
 from ...results import FitResult
 from ...solvers.base import History
 from .master import check_inputs, dtype_device

@@ -1,6 +1,6 @@
 r"""Convex program of path-regularised deep parallel ReLU networks (Ergen & Pilanci, NeurIPS 2023).
 
-Model (:mod:`convexnn.networks_parallel`): K sub-networks, each with m first-layer neurons
+Model (:mod:`convexnn.networks.parallel`): K sub-networks, each with m first-layer neurons
 (augmented weights w̃_j = [w_j; b_j] ∈ R^d, X carries a ones column for the bias), one
 second-layer ReLU unit (weights a ∈ R^m) and output weights v ∈ R^c::
 

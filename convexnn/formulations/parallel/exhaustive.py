@@ -2,7 +2,7 @@ r"""Every block of the parallel program for low-rank data: the exact program, gl
 
 A block is an index s = (D_{1,1..m}, σ, D_2, t, ε) (module docstring of
 :mod:`convexnn.formulations.parallel`). The first-layer patterns are the cells of the hyperplane
-arrangement of X, enumerated exactly by :func:`convexnn.arrangements.enumerate_patterns` (P of
+arrangement of X, enumerated exactly by :func:`convexnn.patterns.enumerate_patterns` (P of
 them, O(n^{r−1}) for rank r). A sub-network is a multiset of m (pattern, sign) pairs, at least one
 sign +1 (otherwise it outputs 0); order within a sub-network does not matter (its unit sums over
 its neurons). Repeated pairs are kept: the l2 path norm is not invariant to splitting a neuron,
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...arrangements import enumerate_patterns
+from ...patterns.arrangements import enumerate_patterns
 from .blocks import ParallelBlocks
 
 __all__ = ["enumerate_blocks", "count_blocks", "TooManyBlocks"]

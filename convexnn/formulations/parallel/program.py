@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
-from ...networks_parallel import ParallelReLUNetwork
+from ...networks.parallel import ParallelReLUNetwork
 from .augmented import AugmentedProgram
 from .blocks import ParallelBlocks
 

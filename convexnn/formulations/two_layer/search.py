@@ -9,13 +9,8 @@ import torch
 from torch import Tensor
 
 from ...certificates import Certificate
-from ...patterns import (
-    PatternSet,
-    _mask_hashes,
-    deduplicate_gates,
-    sample_gates,
-    search_gates,
-)
+from ...patterns.sampling import PatternSet, deduplicate_gates, mask_hashes, sample_gates
+from ...patterns.search import search_gates
 from .program import TwoLayerProgram
 from .solve import solve
 
@@ -32,7 +27,7 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
 
     * **dual search** — at λ = ∇L(prediction of the read-back network), the patterns whose
       dual constraint max_{u ∈ K_D, ||u|| ≤ 1} ∓λᵀ D X u ≤ β is violated, found by the local
-      search :func:`convexnn.patterns.search_gates` from random starts and from the current
+      search :func:`convexnn.patterns.search.search_gates` from random starts and from the current
       neurons (the ``add_per_round`` most violated, value > β, deduplicated) — a pattern whose
       constraint is violated is one the optimum over S ∪ {D} uses to go lower;
     * **primal refinement** (ReLU) — the activation patterns of the read-back network's own
@@ -89,9 +84,9 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
         new = deduplicate_gates(prog.X, gates[:, order], chunk=prog.chunk) \
             if order.numel() else gates[:, :0]
         # drop patterns already in the program, keep the most violated few
-        have = set(_mask_hashes(prog.X, prog.G, prog.chunk).tolist())
+        have = set(mask_hashes(prog.X, prog.G, prog.chunk).tolist())
         if new.shape[1]:
-            hn = _mask_hashes(prog.X, new, prog.chunk).tolist()
+            hn = mask_hashes(prog.X, new, prog.chunk).tolist()
             keep = [i for i, h in enumerate(hn) if h not in have][:add_per_round]
             new = new[:, keep]
         old = prog.G
@@ -109,7 +104,7 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
             new_prog = TwoLayerProgram(prog.X, prog.Y, extra, prog.reg, prog.loss,
                                        prog.activation, intercept=prog.intercept)
             x0 = None
-        if all(h in have for h in _mask_hashes(prog.X, new_prog.G, prog.chunk).tolist()):
+        if all(h in have for h in mask_hashes(prog.X, new_prog.G, prog.chunk).tolist()):
             info["stop"] = "no new pattern found"
             log[-1]["max_violation"] = vmax / prog.reg
             break

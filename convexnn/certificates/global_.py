@@ -10,8 +10,9 @@ Cauchy–Schwarz plus ||u|| ||v|| ≤ (||u||² + ||v||²)/2; see :mod:`convexnn.
 We take Λ = ∇L(F) at the network's own predictions, bound h(Λ) from above and scale:
 Λ ← min(1, β / h) Λ. How h is bounded decides what is proved:
 
-* ``"exact"`` — all activation patterns of X̃ enumerated (:mod:`convexnn.arrangements`) and h
-  computed by the exact cone-constrained PCA oracle: the lower bound is the best this Λ gives.
+* ``"exact"`` — all activation patterns of X̃ enumerated (:mod:`convexnn.patterns.arrangements`)
+  and h computed by the exact cone-constrained PCA oracle: the lower bound is the best this Λ
+  gives.
   With ``solve=True`` (default) the exact program is also solved (:func:`fit_exact`), giving a
   near-tight lower bound on p* and an explicit optimal network (an upper bound on p*).
   ``scope == "global"``.
@@ -34,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
-from .certificates import SCOPE_GLOBAL, Certificate, relative, scaled_dual
-from .losses import Loss, OffsetLoss, get_loss
-from .networks import TwoLayerNetwork
+from ..losses import Loss, OffsetLoss, get_loss
+from ..networks import TwoLayerNetwork
+from ..patterns.arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
+from .certificate import SCOPE_GLOBAL, Certificate, relative, scaled_dual
 
 __all__ = ["certify", "GlobalCertificate", "SCOPE_NORM_BOUND"]
 
@@ -85,8 +86,8 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
     internally). ``Y`` is the loss's target encoding (1-D is one column). Works for the squared,
     logistic and cross-entropy losses.
     """
-    from ._validation import check_reg
-    from .formulations.copositive import ConeFaces, fit_exact
+    from .._validation import check_reg
+    from ..formulations.copositive import ConeFaces, fit_exact
 
     check_reg(reg)
     lo = get_loss(loss)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .losses import Loss
+from ..losses import Loss
 
 __all__ = ["Certificate", "scaled_dual", "SCOPE_SAMPLED", "SCOPE_GLOBAL"]
 

@@ -26,23 +26,16 @@ hyper-parameter of the model; only the number K of sub-networks is free.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .losses import Loss, get_loss
+from ..losses import Loss, get_loss
+from .base import as_tensor, read_npz, save_npz
 
 __all__ = ["ParallelReLUNetwork", "ParallelReLUModule", "load_parallel_network"]
-
-
-def _as_tensor(X, like: Tensor) -> Tensor:
-    if isinstance(X, Tensor):
-        return X.to(dtype=like.dtype, device=like.device)
-    return torch.as_tensor(np.asarray(X), dtype=like.dtype, device=like.device)
 
 
 class ParallelReLUModule(nn.Module):
@@ -131,7 +124,7 @@ class ParallelReLUNetwork:
     def subnetwork_outputs(self, X) -> Tensor:
         """Scalar output z_k(x) ≥ 0 of every sub-network before its output weights: (n, K)."""
         W1 = self.first_layer_weights
-        X = _as_tensor(X, W1)
+        X = as_tensor(X, W1)
         h = torch.relu(torch.einsum("nd,kmd->nkm", X, W1) + self.first_layer_bias)
         if self.second_layer_weights is None:
             return h.sum(-1)
@@ -158,7 +151,7 @@ class ParallelReLUNetwork:
         """Non-convex training objective ``loss(f(X), Y) + reg · R(θ)`` (loss summed)."""
         lo = get_loss(loss)
         Z = self.forward(X)
-        Yt = _as_tensor(Y, Z)
+        Yt = as_tensor(Y, Z)
         if Yt.ndim == 1:
             Yt = Yt[:, None]
         return float(lo.value(Z, Yt) + reg * self.path_norm())
@@ -194,25 +187,19 @@ class ParallelReLUNetwork:
     # -------------------------------------------------------------------- I/O
     def save(self, path: str | Path) -> None:
         """Save to ``path`` (.npz of arrays + JSON metadata; no pickle)."""
-        arrays = {
-            "first_layer_weights": self.first_layer_weights.detach().cpu().numpy(),
-            "first_layer_bias": self.first_layer_bias.detach().cpu().numpy(),
-            "output_weights": self.output_weights.detach().cpu().numpy(),
-        }
+        arrays = {"first_layer_weights": self.first_layer_weights,
+                  "first_layer_bias": self.first_layer_bias,
+                  "output_weights": self.output_weights}
         if self.second_layer_weights is not None:
-            arrays["second_layer_weights"] = self.second_layer_weights.detach().cpu().numpy()
-        meta = {"format": "convexnn.ParallelReLUNetwork", "version": 1, "depth": self.depth}
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+            arrays["second_layer_weights"] = self.second_layer_weights
+        save_npz(path, arrays,
+                 {"format": "convexnn.ParallelReLUNetwork", "version": 1, "depth": self.depth})
 
 
 def load_parallel_network(path: str | Path) -> ParallelReLUNetwork:
     """Load a network saved by :meth:`ParallelReLUNetwork.save` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(bytes(data["__meta__"]).decode())
-        if meta.get("format") != "convexnn.ParallelReLUNetwork":
-            raise ValueError(f"{path}: not a convexnn ParallelReLUNetwork file")
-        t = {k: torch.from_numpy(np.array(data[k])) for k in data.files if k != "__meta__"}
+    meta, t = read_npz(path)
+    if meta.get("format") != "convexnn.ParallelReLUNetwork":
+        raise ValueError(f"{path}: not a convexnn ParallelReLUNetwork file")
     return ParallelReLUNetwork(t["first_layer_weights"], t["first_layer_bias"],
                                t.get("second_layer_weights"), t["output_weights"])

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .patterns import PatternSet
+from .sampling import PatternSet
 
 __all__ = ["enumerate_patterns", "count_patterns", "arrangement_rank", "ArrangementTooLarge",
            "DEFAULT_MAX_PATTERNS"]

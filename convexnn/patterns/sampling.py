@@ -8,20 +8,19 @@ Sampling draws gates at random and keeps one gate per distinct pattern (deduplic
 exact 64-bit modular hash of each mask column, accumulated over row chunks). A sampled set is a
 subset of all patterns: the convex program over it is a restriction whose optimum is ≥ the
 global optimum p*. ``exhaustive=True`` marks a set known to contain every pattern (exact
-enumeration, see :func:`convexnn.arrangements.enumerate_patterns`), which makes the program exact.
+enumeration, see :func:`convexnn.patterns.enumerate_patterns`), which makes the program exact.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["PatternSet", "sample_gates", "pattern_masks", "deduplicate_gates", "search_gates",
-           "DEFAULT_CHUNK"]
+__all__ = ["PatternSet", "sample_gates", "pattern_masks", "bool_masks", "mask_hashes",
+           "deduplicate_gates", "DEFAULT_CHUNK"]
 
 #: Default number of rows per chunk when masks are recomputed.
 DEFAULT_CHUNK = 4096
@@ -62,7 +61,7 @@ def bool_masks(X: Tensor, gates: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     return out
 
 
-def _mask_hashes(X: Tensor, gates: Tensor, chunk: int, seed: int = 12345) -> Tensor:
+def mask_hashes(X: Tensor, gates: Tensor, chunk: int, seed: int = 12345) -> Tensor:
     """Exact-equality hashes of the columns of 1[X G ≥ 0], computed in row chunks.
 
     Sum of random 61-bit weights over active rows, modulo 2^61 - 1: order-independent, so equal
@@ -87,7 +86,7 @@ def deduplicate_gates(X: Tensor, gates: Tensor, *, drop_zero: bool = True,
     gate with samples on its hyperplane (X g ≈ 0) may flip them at round-off if its masks are
     recomputed from a differently shaped product, so look-ups must not recompute.
     """
-    h = _mask_hashes(X, gates, chunk).numpy()
+    h = mask_hashes(X, gates, chunk).numpy()
     uniq, first, inv = np.unique(h, return_index=True, return_inverse=True)
     order = np.argsort(first)
     keep = first[order]
@@ -141,51 +140,3 @@ def sample_gates(X: Tensor, n_patterns: int, random_state: int | np.random.Gener
     if deduplicate:
         gates = deduplicate_gates(X, gates, drop_zero=drop_zero, chunk=chunk)
     return PatternSet(gates, exhaustive=False, info={"kind": kind, "n_sampled": n_patterns})
-
-
-def search_gates(X: Tensor, directions: Tensor, starts: Tensor, *, iters: int = 25,
-                 chunk: int = DEFAULT_CHUNK, gated: bool = False) -> tuple[Tensor, Tensor]:
-    """Local search for the activation patterns that most violate a dual constraint.
-
-    For each column λ of ``directions`` (n x q) and each start u₀ (columns of ``starts``,
-    d x K), ascend φ(u) = λᵀ (X u)_+ on the unit sphere by the fixed-point iteration
-    u ← Xᵀ (1[X u ≥ 0] ∘ λ) / ||·|| (on the cone of the current pattern φ is linear with
-    gradient Xᵀ D(u) λ, and the step maximises that linearisation over the sphere), keeping
-    the best iterate of each start. A returned gate u lies in the cone of its own pattern
-    D(u), so φ(u) = max over that cone's unit directions at least; φ(u) > β proves that the
-    pattern D(u) violates the dual constraint  max_{u ∈ K_D, ||u|| ≤ 1} λᵀ D X u ≤ β  of a
-    program that lacks it (the search itself is a heuristic: finding no violation proves
-    nothing). Batched over all q·K pairs; memory O(n·K) per direction, in row chunks.
-
-    ``gated=True`` scores each iterate by the gated dual constraint instead,
-    ψ(u) = ||Xᵀ D(u) λ|| ≥ φ(u) (the weight is not confined to the gate's cone); for vector
-    outputs ψ with one column λ_k lower-bounds the spectral norm ||Xᵀ D Λ||₂, so ψ > β again
-    proves a violation.
-
-    Returns ``(gates, values)``: gates (d x q·K) unit vectors, values (q·K,) their φ.
-    """
-    n, d = X.shape
-    U0 = starts / torch.linalg.vector_norm(starts, dim=0, keepdim=True).clamp_min(1e-300)
-    gates, values = [], []
-    for j in range(directions.shape[1]):
-        lam = directions[:, j:j + 1]
-        U = U0.clone()
-        best_u, best_v = U.clone(), torch.full((U.shape[1],), -math.inf, dtype=X.dtype,
-                                               device=X.device)
-        for _ in range(iters + 1):
-            G = torch.zeros_like(U)
-            val = torch.zeros(U.shape[1], dtype=X.dtype, device=X.device)
-            for s in range(0, n, chunk):
-                Z = X[s:s + chunk] @ U
-                A = (Z >= 0).to(X.dtype) * lam[s:s + chunk]
-                G += X[s:s + chunk].T @ A
-                val += (A * Z).sum(0)
-            if gated:
-                val = torch.linalg.vector_norm(G, dim=0)
-            better = val > best_v
-            best_v = torch.where(better, val, best_v)
-            best_u[:, better] = U[:, better]
-            U = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
-        gates.append(best_u)
-        values.append(best_v)
-    return torch.cat(gates, 1), torch.cat(values)

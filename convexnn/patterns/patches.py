@@ -18,8 +18,8 @@ size (Ergen & Pilanci 2021). We keep gates, never NK × P masks; masks are recom
   :func:`convexnn.patterns.sample_gates`) deduplicated by their stacked mask.
 * :func:`enumerate_patch_patterns` — *exact* enumeration of every pattern of the stacked patch
   matrix: an angular sweep when its rank is ≤ 2 (1x1 kernel plus a bias, 1-D kernel 2), the
-  cell enumeration of :mod:`convexnn.arrangements` otherwise (small filters, e.g. 2x2; refused
-  with the count beyond ``max_patterns``). Every u ∈ R^h lies in the closed cone of a
+  cell enumeration of :mod:`convexnn.patterns.arrangements` otherwise (small filters, e.g. 2x2;
+  refused with the count beyond ``max_patterns``). Every u ∈ R^h lies in the closed cone of a
   full-dimensional region, so the regions' patterns suffice for exact programs. Larger filters:
   use sampling (the program is then a restriction).
 """
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .patterns import DEFAULT_CHUNK, PatternSet, deduplicate_gates, sample_gates
+from .sampling import DEFAULT_CHUNK, PatternSet, deduplicate_gates, sample_gates
 
 __all__ = ["extract_patches", "iter_patch_chunks", "conv_output_shape", "PoolingWindows",
            "pooling_windows", "stacked_patches", "sample_patch_gates",
@@ -179,9 +179,9 @@ def enumerate_patch_patterns(images: Tensor, kernel_size: int, stride: int = 1,
 
     Rank ≤ 2 (e.g. 1-D signals with kernel 2, or a 1x1 kernel plus a bias): project onto the
     row space (SVD) and sweep the angle, one gate per full-dimensional region. Higher ranks:
-    the cell enumeration of :func:`convexnn.arrangements.enumerate_patterns` (exponential only
+    the cell enumeration of :func:`convexnn.patterns.enumerate_patterns` (exponential only
     in the rank r ≤ h: O((N·K)^{r−1}) patterns), which refuses with the count
-    (:class:`~convexnn.arrangements.ArrangementTooLarge`, a ``ValueError``) when its bound
+    (:class:`~convexnn.patterns.arrangements.ArrangementTooLarge`, a ``ValueError``) when its bound
     exceeds ``max_patterns`` — use :func:`sample_patch_gates` then. Every u ∈ R^h lies in the
     closed cone of a full-dimensional region, so these patterns suffice for exact programs;
     the result has ``exhaustive=True``.

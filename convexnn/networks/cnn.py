@@ -24,7 +24,6 @@ r"""Containers for the convolutional networks read back from the convex CNN prog
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .losses import Loss, get_loss
+from ..losses import Loss, get_loss
+from ..patterns.patches import pooling_windows
+from .base import read_npz, save_npz
 
 __all__ = ["ConvNetwork", "CircularCNN", "ThreeLayerCNN", "GatedConvModule", "load_cnn"]
 
@@ -61,16 +62,7 @@ def _pool_module(pooling: str, pool_size: int | None) -> nn.Module:
 
 
 def _windows(H: int, W: int, pool_size: int | None, pooling: str) -> Tensor:
-    from .patches import pooling_windows
-
     return pooling_windows((H, W), pooling, pool_size).index
-
-
-def _save(path, arrays: dict, meta: dict) -> None:
-    arrays = {k: v.detach().cpu().numpy() for k, v in arrays.items()}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
 
 
 class GatedConvModule(nn.Module):
@@ -192,7 +184,7 @@ class ConvNetwork:
         meta = {"format": "convexnn.ConvNetwork", "version": 1, "kernel_size": self.kernel_size,
                 "stride": self.stride, "padding": self.padding, "pooling": self.pooling,
                 "pool_size": self.pool_size, "activation": self.activation}
-        _save(path, arrays, meta)
+        save_npz(path, arrays, meta)
 
 
 @dataclass
@@ -272,9 +264,9 @@ class CircularCNN:
         return nn.Sequential(*layers).to(dtype=W1.dtype, device=W1.device)
 
     def save(self, path: str | Path) -> None:
-        _save(path, {"first_filters": self.first_filters, "last_filters": self.last_filters,
-                     "output_weights": self.output_weights},
-              {"format": "convexnn.CircularCNN", "version": 1, "n_circular": self.n_circular})
+        save_npz(path, {"first_filters": self.first_filters, "last_filters": self.last_filters,
+                        "output_weights": self.output_weights},
+                 {"format": "convexnn.CircularCNN", "version": 1, "n_circular": self.n_circular})
 
 
 @dataclass
@@ -325,17 +317,15 @@ class ThreeLayerCNN:
             dtype=self.weight.dtype, device=self.weight.device)
 
     def save(self, path: str | Path) -> None:
-        _save(path, {"weight": self.weight, "bias": self.bias,
-                     "hidden_weight": self.hidden_weight, "output_weight": self.output_weight},
-              {"format": "convexnn.ThreeLayerCNN", "version": 1, "kernel_size": self.kernel_size,
-               "stride": self.stride, "padding": self.padding})
+        save_npz(path, {"weight": self.weight, "bias": self.bias,
+                        "hidden_weight": self.hidden_weight, "output_weight": self.output_weight},
+                 {"format": "convexnn.ThreeLayerCNN", "version": 1,
+                  "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding})
 
 
 def load_cnn(path: str | Path):
     """Load any CNN container saved by ``save`` (``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(bytes(data["__meta__"]).decode())
-        t = {k: torch.from_numpy(np.array(data[k])) for k in data.files if k != "__meta__"}
+    meta, t = read_npz(path)
     fmt = meta.get("format")
     if fmt == "convexnn.ConvNetwork":
         return ConvNetwork(t["weight"], t["bias"], t["linear_weight"], meta["kernel_size"],

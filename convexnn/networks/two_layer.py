@@ -24,26 +24,19 @@ Networks save to ``.npz`` + JSON metadata (no pickle): loading executes no code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .losses import Loss, get_loss
-from .model_io import read_network_file
+from ..losses import Loss, get_loss
+from ..model_io import read_network_file
+from .base import as_tensor, save_npz
 
 __all__ = ["TwoLayerNetwork", "GatedReLULayer", "load_network"]
 
 _OPTIONAL = ("gate_weights", "gate_bias", "output_bias", "input_offset", "input_scale")
-
-
-def _as_tensor(X, like: Tensor) -> Tensor:
-    if isinstance(X, Tensor):
-        return X.to(dtype=like.dtype, device=like.device)
-    return torch.as_tensor(np.asarray(X), dtype=like.dtype, device=like.device)
 
 
 class GatedReLULayer(nn.Module):
@@ -113,7 +106,7 @@ class TwoLayerNetwork:
     # ----------------------------------------------------------------- forward
     def hidden(self, X) -> Tensor:
         W = self.first_layer_weights
-        X = _as_tensor(X, W)
+        X = as_tensor(X, W)
         pre = X @ W.T + self.first_layer_bias
         if self.activation == "relu":
             return torch.relu(pre)
@@ -149,7 +142,7 @@ class TwoLayerNetwork:
         """
         lo = get_loss(loss)
         Z = self.forward(X)
-        Yt = _as_tensor(Y, Z)
+        Yt = as_tensor(Y, Z)
         if Yt.ndim == 1:
             Yt = Yt[:, None]
         return float(lo.value(Z, Yt) + 0.5 * reg * self.penalty())
@@ -207,19 +200,15 @@ class TwoLayerNetwork:
     # -------------------------------------------------------------------- I/O
     def save(self, path: str | Path) -> None:
         """Save to ``path`` (.npz of arrays + JSON metadata inside; no pickle)."""
-        arrays = {
-            "first_layer_weights": self.first_layer_weights.detach().cpu().numpy(),
-            "first_layer_bias": self.first_layer_bias.detach().cpu().numpy(),
-            "second_layer_weights": self.second_layer_weights.detach().cpu().numpy(),
-        }
+        arrays = {"first_layer_weights": self.first_layer_weights,
+                  "first_layer_bias": self.first_layer_bias,
+                  "second_layer_weights": self.second_layer_weights}
         for name in _OPTIONAL:
             t = getattr(self, name)
             if t is not None:
-                arrays[name] = t.detach().cpu().numpy()
-        meta = {"format": "convexnn.TwoLayerNetwork", "version": 1, "activation": self.activation}
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+                arrays[name] = t
+        save_npz(path, arrays, {"format": "convexnn.TwoLayerNetwork", "version": 1,
+                                "activation": self.activation})
 
 
 def load_network(path: str | Path) -> TwoLayerNetwork:
