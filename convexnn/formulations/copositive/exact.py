@@ -14,11 +14,12 @@ import torch
 from ...arrangements import count_patterns, enumerate_patterns
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
+from ...ops.linalg import as_numpy
 from ...patterns import PatternSet, sample_gates
 from ...results import FitResult
 from ...solvers.base import History, StopReason
 from .master import atoms_objective, atoms_to_network, check_inputs, dtype_device, solve_master
-from .oracle import ConeFaces, as_numpy
+from .oracle import ConeFaces
 from .prune import prune_solution
 
 __all__ = ["solve_exact_program", "fit_exact", "fit_column_generation", "estimate_exact_memory",

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from ...losses import Loss
 from ...networks import TwoLayerNetwork
-from .oracle import as_numpy
+from ...ops.linalg import as_numpy
+from ...ops.prox import group_soft_threshold
 
 __all__ = ["solve_master", "atoms_to_network", "atoms_objective", "check_inputs", "dtype_device"]
 
@@ -112,8 +113,7 @@ def _master_fista(Phi, Y, reg, loss, G0, tol, max_iter: int = 20000) -> np.ndarr
     for it in range(max_iter):
         grad = P.T @ loss.grad(P @ Yk, Yt)
         W = Yk - grad / L
-        nrm = torch.linalg.vector_norm(W, dim=1, keepdim=True)
-        G = W * (1 - (reg / L) / nrm.clamp_min(1e-300)).clamp_min(0)
+        G = group_soft_threshold(W, reg / L, dim=1)
         Fn = F(G)
         if Fn > Fp:
             t = 1.0

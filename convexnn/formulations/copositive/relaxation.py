@@ -11,11 +11,12 @@ import torch
 from ...arrangements import count_patterns, enumerate_patterns
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
+from ...ops.linalg import as_numpy
 from ...patterns import sample_gates
 from ...results import FitResult
 from ...solvers.base import History
 from .master import atoms_objective, atoms_to_network, check_inputs, dtype_device, solve_master
-from .oracle import FEAS_TOL, ConeFaces, as_numpy
+from .oracle import FEAS_TOL, ConeFaces
 from .prune import prune_solution
 
 __all__ = ["relaxation_cvxpy", "fit_relaxation"]

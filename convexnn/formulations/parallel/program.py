@@ -11,6 +11,7 @@ from torch import Tensor
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
 from ...networks_parallel import ParallelReLUNetwork
+from ...ops.prox import group_soft_threshold
 from .augmented import AugmentedProgram
 from .blocks import ParallelBlocks
 
@@ -151,8 +152,7 @@ class ParallelProgram:
         return self.reg * self.group_norms(x).sum()
 
     def prox(self, x: Tensor, step: float) -> Tensor:
-        nrm = self.group_norms(x)[:, None, None]
-        return x * (1 - step * self.reg / nrm.clamp_min(1e-300)).clamp_min(0)
+        return group_soft_threshold(x, step * self.reg, norms=self.group_norms(x)[:, None, None])
 
     # ------------------------------------------------------------ FISTA / AL protocol
     def smooth_value(self, XQ: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ...networks import TwoLayerNetwork
+from ...ops.prox import group_soft_threshold
 from .relaxation import SDPRelaxation
 
 __all__ = ["extract_network", "polish_network", "group_lasso_output"]
@@ -23,8 +24,7 @@ def group_lasso_output(H: Tensor, Y: Tensor, reg: float, iters: int = 500) -> Te
     for _ in range(iters):
         G = (H @ Zv.T - Y).T @ H
         Vn = Zv - G / Lip
-        nrm = torch.linalg.vector_norm(Vn, dim=0, keepdim=True)
-        Vn = Vn * (1 - reg / Lip / nrm.clamp_min(1e-300)).clamp_min(0)
+        Vn = group_soft_threshold(Vn, reg / Lip, dim=0)
         tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
         Zv = Vn + ((t - 1) / tn) * (Vn - V)
         V, t = Vn, tn
