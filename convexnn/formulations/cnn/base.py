@@ -13,6 +13,7 @@ from ...losses import Loss, get_loss
 from ...ops.linalg import power_iteration
 from ...ops.prox import group_soft_threshold, singular_value_threshold
 from ...patterns import PatternSet
+from ...solvers.fista import accelerated_projected_gradient
 
 __all__ = ["ConeGroupProgram", "AugmentedCNN", "gate_repair"]
 
@@ -222,15 +223,9 @@ class ConeGroupProgram:
         μ ≥ 0 gives a valid bound."""
         if mu is None:
             mu = torch.zeros_like(self.constraint(self.zeros()))
-        L = self._constraint_norm2()
-        prev, z, t = mu, mu, 1.0
-        for _ in range(iters):
-            r = y - self.constraint_adjoint(z)
-            new = (z + self.constraint(r) / L).clamp_min(0)
-            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-            z = new + ((t - 1) / t_new) * (new - prev)
-            prev, t = new, t_new
-        return prev
+        return accelerated_projected_gradient(
+            lambda z: -self.constraint(y - self.constraint_adjoint(z)), mu,
+            1.0 / self._constraint_norm2(), iters)
 
     def lipschitz(self, iters: int = 15) -> float:
         """Power-iteration estimate of ||A||² times the loss smoothness."""
