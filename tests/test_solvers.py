@@ -259,3 +259,26 @@ def test_sdp_interior_point_on_a_small_generic_sdp():
     assert abs(res.dual_value - pr.value) <= 1e-7 * (1 + abs(pr.value))
     assert float(torch.linalg.eigvalsh(res.Z).min()) >= -1e-8
     assert np.allclose(res.Z.numpy(), Z.value, atol=1e-4)
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_group_lasso_by_fista_matches_cvxpy(loss):
+    """The group lasso over fixed features (copositive master's FISTA backend, SDP read-back)
+    stops at its certified gap and agrees with the master problem solved by CVXPY."""
+    from convexnn.formulations.copositive import solve_master
+    from convexnn.formulations.group_lasso import GroupLasso
+    from convexnn.losses import get_loss
+
+    rng = np.random.default_rng(5)
+    Phi = np.maximum(rng.standard_normal((20, 6)), 0)
+    Y = rng.standard_normal((20, 2)) if loss == "squared" else np.sign(rng.standard_normal((20, 1)))
+    lo, reg = get_loss(loss), 0.5
+    G = torch.as_tensor(solve_master(Phi, Y, reg, lo, backend="fista", tol=TOL))
+    F, gap, rel = GroupLasso(torch.as_tensor(Phi), torch.as_tensor(Y), reg, lo).gap(
+        G, torch.as_tensor(Phi) @ G)
+    assert rel <= TOL
+    Gc = solve_master(Phi, Y, reg, lo, backend="cvxpy", tol=1e-10)
+    Fc = float(lo.value(torch.as_tensor(Phi @ Gc), torch.as_tensor(Y))) \
+        + reg * np.linalg.norm(Gc, axis=1).sum()
+    assert F <= Fc + TOL * abs(F) + 1e-9 and Fc - F <= 1e-7 * abs(F)
+    assert (torch.linalg.vector_norm(G, dim=1) == 0).any()  # whole groups vanish
