@@ -282,3 +282,15 @@ def test_group_lasso_by_fista_matches_cvxpy(loss):
         + reg * np.linalg.norm(Gc, axis=1).sum()
     assert F <= Fc + TOL * abs(F) + 1e-9 and Fc - F <= 1e-7 * abs(F)
     assert (torch.linalg.vector_norm(G, dim=1) == 0).any()  # whole groups vanish
+
+
+def test_history_extend_shifts_iterations_and_seconds():
+    from convexnn.solvers.base import History
+
+    a, b = History(), History()
+    a.append(10, 3.0, 0.5, 0.1, 1.0)
+    b.append(5, 2.0, 0.2, 0.05, 0.5)
+    b.append(7, 1.5, 0.1, 0.01, 0.75)
+    a.extend(b, 10, 1.0)
+    assert a.iteration == [10, 15, 17] and a.seconds == [1.0, 1.5, 1.75]
+    assert a.objective == [3.0, 2.0, 1.5] and a.relative_gap == [0.1, 0.05, 0.01]

@@ -260,10 +260,7 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
                                        monitor=monitor, verbose=verbose)
             mu, rho = res.extras["mu"], res.extras["rho"]
         x = res.x
-        h = res.history
-        for i in range(len(h)):
-            hist.append(h.iteration[i] + total, h.objective[i], h.gap[i], h.relative_gap[i],
-                        h.seconds[i] + start)
+        hist.extend(res.history, total, start)
         total += res.n_iter
         rounds += 1
         if res.stop_reason == StopReason.GAP:

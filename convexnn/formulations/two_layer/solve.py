@@ -94,10 +94,7 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
         if cert_p.primal > cert_a.primal and cert_p.relative_gap >= cert_a.relative_gap:
             return out  # keep the better network
         hist = res_a.history
-        for i in range(len(res_p.history)):
-            hist.append(res_a.n_iter + res_p.history.iteration[i], res_p.history.objective[i],
-                        res_p.history.gap[i], res_p.history.relative_gap[i],
-                        res_a.seconds + res_p.history.seconds[i])
+        hist.extend(res_p.history, res_a.n_iter, res_a.seconds)
         res_p.history = hist
         res_p.extras["admm_iterations"] = res_a.n_iter
         return x_p, cert_p, res_p
