@@ -47,7 +47,14 @@ import torch
 from torch import Tensor
 
 from .base import History, StopReason
-from .sdp_ipm_steps import max_step_psd, max_step_vec
+from .sdp_ipm_steps import (
+    NewtonSystem,
+    cholesky_psd,
+    max_step_psd,
+    max_step_vec,
+    newton_direction,
+    schur_matrix,
+)
 
 __all__ = ["Rank2SDP", "IPMResult", "primal_dual_ipm", "max_step_psd"]
 
@@ -142,77 +149,6 @@ class IPMResult:
     history: History = field(default_factory=History)
 
 
-def _schur(prob: Rank2SDP, KZ: Tensor, KS: Tensor) -> Tensor:
-    """M_ij = <A_i, Z A_j S⁻¹> from the two Gram matrices (two m x m buffers)."""
-    P, R, c = prob.P, prob.R, prob.coef
-    M = KZ[P][:, P]
-    M.mul_(KS[R][:, R])
-    tmp = KZ[R][:, R]
-    tmp.mul_(KS[P][:, P])
-    M.add_(tmp)
-    del tmp
-    X = KZ[P][:, R]
-    X.mul_(KS[R][:, P])
-    M.add_(X).add_(X.T)
-    del X
-    M.mul_(0.25 * c[:, None] * c[None, :])
-    return 0.5 * (M + M.T)
-
-
-def _cholesky_psd(A: Tensor) -> Tensor | None:
-    L, info = torch.linalg.cholesky_ex(0.5 * (A + A.T))
-    return None if int(info) != 0 else L
-
-
-@dataclass
-class _Newton:
-    """Quantities of one interior-point iteration shared by predictor and corrector."""
-
-    mu: float
-    Sinv: Tensor
-    E0: Tensor
-    Z: Tensor
-    Rd: Tensor
-    r_q: Tensor
-    r_e: Tensor
-    r_i: Tensor
-    s: Tensor
-    yi: Tensor
-    dsc: Tensor
-    Lm: Tensor
-    M: Tensor        # the scaled Schur matrix (for one step of iterative refinement)
-
-
-def _direction(prob: Rank2SDP, c: _Newton, sigma: float, corr_Z: Tensor | None,
-               corr_s: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """HKM Newton direction for target σμ (with Mehrotra's second-order terms if given)."""
-    nq, ne, m = prob.n_quad, prob.n_eq, prob.m
-    dt, dev = c.Z.dtype, c.Z.device
-    E = sigma * c.mu * c.Sinv + c.E0
-    if corr_Z is not None:
-        E = E - corr_Z
-    AE = prob.apply(prob.gram(E))
-    rhs = torch.empty(m, dtype=dt, device=dev)
-    rhs[:nq] = -c.r_q + AE[:nq]
-    rhs[nq:nq + ne] = -c.r_e + AE[nq:nq + ne]
-    if prob.n_ineq:
-        rhs[nq + ne:] = (sigma * c.mu - c.s * c.yi - corr_s) / c.yi + c.r_i + AE[nq + ne:]
-    r = (c.dsc * rhs)[:, None]
-    z = torch.cholesky_solve(r, c.Lm)
-    z = z + torch.cholesky_solve(r - c.M @ z, c.Lm)      # iterative refinement
-    dy = c.dsc * z.flatten()
-    dSy = prob.adjoint(dy)
-    G = c.Z @ dSy @ c.Sinv
-    dZ = E - 0.5 * (G + G.T)
-    dS = dSy - c.Rd
-    if prob.n_ineq:
-        dyi = dy[nq + ne:]
-        ds = (sigma * c.mu - c.s * c.yi - corr_s - c.s * dyi) / c.yi
-    else:
-        dyi = ds = torch.zeros(0, dtype=dt, device=dev)
-    return dy, dS, dZ, ds, dyi
-
-
 def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor, s0: Tensor,
                     tol: float = 1e-8, max_iter: int = 100, max_time: float | None = None,
                     step_frac: float = 0.98, exact_steps: bool | None = None,
@@ -252,7 +188,7 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
         raise ValueError("y0 / s0 do not match the number of constraints")
     if prob.n_ineq and (bool((y[nq + ne:] <= 0).any()) or bool((s <= 0).any())):
         raise ValueError("the start must have positive inequality slacks and multipliers")
-    Ls, Lz = _cholesky_psd(S), _cholesky_psd(Z)
+    Ls, Lz = cholesky_psd(S), cholesky_psd(Z)
     if Ls is None or Lz is None:
         raise ValueError("Z0 and S0 (default S(y0)) must be positive definite")
     exact = (q <= 400) if exact_steps is None else exact_steps
@@ -304,7 +240,7 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
                 if dual_feasible:   # keep S(y) ≻ 0: shrink the new multipliers if needed
                     for _ in range(60):
                         S_try = prob.dual_matrix(torch.cat([y, yk]))
-                        L_try = _cholesky_psd(S_try)
+                        L_try = cholesky_psd(S_try)
                         if L_try is not None:
                             break
                         yk = 0.25 * yk
@@ -332,7 +268,7 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
             break
         # ---- Schur complement system
         KS = prob.gram(Sinv)
-        M = _schur(prob, KZ, KS)
+        M = schur_matrix(prob, KZ, KS)
         del KS
         Dd = torch.zeros(m, dtype=dt, device=dev)
         Dd[:nq] = 1.0
@@ -351,12 +287,12 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
         G0 = Z @ Rd @ Sinv
         E0 = 0.5 * (G0 + G0.T) - Z
 
-        ctx = _Newton(mu=mu, Sinv=Sinv, E0=E0, Z=Z, Rd=Rd, r_q=r_q, r_e=r_e, r_i=r_i, s=s,
-                      yi=yi, dsc=dsc, Lm=Lm, M=M)
+        ctx = NewtonSystem(mu=mu, Sinv=Sinv, E0=E0, Z=Z, Rd=Rd, r_q=r_q, r_e=r_e, r_i=r_i,
+                           s=s, yi=yi, dsc=dsc, Lm=Lm, M=M)
 
         def direction(sigma: float, corr_Z: Tensor | None, corr_s: Tensor | float,
-                      ctx: _Newton = ctx):
-            return _direction(prob, ctx, sigma, corr_Z, corr_s)
+                      ctx: NewtonSystem = ctx):
+            return newton_direction(prob, ctx, sigma, corr_Z, corr_s)
 
         dy, dS, dZ, ds, dyi = direction(0.0, None, 0.0)
         ap = min(max_step_psd(Lz, dZ, exact=exact), max_step_vec(s, ds))
@@ -373,13 +309,13 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
             ap = ad = min(ap, ad)
         Lz_new = Ls_new = S_try = None
         for _ in range(60):
-            Lz_new = _cholesky_psd(Z + ap * dZ)
+            Lz_new = cholesky_psd(Z + ap * dZ)
             if Lz_new is None:
                 ap *= 0.7
                 ad = min(ad, ap) if equal_steps else ad
                 continue
             S_try = prob.dual_matrix(y + ad * dy) if dual_feasible else S + ad * dS
-            Ls_new = _cholesky_psd(S_try)
+            Ls_new = cholesky_psd(S_try)
             if Ls_new is None:
                 ad *= 0.7
                 ap = min(ap, ad) if equal_steps else ap
