@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ..solvers.base import History, SolverResult, StopReason
 
@@ -111,6 +112,66 @@ def _working_set_from_start(prog, x0, mu0):
     return groups, rows
 
 
+def _scatter(prog, U: list, duals: list, groups: list, rows: list) -> tuple[Tensor, Tensor]:
+    """The reduced solution (weights, cone multipliers on the working rows) as full arrays."""
+    x = prog.zeros()
+    mu = torch.zeros((prog.n, prog.S, prog.P, prog.c), dtype=prog.X.dtype,
+                     device=prog.X.device)
+    for j, g in enumerate(groups):
+        x[g[0], g[1], :, g[2]] = torch.as_tensor(U[j], dtype=x.dtype, device=x.device)
+        if duals[j] is not None:
+            mu[torch.as_tensor(rows[j]), g[0], g[1], g[2]] = torch.as_tensor(
+                duals[j], dtype=mu.dtype, device=mu.device)
+    return x, mu
+
+
+def _add_violated_rows(prog, XV: Tensor, groups: list, rows: list) -> int:
+    """Add to each working group's rows the cone rows it violates (relative 1e-7); returns how
+    many were added (``rows`` updated in place)."""
+    C = prog.constraint(XV)
+    scale = XV.abs().amax(0).clamp_min(1e-12)  # (S, P, c)
+    added = 0
+    for j, g in enumerate(groups):
+        Cg = C[:, g[0], g[1], g[2]]
+        new = torch.nonzero(Cg < -1e-7 * scale[g]).flatten().cpu().numpy()
+        new = np.setdiff1d(new, rows[j])
+        if len(new):
+            rows[j] = np.union1d(rows[j], new)
+            added += len(new)
+    return added
+
+
+def _initial_rows(prog, g: tuple, mu_g: Tensor | None = None) -> np.ndarray:
+    """A new group's rows: those with a positive multiplier and the 2d closest to its
+    hyperplane."""
+    sel = torch.zeros(prog.n, dtype=torch.bool, device=prog.X.device)
+    if mu_g is not None:
+        sel |= mu_g > 0
+    sel[torch.argsort((prog.X @ prog.G[:, g[1]]).abs())[: 2 * prog.d]] = True
+    return torch.nonzero(sel).flatten().cpu().numpy()
+
+
+def _add_violated_groups(prog, XV: Tensor, mu: Tensor, groups: list, rows: list, *,
+                         refine: int, tol: float, max_new: int) -> bool:
+    """The (at most ``max_new``) groups whose tightened dual bound exceeds β most join the
+    working set (in place); False when there is none."""
+    lam = prog.loss.grad(prog.relu_predict(XV), prog.Y)
+    mu_r = prog.refine_multipliers(lam, mu, refine)
+    h = prog._cone_dual_norms(lam, prog.masks[:, None, :, None], mu_r)
+    in_w = torch.zeros_like(h, dtype=torch.bool)
+    for g in groups:
+        in_w[g] = True
+    cand = torch.nonzero((h > prog.reg * (1 + 0.1 * tol)) & ~in_w)
+    if len(cand) == 0:
+        return False
+    order = torch.argsort(h[tuple(cand.T)], descending=True)[:max_new]
+    for i in order.tolist():
+        g = tuple(cand[i].tolist())
+        groups.append(g)
+        rows.append(_initial_rows(prog, g, mu_r[:, g[0], g[1], g[2]]))
+    return True
+
+
 def solve_active_set(prog, *, tol: float = 1e-6, max_time: float | None = None,
                      warm_iters: int = 300, max_rounds: int = 50, max_new_groups: int = 20,
                      refine: int = 50, cvxpy_solver: str | None = "CLARABEL",
@@ -132,41 +193,14 @@ def solve_active_set(prog, *, tol: float = 1e-6, max_time: float | None = None,
     hist = History()
     if not groups:  # zero is optimal for the gated program; start from a top group
         groups, rows = [(0, 0, 0)], [np.arange(0)]
-    mu_al = torch.zeros((prog.n, prog.S, prog.P, prog.c), dtype=prog.X.dtype,
-                        device=prog.X.device)
-    C = None
-
-    def initial_rows(g, mu_g=None):
-        p_ = g[1]
-        sel = torch.zeros(prog.n, dtype=torch.bool, device=prog.X.device)
-        if mu_g is not None:
-            sel |= mu_g > 0
-        sel[torch.argsort((prog.X @ prog.G[:, p_]).abs())[: 2 * prog.d]] = True
-        return torch.nonzero(sel).flatten().cpu().numpy()
-
     reason = StopReason.MAX_ITER
     rounds = 0
     best = None  # (x, cert) of the round with the smallest gap: that one is returned
     for rounds in range(1, max_rounds + 1):
         U, duals = _reduced_cvxpy(prog, groups, rows, cvxpy_solver, cvxpy_options)
-        x = prog.zeros()
-        mu = torch.zeros_like(mu_al)
-        for j, g in enumerate(groups):
-            x[g[0], g[1], :, g[2]] = torch.as_tensor(U[j], dtype=x.dtype, device=x.device)
-            if duals[j] is not None:
-                mu[torch.as_tensor(rows[j]), g[0], g[1], g[2]] = torch.as_tensor(
-                    duals[j], dtype=mu.dtype, device=mu.device)
+        x, mu = _scatter(prog, U, duals, groups, rows)
         XV = prog.relu_state(x)
-        C = prog.constraint(XV)
-        scale = XV.abs().amax(0).clamp_min(1e-12)  # (S, P, c)
-        added = 0
-        for j, g in enumerate(groups):
-            Cg = C[:, g[0], g[1], g[2]]
-            new = torch.nonzero(Cg < -1e-7 * scale[g]).flatten().cpu().numpy()
-            new = np.setdiff1d(new, rows[j])
-            if len(new):
-                rows[j] = np.union1d(rows[j], new)
-                added += len(new)
+        added = _add_violated_rows(prog, XV, groups, rows)
         if added:
             if verbose:
                 print(f"[active-set] round {rounds}: +{added} rows")
@@ -188,22 +222,10 @@ def solve_active_set(prog, *, tol: float = 1e-6, max_time: float | None = None,
         if max_time is not None and time.perf_counter() - t0 > max_time:
             reason = StopReason.MAX_TIME
             break
-        # groups whose (tightened) dual bound exceeds β join the working set
-        lam = prog.loss.grad(prog.relu_predict(XV), prog.Y)
-        mu_r = prog.refine_multipliers(lam, mu, refine)
-        h = prog._cone_dual_norms(lam, prog.masks[:, None, :, None], mu_r)
-        in_w = torch.zeros_like(h, dtype=torch.bool)
-        for g in groups:
-            in_w[g] = True
-        cand = torch.nonzero((h > prog.reg * (1 + 0.1 * tol)) & ~in_w)
-        if len(cand) == 0:
+        if not _add_violated_groups(prog, XV, mu, groups, rows, refine=refine, tol=tol,
+                                    max_new=max_new_groups):
             reason = StopReason.STALLED  # nothing left to add: gap limited by precision
             break
-        order = torch.argsort(h[tuple(cand.T)], descending=True)[:max_new_groups]
-        for i in order.tolist():
-            g = tuple(cand[i].tolist())
-            groups.append(g)
-            rows.append(initial_rows(g, mu_r[:, g[0], g[1], g[2]]))
     if best is not None:
         x, cert = best
     x = prog.repair(x)

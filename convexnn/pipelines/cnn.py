@@ -209,8 +209,6 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
     (see :func:`solve`). ADMM certificates also try the solver's loss-gradient estimate ρu
     (snapped into dom L*) and use its multipliers μ = (−ρw)_+; the factorisation time is part
     of the reported clock."""
-    from ..solvers import augmented_lagrangian
-    from ..solvers.admm import admm
     from ..solvers.base import History, SolverResult, StopReason
 
     t0 = time.perf_counter()
@@ -241,33 +239,20 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
                          if isinstance(prog, ConvSharedFilterProgram) else ADMMSplitting(prog))
                 setup += time.perf_counter() - ts
                 left = None if left is None else max(left - (time.perf_counter() - ts), 0.0)
-
-            def monitor(y, lam_, mu_):
-                c_, _ = prog.certify(y, mu_, lam=snap_to_domain(prog.loss, lam_, prog.Y),
-                                     check_violation=False, primal=primal)
-                return c_.primal, c_.gap, c_.relative_gap
-
-            res = admm(split, x, rho=rho, tol=tol_in, max_iter=n_it, max_time=left,
-                       check_every=check_every, monitor=monitor, verbose=verbose, warm=warm)
+            res = _admm_round(prog, split, x, rho=rho, tol=tol_in, max_iter=n_it, max_time=left,
+                              check_every=check_every, verbose=verbose, warm=warm,
+                              primal=primal)
             warm = res.extras
             lam = snap_to_domain(prog.loss, res.extras["lam"], prog.Y)
             if prog.constrained:
                 mu = res.extras["mu"]
         else:
-            def monitor(x_, s_, sub):
-                c_, _ = prog.certify(x_, sub.updated_multipliers(s_), refine=refine_iters,
-                                     check_violation=False, primal=primal)
-                return c_.primal, c_.gap, c_.relative_gap
-
-            res = augmented_lagrangian(prog, x, mu, rho=rho, tol=tol_in, max_iter=n_it,
-                                       max_time=left, check_every=check_every,
-                                       monitor=monitor, verbose=verbose)
+            res = _al_round(prog, x, mu, rho=rho, tol=tol_in, max_iter=n_it, max_time=left,
+                            check_every=check_every, verbose=verbose,
+                            refine_iters=refine_iters, primal=primal)
             mu, rho = res.extras["mu"], res.extras["rho"]
         x = res.x
-        h = res.history
-        for i in range(len(h)):
-            hist.append(h.iteration[i] + total, h.objective[i], h.gap[i], h.relative_gap[i],
-                        h.seconds[i] + start)
+        hist.extend(res.history, total, start)
         total += res.n_iter
         rounds += 1
         if res.stop_reason == StopReason.GAP:
@@ -287,22 +272,14 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
             break
         if not ws:
             continue
-        idx, valid, top = prog.violated_rows(x, add)
-        R_old = mu.shape[-1]
-        n_new = prog.add_rows(idx, valid)
+        n_new, top, mu, warm = _add_violated_rows(prog, x, mu, warm, add)
         added += n_new
         if verbose:
             print(f"[cnn] round {rounds}: {total} iterations, +{n_new} cone rows "
                   f"(largest relative violation {top:.2e}, working rows "
                   f"{prog.n_working_rows})")
-        if n_new:
-            C_new = prog.constraint(x)[..., R_old:]
-            mu = torch.cat([mu, torch.zeros_like(C_new)], -1)
-            if warm is not None:
-                warm = dict(warm)
-                warm["s"] = torch.cat([warm["s"], C_new.clamp_min(0)], -1)
-                warm["w"] = torch.cat([warm["w"], torch.zeros_like(C_new)], -1)
-                split = None
+        if n_new and warm is not None:
+            split = None  # the normal equations changed
         round_len = min(2 * round_len, 800)
     cert, xb = final or prog.certify(x, mu, refine=final_refine_iters if prog.constrained
                                      else 0, lam=lam, primal=primal)
@@ -315,3 +292,51 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
                 "working_rows": prog.n_working_rows if prog.constrained else 0,
                 "setup_seconds": setup,
                 "normal_space": None if split is None else getattr(split, "space", None)})
+
+
+def _admm_round(prog: ConeGroupProgram, split, x: Tensor, *, rho: float, tol: float,
+                max_iter: int, max_time: float | None, check_every: int, verbose: int,
+                warm: dict | None, primal: str):
+    """One ADMM run, certified with the loss-gradient estimate ρu snapped into dom L*."""
+    from ..solvers.admm import admm
+
+    def monitor(y, lam_, mu_):
+        c_, _ = prog.certify(y, mu_, lam=snap_to_domain(prog.loss, lam_, prog.Y),
+                             check_violation=False, primal=primal)
+        return c_.primal, c_.gap, c_.relative_gap
+
+    return admm(split, x, rho=rho, tol=tol, max_iter=max_iter, max_time=max_time,
+                check_every=check_every, monitor=monitor, verbose=verbose, warm=warm)
+
+
+def _al_round(prog: ConeGroupProgram, x: Tensor, mu: Tensor | None, *, rho: float, tol: float,
+              max_iter: int, max_time: float | None, check_every: int, verbose: int,
+              refine_iters: int, primal: str):
+    """One augmented-Lagrangian run, certified with refined multipliers."""
+    from ..solvers import augmented_lagrangian
+
+    def monitor(x_, s_, sub):
+        c_, _ = prog.certify(x_, sub.updated_multipliers(s_), refine=refine_iters,
+                             check_violation=False, primal=primal)
+        return c_.primal, c_.gap, c_.relative_gap
+
+    return augmented_lagrangian(prog, x, mu, rho=rho, tol=tol, max_iter=max_iter,
+                                max_time=max_time, check_every=check_every,
+                                monitor=monitor, verbose=verbose)
+
+
+def _add_violated_rows(prog: ConeGroupProgram, x: Tensor, mu: Tensor, warm: dict | None,
+                       add: int):
+    """Add up to ``add`` violated cone rows to the working set; returns (rows added, largest
+    relative violation, μ and the ADMM state extended by zeros / the new rows' slacks)."""
+    idx, valid, top = prog.violated_rows(x, add)
+    R_old = mu.shape[-1]
+    n_new = prog.add_rows(idx, valid)
+    if n_new:
+        C_new = prog.constraint(x)[..., R_old:]
+        mu = torch.cat([mu, torch.zeros_like(C_new)], -1)
+        if warm is not None:
+            warm = dict(warm)
+            warm["s"] = torch.cat([warm["s"], C_new.clamp_min(0)], -1)
+            warm["w"] = torch.cat([warm["w"], torch.zeros_like(C_new)], -1)
+    return n_new, top, mu, warm

@@ -69,74 +69,35 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
     rng = random_state if isinstance(random_state, np.random.Generator) \
         else np.random.default_rng(random_state)
     icol = intercept if intercept_column is None else intercept_column
-    m = 1 if depth == 2 else int(width)
     c = Y.shape[1]
     max_new = 20 * 2 * c if max_new is None else int(max_new)
-    kw = {"dtype": X.dtype, "device": X.device}
-    if n_init_blocks > 0:
-        blocks = sample_blocks(X, n_init_blocks, width=width, depth=depth, n_outputs=c,
-                               random_state=rng, gate_kind=gate_kind, intercept_column=icol)
-    else:
-        blocks = ParallelBlocks(torch.zeros(0, m, X.shape[1], **kw), torch.zeros(0, m, **kw),
-                                torch.zeros(0, dtype=torch.long, device=X.device),
-                                torch.zeros(0, **kw))
+    search = {"width": width, "depth": depth, "n_starts": n_starts, "n_steps": n_steps,
+              "random_state": rng, "intercept_column": icol}
 
     def master(prog: ParallelProgram, x0: Tensor | None = None):
-        # not cut by max_time: a half-solved program would hand the search a wrong Λ
-        try:
-            x, _, res = solve(prog, solver=solver, tol=round_tol,
-                              x0=x0 if warm_start else None)
-        except NotStrictlyFeasible:  # the warm start touches a cone boundary: start afresh
-            x, _, res = solve(prog, solver=solver, tol=round_tol)
-        # interior-point solutions leave the blocks that are zero at the optimum at norms of
-        # the order of the solve's accuracy: zero them (0 lies in every cone; pricing can bring
-        # a block back)
-        nrm = prog.group_norms(x)
-        if nrm.numel() and float(nrm.max()) > 0:
-            x = x * (nrm > max(prune, 10 * round_tol) * float(nrm.max()))[:, None, None]
-        return x, res
+        return _master(prog, solver, round_tol, prune, x0 if warm_start else None)
 
     def program(blk: ParallelBlocks) -> ParallelProgram:
         p = ParallelProgram(X, Y, blk, reg, lo, depth=depth, intercept=intercept)
         p.block_source = "column-generation"
         return p
 
-    prog = program(blocks)
+    prog = program(_initial_blocks(X, n_init_blocks, width, depth, c, rng, gate_kind, icol))
     x, res = master(prog)
     hist = History()
     rounds: list[dict] = []
     prev: tuple[Tensor, Tensor, Tensor] | None = None
     reason = StopReason.MAX_ITER
-    cand = None
     for rnd in range(max_rounds + 1):
         net_pred = prog.network_predict(prog.linear(x))
-        Lam = lo.grad(net_pred, Y)
         obj = float(lo.value(net_pred, Y) + prog.penalty(x))
-        act = prog.group_norms(x) > 0
         # warm starts: the network's own sub-networks and last round's best candidates
-        qa = x[act]
-        qa = qa / torch.linalg.vector_norm(qa.flatten(1), dim=-1)[:, None, None]
-        init_q, init_s = [qa], [prog.sig[act]]
-        init_k = [direction_index(prog.blocks.outputs[act], prog.eps[act], c)]
-        if prev is not None:
-            init_q.append(prev[0])
-            init_s.append(prev[1])
-            init_k.append(prev[2])
-        cand = price(X, Lam, width=width, depth=depth, n_starts=n_starts, n_steps=n_steps,
-                     init=(torch.cat(init_q), torch.cat(init_s), torch.cat(init_k)),
-                     random_state=rng, intercept_column=icol)
+        act, init = _active_starts(prog, x, c, prev)
+        cand = price(X, lo.grad(net_pred, Y), init=init, **search)
         ratio = cand.best / reg
         elapsed = time.perf_counter() - t0
-        rounds.append({"round": rnd, "objective": obj, "n_blocks": prog.B,
-                       "n_subnetworks": int(act.sum()), "max_ratio": ratio,
-                       "master_seconds": res.seconds, "master_iterations": res.n_iter,
-                       "price_seconds": cand.seconds, "seconds": elapsed})
+        rounds.append(_round_record(rnd, obj, prog, act, ratio, res, cand, elapsed, verbose))
         hist.append(rnd, obj, float("nan"), float("nan"), elapsed)
-        if verbose:
-            print(f"[cg] round {rnd}: objective {obj:.8g}  blocks {prog.B}  active "
-                  f"{int(act.sum())}  max found <-Λ,g>/β = {ratio:.5f}  (master "
-                  f"{res.seconds:.2f}s/{res.n_iter} it, search {cand.seconds:.2f}s, "
-                  f"total {elapsed:.1f}s)")
         if ratio <= 1 + price_tol:
             reason = StopReason.CONVERGED
             break
@@ -155,46 +116,102 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
         if not pick:  # violations found, but all of them already in S (round-off level)
             reason = StopReason.STALLED
             break
-        idx = torch.as_tensor(pick, device=X.device)
-        blocks = ParallelBlocks(torch.cat([prog.blocks.gates[act], cand.gates[idx]]),
-                                torch.cat([prog.sig[act], cand.signs[idx]]),
-                                torch.cat([prog.blocks.outputs[act], cand.outputs[idx]]),
-                                torch.cat([prog.eps[act], cand.eps[idx]]))
-        x0 = torch.cat([x[act], torch.zeros_like(cand.gates[idx])])
+        blocks, x0 = _grown(prog, x, act, cand, torch.as_tensor(pick, device=X.device))
         prog = program(blocks)
         x, res = master(prog, x0)
     # final: the last program to full accuracy over its non-negligible blocks
     prog = prog.subset(prog.group_norms(x) > 0) if prog.B else prog
     prog, x, cert, res = solve_pruned(prog, solver=solver, tol=tol, prune=prune)
     # one more search at the returned network, so that the reported value is about it
-    act = prog.group_norms(x) > 0
-    qa = x[act] / torch.linalg.vector_norm(x[act].flatten(1), dim=-1)[:, None, None]
-    cand = price(X, lo.grad(prog.network_predict(prog.linear(x)), Y), width=width, depth=depth,
-                 n_starts=n_starts, n_steps=n_steps, random_state=rng, intercept_column=icol,
-                 init=(qa, prog.sig[act],
-                       direction_index(prog.blocks.outputs[act], prog.eps[act], c)))
+    _, init = _active_starts(prog, x, c, None)
+    cand = price(X, lo.grad(prog.network_predict(prog.linear(x)), Y), init=init, **search)
     found = cand.best / reg
     cert.problem += f"; pattern search at this network: max <-Λ,g>/β = {found:.6g}"
     net = prog.to_network(x)
-    info = {
-        "method": "column generation",
-        "stop_reason": reason,
-        "n_rounds": len(rounds),
-        "rounds": rounds,
-        "n_blocks": prog.B,
-        "n_subnetworks": net.n_subnetworks,
-        "seconds": time.perf_counter() - t0,
-        "program": cert.problem,
-        "pricing": {
-            "max_ratio": found,
-            "n_starts_per_direction": n_starts,
-            "n_steps": n_steps,
-            "violated_block_found": bool(found > 1 + price_tol),
-            "statement": ("the certificate bounds the gap over the blocks found; a sub-network "
-                          "with <-Λ,g>/β > 1 (searched at the returned network) proves the "
-                          "network is not globally optimal, and a search that finds none is "
-                          "not a proof of global optimality"),
-        },
-        "_program": prog, "_x": x, "_multipliers": res.extras.get("multipliers"),
-    }
+    info = {"method": "column generation", "stop_reason": reason, "n_rounds": len(rounds),
+            "rounds": rounds, "n_blocks": prog.B, "n_subnetworks": net.n_subnetworks,
+            "seconds": time.perf_counter() - t0, "program": cert.problem,
+            "pricing": _pricing_info(found, n_starts, n_steps, price_tol),
+            "_program": prog, "_x": x, "_multipliers": res.extras.get("multipliers")}
     return FitResult(network=net, certificate=cert, history=hist, info=info)
+
+
+def _round_record(rnd: int, obj: float, prog: ParallelProgram, act: Tensor, ratio: float, res,
+                  cand, elapsed: float, verbose: int) -> dict:
+    """One round of the trajectory (printed when ``verbose``)."""
+    if verbose:
+        print(f"[cg] round {rnd}: objective {obj:.8g}  blocks {prog.B}  active "
+              f"{int(act.sum())}  max found <-Λ,g>/β = {ratio:.5f}  (master "
+              f"{res.seconds:.2f}s/{res.n_iter} it, search {cand.seconds:.2f}s, "
+              f"total {elapsed:.1f}s)")
+    return {"round": rnd, "objective": obj, "n_blocks": prog.B,
+            "n_subnetworks": int(act.sum()), "max_ratio": ratio,
+            "master_seconds": res.seconds, "master_iterations": res.n_iter,
+            "price_seconds": cand.seconds, "seconds": elapsed}
+
+
+def _initial_blocks(X: Tensor, n_init_blocks: int, width: int, depth: int, c: int,
+                    rng: np.random.Generator, gate_kind: str, icol: bool) -> ParallelBlocks:
+    """``n_init_blocks`` sampled blocks (an empty set for 0)."""
+    if n_init_blocks > 0:
+        return sample_blocks(X, n_init_blocks, width=width, depth=depth, n_outputs=c,
+                             random_state=rng, gate_kind=gate_kind, intercept_column=icol)
+    m = 1 if depth == 2 else int(width)
+    kw = {"dtype": X.dtype, "device": X.device}
+    return ParallelBlocks(torch.zeros(0, m, X.shape[1], **kw), torch.zeros(0, m, **kw),
+                          torch.zeros(0, dtype=torch.long, device=X.device),
+                          torch.zeros(0, **kw))
+
+
+def _master(prog: ParallelProgram, solver: str, round_tol: float, prune: float,
+            x0: Tensor | None):
+    """One round's solve to ``round_tol`` (not cut by max_time: a half-solved program would
+    hand the search a wrong Λ), with the blocks at round-off level zeroed."""
+    try:
+        x, _, res = solve(prog, solver=solver, tol=round_tol, x0=x0)
+    except NotStrictlyFeasible:  # the warm start touches a cone boundary: start afresh
+        x, _, res = solve(prog, solver=solver, tol=round_tol)
+    # interior-point solutions leave the blocks that are zero at the optimum at norms of
+    # the order of the solve's accuracy: zero them (0 lies in every cone; pricing can bring
+    # a block back)
+    nrm = prog.group_norms(x)
+    if nrm.numel() and float(nrm.max()) > 0:
+        x = x * (nrm > max(prune, 10 * round_tol) * float(nrm.max()))[:, None, None]
+    return x, res
+
+
+def _active_starts(prog: ParallelProgram, x: Tensor, c: int, prev: tuple | None):
+    """(active blocks, search starts): the network's unit sub-networks, then ``prev``."""
+    act = prog.group_norms(x) > 0
+    qa = x[act]
+    qa = qa / torch.linalg.vector_norm(qa.flatten(1), dim=-1)[:, None, None]
+    init_q, init_s = [qa], [prog.sig[act]]
+    init_k = [direction_index(prog.blocks.outputs[act], prog.eps[act], c)]
+    if prev is None:
+        return act, (qa, init_s[0], init_k[0])
+    init_q.append(prev[0])
+    init_s.append(prev[1])
+    init_k.append(prev[2])
+    return act, (torch.cat(init_q), torch.cat(init_s), torch.cat(init_k))
+
+
+def _grown(prog: ParallelProgram, x: Tensor, act: Tensor, cand, idx: Tensor):
+    """The active blocks plus the picked candidates, and the warm start (new blocks at 0)."""
+    blocks = ParallelBlocks(torch.cat([prog.blocks.gates[act], cand.gates[idx]]),
+                            torch.cat([prog.sig[act], cand.signs[idx]]),
+                            torch.cat([prog.blocks.outputs[act], cand.outputs[idx]]),
+                            torch.cat([prog.eps[act], cand.eps[idx]]))
+    return blocks, torch.cat([x[act], torch.zeros_like(cand.gates[idx])])
+
+
+def _pricing_info(found: float, n_starts: int, n_steps: int, price_tol: float) -> dict:
+    return {
+        "max_ratio": found,
+        "n_starts_per_direction": n_starts,
+        "n_steps": n_steps,
+        "violated_block_found": bool(found > 1 + price_tol),
+        "statement": ("the certificate bounds the gap over the blocks found; a sub-network "
+                      "with <-Λ,g>/β > 1 (searched at the returned network) proves the "
+                      "network is not globally optimal, and a search that finds none is "
+                      "not a proof of global optimality"),
+    }

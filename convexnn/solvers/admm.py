@@ -49,6 +49,26 @@ def _norm(t: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(t))
 
 
+def _balanced_penalty(problem: Any, rho: float, balance: float, gam: float, x: torch.Tensor,
+                      Ax: torch.Tensor, Bx: torch.Tensor | None, new: tuple,
+                      old: tuple) -> tuple[float, float]:
+    """Residual balancing: (new ρ, factor for the scaled duals) from the primal residual of the
+    three blocks and the dual residual of the x-optimality; ``new``/``old`` are (z, y, s)."""
+    (z, y, s), (z_old, y_old, s_old) = new, old
+    cone = s_old is not None
+    r2 = _norm(Ax - z) ** 2 + gam * gam * _norm(x - y) ** 2
+    d_in = problem.adjoint(z - z_old, s - s_old if cone else None) + gam * gam * (y - y_old)
+    if cone:
+        r2 += _norm(Bx - s) ** 2
+    r = math.sqrt(r2)
+    d = rho * _norm(d_in)
+    if r > balance * d:
+        return rho * 2.0, 0.5
+    if d > balance * r:
+        return rho * 0.5, 2.0
+    return rho, 1.0
+
+
 def admm(problem: Any, x0: torch.Tensor, *, rho: float = 1.0, alpha: float = 1.6,
          tol: float = 1e-6, max_iter: int = 10000, max_time: float | None = None,
          check_every: int = 10, monitor: Callable | None = None, verbose: int = 0,
@@ -99,20 +119,8 @@ def admm(problem: Any, x0: torch.Tensor, *, rho: float = 1.0, alpha: float = 1.6
             s = (Bx_h + w).clamp_min(0)
             w = w + Bx_h - s
         if it % adapt_every == 0:
-            # residuals of the three blocks (primal) and of the x-optimality (dual)
-            r2 = _norm(Ax - z) ** 2 + gam * gam * _norm(x - y) ** 2
-            d_in = problem.adjoint(z - z_old, s - s_old if cone else None) \
-                + gam * gam * (y - y_old)
-            if cone:
-                r2 += _norm(Bx - s) ** 2
-            r = math.sqrt(r2)
-            d = rho * _norm(d_in)
-            if r > balance * d:
-                rho, scale = rho * 2.0, 0.5
-            elif d > balance * r:
-                rho, scale = rho * 0.5, 2.0
-            else:
-                scale = 1.0
+            rho, scale = _balanced_penalty(problem, rho, balance, gam, x, Ax, Bx, (z, y, s),
+                                           (z_old, y_old, s_old if cone else None))
             if scale != 1.0:
                 u, v = u * scale, v * scale
                 if cone:

@@ -34,6 +34,13 @@ class History:
         self.relative_gap.append(float(relative_gap))
         self.seconds.append(float(seconds))
 
+    def extend(self, other: History, iteration_offset: int = 0,
+               seconds_offset: float = 0.0) -> None:
+        """Append ``other``'s checkpoints, shifted by the iterations and seconds before it."""
+        for i in range(len(other)):
+            self.append(iteration_offset + other.iteration[i], other.objective[i], other.gap[i],
+                        other.relative_gap[i], seconds_offset + other.seconds[i])
+
     def as_dict(self) -> dict[str, list]:
         return {"iteration": self.iteration, "objective": self.objective, "gap": self.gap,
                 "relative_gap": self.relative_gap, "seconds": self.seconds}

@@ -26,7 +26,7 @@ import torch
 
 from .base import History, SolverResult, StopReason
 
-__all__ = ["fista", "lincomb"]
+__all__ = ["fista", "accelerated_projected_gradient", "lincomb"]
 
 
 def lincomb(a: Any, b: Any, theta: float) -> Any:
@@ -41,6 +41,30 @@ def _step(y: Any, g: Any, t: float) -> Any:
     if isinstance(y, tuple):
         return tuple(_step(a, b, t) for a, b in zip(y, g))
     return y - t * g
+
+
+def _nonneg(x: Any) -> Any:
+    if isinstance(x, tuple):
+        return tuple(_nonneg(a) for a in x)
+    return x.clamp_min(0)
+
+
+def accelerated_projected_gradient(grad: Callable[[Any], Any], x0: Any, step: float, iters: int,
+                                   project: Callable[[Any], Any] = _nonneg) -> Any:
+    """``iters`` steps of FISTA with a fixed step and no restart (Beck & Teboulle 2009) on
+    min_{x ∈ C} f(x): x⁺ = Π_C(z − step ∇f(z)), z the extrapolated point.
+
+    ``grad`` is ∇f, ``step`` ≤ 1/L for L-smooth f, ``project`` is Π_C (default: the
+    nonnegative orthant); x0, the gradients and the result are tensors or tuples of tensors.
+    For loops that may stop early (every iterate is feasible), e.g. multiplier refinement.
+    """
+    prev, z, t = x0, x0, 1.0
+    for _ in range(iters):
+        new = project(_step(z, grad(z), step))
+        t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
+        z = lincomb(new, prev, (t - 1) / t_new)
+        prev, t = new, t_new
+    return prev
 
 
 def _dot(a: Any, b: Any) -> float:

@@ -112,6 +112,83 @@ def positive_part(A: Tensor, mode: str = "auto") -> tuple[Tensor, Tensor]:
     return evals[pos], evecs[:, pos]
 
 
+def _check_options(relax: float, rho: float, restart_eta: float, eig: str) -> None:
+    if not 0 < relax < 2:
+        raise ValueError(f"relax must be in (0, 2), got {relax}")
+    if rho <= 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    if not 0 < restart_eta <= 1:
+        raise ValueError(f"restart_eta must be in (0, 1], got {restart_eta}")
+    if eig not in ("auto", "full", "subset"):
+        raise ValueError(f"eig must be 'auto', 'full' or 'subset', got {eig!r}")
+
+
+def _preconditioner(prob: CongruenceSDP):
+    """(M ↦ H M Hᵀ, V ↦ Hᵀ V) for H = L⁻¹ with G = L Lᵀ: the problem's factor if it supplies
+    one, else the pseudo-inverse square root of G."""
+    if prob.solve_fn is not None:
+        solve = prob.solve_fn
+
+        def congr(M: Tensor) -> Tensor:       # H M Hᵀ = L⁻¹ M L⁻ᵀ for symmetric M
+            return solve(solve(M, False).T, False)
+
+        def back(V: Tensor) -> Tensor:        # Hᵀ V = L⁻ᵀ V
+            return solve(V, True)
+        return congr, back
+    G = prob.G
+    gam, Q = torch.linalg.eigh(0.5 * (G + G.T))
+    # pseudo-inverse root on range(Tᵀ): directions in null(T) only carry <C, Z>, and with
+    # C ⪰ 0 there they are zero at an optimum (see the class docstring)
+    keep = gam > 1e-12 * max(float(gam[-1]), 1e-300)
+    H = (Q[:, keep] * gam[keep].rsqrt()) @ Q[:, keep].T
+
+    def congr(M: Tensor) -> Tensor:
+        return H @ M @ H
+
+    def back(V: Tensor) -> Tensor:
+        return H @ V
+    return congr, back
+
+
+class _Step:
+    """The ADMM map (K, U) ↦ (K⁺, U⁺) on preallocated t x t buffers.
+
+    The iterates are updated in place: allocating a fresh t x t matrix costs as much as several
+    passes over it (page faults), which made the element-wise updates cost more than the
+    eigendecomposition at t = 3000."""
+
+    def __init__(self, prob: CongruenceSDP, Cp: Tensor, congr, back, relax: float, eig: str,
+                 like: Tensor):
+        self.prob, self.Cp, self.congr, self.back = prob, Cp, congr, back
+        self.relax, self.eig = relax, eig
+        self.D = torch.empty_like(like)                  # work space
+        self.gram_out = "out" in inspect.signature(prob.gram_fn).parameters
+        self.TZb = torch.empty_like(like) if self.gram_out else None
+
+    def __call__(self, Kh: Tensor, Uh: Tensor, rho: float, Kn: Tensor, Un: Tensor):
+        """One ADMM step from (Kh, Uh), written into (Kn, Un); returns Z and T Z Tᵀ."""
+        prob, D, relax = self.prob, self.D, self.relax
+        torch.sub(Kh, Uh, out=D)
+        A = self.congr(prob.adjoint_fn(D))
+        A.sub_(self.Cp, alpha=1.0 / rho)
+        evals, evecs = positive_part(0.5 * (A + A.T), self.eig)
+        W = self.back(evecs * evals.sqrt())
+        Z = W @ W.T
+        TZ = prob.gram_fn(Z, out=self.TZb) if self.gram_out else prob.gram_fn(Z)
+        torch.mul(TZ, relax, out=D)          # D = relaxed T Z Tᵀ
+        D.add_(Kh, alpha=1.0 - relax)
+        torch.add(D, Uh, out=Kn)
+        Kp = prob.prox_fn(Kn, rho)
+        if Kp is not Kn:
+            Kn.copy_(Kp)
+        torch.add(Uh, D, out=Un)
+        Un.sub_(Kn)
+        return Z, TZ
+
+    def sqdist(self, A: Tensor, B: Tensor) -> float:
+        return float(torch.linalg.matrix_norm(torch.sub(A, B, out=self.D))) ** 2
+
+
 def sdp_admm(prob: CongruenceSDP, *, K0: Tensor | None = None, U0: Tensor | None = None,
              rho: float = 1.0, max_iter: int = 5000, max_time: float | None = None,
              check_every: int = 10, balance_every: int = 50, balance_ratio: float = 10.0,
@@ -127,36 +204,10 @@ def sdp_admm(prob: CongruenceSDP, *, K0: Tensor | None = None, U0: Tensor | None
     ``accel`` turns on the restarted momentum, ``restart_eta`` ∈ (0, 1] is its restart factor;
     ``eig``: how the projection's eigenpairs are computed (:func:`positive_part`).
     """
-    if not 0 < relax < 2:
-        raise ValueError(f"relax must be in (0, 2), got {relax}")
-    if rho <= 0:
-        raise ValueError(f"rho must be > 0, got {rho}")
-    if not 0 < restart_eta <= 1:
-        raise ValueError(f"restart_eta must be in (0, 1], got {restart_eta}")
-    if eig not in ("auto", "full", "subset"):
-        raise ValueError(f"eig must be 'auto', 'full' or 'subset', got {eig!r}")
+    _check_options(relax, rho, restart_eta, eig)
     t0 = time.perf_counter()
-    C, G = prob.C, prob.G
-    if prob.solve_fn is not None:
-        solve = prob.solve_fn
-
-        def congr(M: Tensor) -> Tensor:       # H M Hᵀ = L⁻¹ M L⁻ᵀ for symmetric M
-            return solve(solve(M, False).T, False)
-
-        def back(V: Tensor) -> Tensor:        # Hᵀ V = L⁻ᵀ V
-            return solve(V, True)
-    else:
-        gam, Q = torch.linalg.eigh(0.5 * (G + G.T))
-        # pseudo-inverse root on range(Tᵀ): directions in null(T) only carry <C, Z>, and with
-        # C ⪰ 0 there they are zero at an optimum (see the class docstring)
-        keep = gam > 1e-12 * max(float(gam[-1]), 1e-300)
-        H = (Q[:, keep] * gam[keep].rsqrt()) @ Q[:, keep].T
-
-        def congr(M: Tensor) -> Tensor:
-            return H @ M @ H
-
-        def back(V: Tensor) -> Tensor:
-            return H @ V
+    C = prob.C
+    congr, back = _preconditioner(prob)
     Cp = congr(C)
     t = prob.gram_fn(torch.zeros_like(C)).shape[0]
     K = torch.zeros(t, t, dtype=C.dtype, device=C.device) if K0 is None else K0.clone()
@@ -166,36 +217,10 @@ def sdp_admm(prob: CongruenceSDP, *, K0: Tensor | None = None, U0: Tensor | None
     it = 0
     rp = rd = math.inf
 
-    # the t x t iterates live in preallocated buffers, updated in place: allocating a fresh
-    # t x t matrix costs as much as several passes over it (page faults), which made the
-    # element-wise updates cost more than the eigendecomposition at t = 3000
-    D = torch.empty_like(K)                  # work space
-    gram_out = "out" in inspect.signature(prob.gram_fn).parameters
-    TZb = torch.empty_like(K) if gram_out else None
+    step = _Step(prob, Cp, congr, back, relax, eig, K)
+    fmap, sqdist = step, step.sqdist
     bK, bU = [K, torch.empty_like(K), torch.empty_like(K)], [U, torch.empty_like(U),
                                                               torch.empty_like(U)]
-
-    def fmap(Kh: Tensor, Uh: Tensor, rho: float, Kn: Tensor, Un: Tensor):
-        """One ADMM step from (Kh, Uh), written into (Kn, Un); returns Z and T Z Tᵀ."""
-        torch.sub(Kh, Uh, out=D)
-        A = congr(prob.adjoint_fn(D))
-        A.sub_(Cp, alpha=1.0 / rho)
-        evals, evecs = positive_part(0.5 * (A + A.T), eig)
-        W = back(evecs * evals.sqrt())
-        Z = W @ W.T
-        TZ = prob.gram_fn(Z, out=TZb) if gram_out else prob.gram_fn(Z)
-        torch.mul(TZ, relax, out=D)          # D = relaxed T Z Tᵀ
-        D.add_(Kh, alpha=1.0 - relax)
-        torch.add(D, Uh, out=Kn)
-        Kp = prob.prox_fn(Kn, rho)
-        if Kp is not Kn:
-            Kn.copy_(Kp)
-        torch.add(Uh, D, out=Un)
-        Un.sub_(Kn)
-        return Z, TZ
-
-    def sqdist(A: Tensor, B: Tensor) -> float:
-        return float(torch.linalg.matrix_norm(torch.sub(A, B, out=D))) ** 2
 
     Z = torch.zeros_like(C)
     iK = ih = 0              # buffers of the iterate and of the point fmap is applied to

@@ -47,7 +47,14 @@ import torch
 from torch import Tensor
 
 from .base import History, StopReason
-from .sdp_ipm_steps import max_step_psd, max_step_vec
+from .sdp_ipm_steps import (
+    NewtonSystem,
+    cholesky_psd,
+    max_step_psd,
+    max_step_vec,
+    newton_direction,
+    schur_matrix,
+)
 
 __all__ = ["Rank2SDP", "IPMResult", "primal_dual_ipm", "max_step_psd"]
 
@@ -142,75 +149,130 @@ class IPMResult:
     history: History = field(default_factory=History)
 
 
-def _schur(prob: Rank2SDP, KZ: Tensor, KS: Tensor) -> Tensor:
-    """M_ij = <A_i, Z A_j S⁻¹> from the two Gram matrices (two m x m buffers)."""
-    P, R, c = prob.P, prob.R, prob.coef
-    M = KZ[P][:, P]
-    M.mul_(KS[R][:, R])
-    tmp = KZ[R][:, R]
-    tmp.mul_(KS[P][:, P])
-    M.add_(tmp)
-    del tmp
-    X = KZ[P][:, R]
-    X.mul_(KS[R][:, P])
-    M.add_(X).add_(X.T)
-    del X
-    M.mul_(0.25 * c[:, None] * c[None, :])
-    return 0.5 * (M + M.T)
+def _residuals(prob: Rank2SDP, S: Tensor, y: Tensor, s: Tensor, KZ: Tensor, AZ: Tensor,
+               dual_feasible: bool):
+    """(R_d, r_Q, r_E, r_I, relative infeasibility) at the iterate."""
+    nq, ne, ni = prob.n_quad, prob.n_eq, prob.n_ineq
+    Rd = torch.zeros_like(S) if dual_feasible else S - prob.dual_matrix(y)
+    r_q = y[:nq] + prob.b - AZ[:nq]
+    r_e = -AZ[nq:nq + ne]
+    r_i = s + AZ[nq + ne:]
+    zscale = 1.0 + float(KZ.abs().max())
+    bscale = 1.0 + (float(prob.b.abs().max()) if nq else 0.0)
+    infeas = max(float(r_q.abs().max()) / bscale if nq else 0.0,
+                 float(r_e.abs().max()) / zscale if ne else 0.0,
+                 float(r_i.abs().max()) / zscale if ni else 0.0,
+                 float(Rd.abs().max()) / (1.0 + float(prob.C.abs().max())))
+    return Rd, r_q, r_e, r_i, infeas
 
 
-def _cholesky_psd(A: Tensor) -> Tensor | None:
-    L, info = torch.linalg.cholesky_ex(0.5 * (A + A.T))
-    return None if int(info) != 0 else L
+def _add_inequalities(prob: Rank2SDP, out: tuple, y: Tensor, s: Tensor, S: Tensor, Ls: Tensor,
+                      mu: float, dual_feasible: bool):
+    """Append the callback's constraints with multiplier √μ and slack μ/√μ (shrunk until
+    S(y) ≻ 0 in the dual-feasible variant); returns the new (y, s, S, chol S)."""
+    dt, dev = prob.T.dtype, prob.T.device
+    Pn, Rn, cn = out
+    prob.add_inequalities(Pn, Rn, cn)
+    k = Pn.numel()
+    r = math.sqrt(max(mu, 1e-24))
+    yk = torch.full((k,), r, dtype=dt, device=dev)
+    if dual_feasible:   # keep S(y) ≻ 0: shrink the new multipliers if needed
+        for _ in range(60):
+            S_try = prob.dual_matrix(torch.cat([y, yk]))
+            L_try = cholesky_psd(S_try)
+            if L_try is not None:
+                break
+            yk = 0.25 * yk
+        else:
+            raise RuntimeError("could not add constraints keeping S ≻ 0")
+        S, Ls = S_try, L_try
+    s = torch.cat([s, torch.full((k,), mu / float(yk[0]), dtype=dt, device=dev)])
+    return torch.cat([y, yk]), s, S, Ls
 
 
-@dataclass
-class _Newton:
-    """Quantities of one interior-point iteration shared by predictor and corrector."""
-
-    mu: float
-    Sinv: Tensor
-    E0: Tensor
-    Z: Tensor
-    Rd: Tensor
-    r_q: Tensor
-    r_e: Tensor
-    r_i: Tensor
-    s: Tensor
-    yi: Tensor
-    dsc: Tensor
-    Lm: Tensor
-    M: Tensor        # the scaled Schur matrix (for one step of iterative refinement)
-
-
-def _direction(prob: Rank2SDP, c: _Newton, sigma: float, corr_Z: Tensor | None,
-               corr_s: Tensor | float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """HKM Newton direction for target σμ (with Mehrotra's second-order terms if given)."""
-    nq, ne, m = prob.n_quad, prob.n_eq, prob.m
-    dt, dev = c.Z.dtype, c.Z.device
-    E = sigma * c.mu * c.Sinv + c.E0
-    if corr_Z is not None:
-        E = E - corr_Z
-    AE = prob.apply(prob.gram(E))
-    rhs = torch.empty(m, dtype=dt, device=dev)
-    rhs[:nq] = -c.r_q + AE[:nq]
-    rhs[nq:nq + ne] = -c.r_e + AE[nq:nq + ne]
+def _factor_schur(prob: Rank2SDP, KZ: Tensor, Sinv: Tensor, s: Tensor, yi: Tensor):
+    """(M + D, its diagonal scaling, Cholesky factor of the scaled matrix), or None when it
+    is not numerically positive definite even with a 1e-12 shift."""
+    nq, ne = prob.n_quad, prob.n_eq
+    KS = prob.gram(Sinv)
+    M = schur_matrix(prob, KZ, KS)
+    del KS
+    Dd = torch.zeros(prob.m, dtype=KZ.dtype, device=KZ.device)
+    Dd[:nq] = 1.0
     if prob.n_ineq:
-        rhs[nq + ne:] = (sigma * c.mu - c.s * c.yi - corr_s) / c.yi + c.r_i + AE[nq + ne:]
-    r = (c.dsc * rhs)[:, None]
-    z = torch.cholesky_solve(r, c.Lm)
-    z = z + torch.cholesky_solve(r - c.M @ z, c.Lm)      # iterative refinement
-    dy = c.dsc * z.flatten()
-    dSy = prob.adjoint(dy)
-    G = c.Z @ dSy @ c.Sinv
-    dZ = E - 0.5 * (G + G.T)
-    dS = dSy - c.Rd
-    if prob.n_ineq:
-        dyi = dy[nq + ne:]
-        ds = (sigma * c.mu - c.s * c.yi - corr_s - c.s * dyi) / c.yi
-    else:
-        dyi = ds = torch.zeros(0, dtype=dt, device=dev)
-    return dy, dS, dZ, ds, dyi
+        Dd[nq + ne:] = s / yi
+    M.diagonal().add_(Dd)
+    dsc = M.diagonal().clamp_min(1e-300).rsqrt()
+    M.mul_(dsc[:, None]).mul_(dsc[None, :])
+    Lm, info = torch.linalg.cholesky_ex(M)
+    if int(info) != 0:
+        M.diagonal().add_(1e-12)
+        Lm, info = torch.linalg.cholesky_ex(M)
+        if int(info) != 0:
+            return None
+    return M, dsc, Lm
+
+
+def _verified_steps(prob: Rank2SDP, Z: Tensor, S: Tensor, y: Tensor, dZ: Tensor, dS: Tensor,
+                    dy: Tensor, ap: float, ad: float, equal_steps: bool, dual_feasible: bool):
+    """Shrink the step lengths until Z + α_p ΔZ and the new S factor by Cholesky; returns
+    (α_p, α_d, chol Z, chol S, S) with None factors when 60 reductions did not suffice."""
+    Lz_new = Ls_new = S_try = None
+    for _ in range(60):
+        Lz_new = cholesky_psd(Z + ap * dZ)
+        if Lz_new is None:
+            ap *= 0.7
+            ad = min(ad, ap) if equal_steps else ad
+            continue
+        S_try = prob.dual_matrix(y + ad * dy) if dual_feasible else S + ad * dS
+        Ls_new = cholesky_psd(S_try)
+        if Ls_new is None:
+            ad *= 0.7
+            ap = min(ap, ad) if equal_steps else ap
+            continue
+        break
+    return ap, ad, Lz_new, Ls_new, S_try
+
+
+def _mehrotra(prob: Rank2SDP, ctx: NewtonSystem, S: Tensor, Lz: Tensor, Ls: Tensor, *,
+              exact: bool, step_frac: float, equal_steps: bool):
+    """Predictor (affine) step, centring σ = (μ_aff/μ)³, corrector with the second-order
+    terms; returns the direction (Δy, ΔS, ΔZ, Δs, Δy_I) and the step lengths (α_p, α_d)."""
+    Z, s, yi, mu, Sinv = ctx.Z, ctx.s, ctx.yi, ctx.mu, ctx.Sinv
+    q, ni = Z.shape[0], prob.n_ineq
+    dy, dS, dZ, ds, dyi = newton_direction(prob, ctx, 0.0, None, 0.0)
+    ap = min(max_step_psd(Lz, dZ, exact=exact), max_step_vec(s, ds))
+    ad = min(max_step_psd(Ls, dS, exact=exact), max_step_vec(yi, dyi))
+    mu_aff = (float(((Z + ap * dZ) * (S + ad * dS)).sum())
+              + float(((s + ap * ds) * (yi + ad * dyi)).sum())) / (q + ni)
+    sigma = min(1.0, max(0.0, mu_aff / mu) ** 3)
+    G = dZ @ dS @ Sinv
+    dy, dS, dZ, ds, dyi = newton_direction(prob, ctx, sigma, 0.5 * (G + G.T),
+                                           ds * dyi if ni else 0.0)
+    ap = min(1.0, step_frac * min(max_step_psd(Lz, dZ, exact=exact), max_step_vec(s, ds)))
+    ad = min(1.0, step_frac * min(max_step_psd(Ls, dS, exact=exact), max_step_vec(yi, dyi)))
+    if equal_steps:
+        ap = ad = min(ap, ad)
+    return dy, dS, dZ, ds, dyi, ap, ad
+
+
+def _checked_start(prob: Rank2SDP, Z0: Tensor, S0: Tensor | None, y0: Tensor, s0: Tensor):
+    """The start in the problem's precision (S0 None: S(y0)), checked strictly interior;
+    returns (Z, S, y, s, chol Z, chol S)."""
+    dt, dev = prob.T.dtype, prob.T.device
+    nq, ne = prob.n_quad, prob.n_eq
+    Z = 0.5 * (Z0 + Z0.T).to(dtype=dt, device=dev)
+    y = y0.clone().to(dtype=dt, device=dev)
+    S = prob.dual_matrix(y) if S0 is None else 0.5 * (S0 + S0.T).to(dtype=dt, device=dev)
+    s = s0.clone().to(dtype=dt, device=dev)
+    if y.numel() != prob.m or s.numel() != prob.n_ineq:
+        raise ValueError("y0 / s0 do not match the number of constraints")
+    if prob.n_ineq and (bool((y[nq + ne:] <= 0).any()) or bool((s <= 0).any())):
+        raise ValueError("the start must have positive inequality slacks and multipliers")
+    Ls, Lz = cholesky_psd(S), cholesky_psd(Z)
+    if Ls is None or Lz is None:
+        raise ValueError("Z0 and S0 (default S(y0)) must be positive definite")
+    return Z, S, y, s, Lz, Ls
 
 
 def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor, s0: Tensor,
@@ -240,21 +302,10 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
     absorbs their current violation (the method is an infeasible one).
     """
     t0 = time.perf_counter()
-    dt, dev = prob.T.dtype, prob.T.device
     q = prob.T.shape[1]
     nq, ne = prob.n_quad, prob.n_eq
-    Z = 0.5 * (Z0 + Z0.T).to(dtype=dt, device=dev)
-    y = y0.clone().to(dtype=dt, device=dev)
     dual_feasible = S0 is None
-    S = prob.dual_matrix(y) if dual_feasible else 0.5 * (S0 + S0.T).to(dtype=dt, device=dev)
-    s = s0.clone().to(dtype=dt, device=dev)
-    if y.numel() != prob.m or s.numel() != prob.n_ineq:
-        raise ValueError("y0 / s0 do not match the number of constraints")
-    if prob.n_ineq and (bool((y[nq + ne:] <= 0).any()) or bool((s <= 0).any())):
-        raise ValueError("the start must have positive inequality slacks and multipliers")
-    Ls, Lz = _cholesky_psd(S), _cholesky_psd(Z)
-    if Ls is None or Lz is None:
-        raise ValueError("Z0 and S0 (default S(y0)) must be positive definite")
+    Z, S, y, s, Lz, Ls = _checked_start(prob, Z0, S0, y0, s0)
     exact = (q <= 400) if exact_steps is None else exact_steps
     hist = History()
     reason = StopReason.MAX_ITER
@@ -272,16 +323,7 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
         mu = (float((Z * S).sum()) + float((s * yi).sum())) / (q + ni)
         pobj = prob.primal_objective(Z, KZ)
         dobj = prob.dual_objective(y)
-        Rd = torch.zeros_like(S) if dual_feasible else S - prob.dual_matrix(y)
-        r_q = y[:nq] + prob.b - AZ[:nq]
-        r_e = -AZ[nq:nq + ne]
-        r_i = s + AZ[nq + ne:]
-        zscale = 1.0 + float(KZ.abs().max())
-        bscale = 1.0 + (float(prob.b.abs().max()) if nq else 0.0)
-        infeas = max(float(r_q.abs().max()) / bscale if nq else 0.0,
-                     float(r_e.abs().max()) / zscale if ne else 0.0,
-                     float(r_i.abs().max()) / zscale if ni else 0.0,
-                     float(Rd.abs().max()) / (1.0 + float(prob.C.abs().max())))
+        Rd, r_q, r_e, r_i, infeas = _residuals(prob, S, y, s, KZ, AZ, dual_feasible)
         rel_gap = abs(pobj - dobj) / (1.0 + abs(dobj))
         elapsed = time.perf_counter() - t0
         hist.append(it, pobj, pobj - dobj, rel_gap, elapsed)
@@ -296,23 +338,7 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
                 reason = "callback"
                 break
             if isinstance(out, tuple) and out[0].numel():
-                Pn, Rn, cn = out
-                prob.add_inequalities(Pn, Rn, cn)
-                k = Pn.numel()
-                r = math.sqrt(max(mu, 1e-24))
-                yk = torch.full((k,), r, dtype=dt, device=dev)
-                if dual_feasible:   # keep S(y) ≻ 0: shrink the new multipliers if needed
-                    for _ in range(60):
-                        S_try = prob.dual_matrix(torch.cat([y, yk]))
-                        L_try = _cholesky_psd(S_try)
-                        if L_try is not None:
-                            break
-                        yk = 0.25 * yk
-                    else:
-                        raise RuntimeError("could not add constraints keeping S ≻ 0")
-                    S, Ls = S_try, L_try
-                s = torch.cat([s, torch.full((k,), mu / float(yk[0]), dtype=dt, device=dev)])
-                y = torch.cat([y, yk])
+                y, s, S, Ls = _add_inequalities(prob, out, y, s, S, Ls, mu, dual_feasible)
                 best = (math.inf, it)
                 continue
         if max(rel_gap, infeas) <= tol:
@@ -331,60 +357,20 @@ def primal_dual_ipm(prob: Rank2SDP, *, Z0: Tensor, S0: Tensor | None, y0: Tensor
             reason = StopReason.MAX_TIME
             break
         # ---- Schur complement system
-        KS = prob.gram(Sinv)
-        M = _schur(prob, KZ, KS)
-        del KS
-        Dd = torch.zeros(m, dtype=dt, device=dev)
-        Dd[:nq] = 1.0
-        if ni:
-            Dd[nq + ne:] = s / yi
-        M.diagonal().add_(Dd)
-        dsc = M.diagonal().clamp_min(1e-300).rsqrt()
-        M.mul_(dsc[:, None]).mul_(dsc[None, :])
-        Lm, info = torch.linalg.cholesky_ex(M)
-        if int(info) != 0:
-            M.diagonal().add_(1e-12)
-            Lm, info = torch.linalg.cholesky_ex(M)
-            if int(info) != 0:
-                reason = StopReason.STALLED
-                break
+        factored = _factor_schur(prob, KZ, Sinv, s, yi)
+        if factored is None:
+            reason = StopReason.STALLED
+            break
+        M, dsc, Lm = factored
         G0 = Z @ Rd @ Sinv
         E0 = 0.5 * (G0 + G0.T) - Z
 
-        ctx = _Newton(mu=mu, Sinv=Sinv, E0=E0, Z=Z, Rd=Rd, r_q=r_q, r_e=r_e, r_i=r_i, s=s,
-                      yi=yi, dsc=dsc, Lm=Lm, M=M)
-
-        def direction(sigma: float, corr_Z: Tensor | None, corr_s: Tensor | float,
-                      ctx: _Newton = ctx):
-            return _direction(prob, ctx, sigma, corr_Z, corr_s)
-
-        dy, dS, dZ, ds, dyi = direction(0.0, None, 0.0)
-        ap = min(max_step_psd(Lz, dZ, exact=exact), max_step_vec(s, ds))
-        ad = min(max_step_psd(Ls, dS, exact=exact), max_step_vec(yi, dyi))
-        mu_aff = (float(((Z + ap * dZ) * (S + ad * dS)).sum())
-                  + float(((s + ap * ds) * (yi + ad * dyi)).sum())) / (q + ni)
-        sigma = min(1.0, max(0.0, mu_aff / mu) ** 3)
-        G = dZ @ dS @ Sinv
-        dy, dS, dZ, ds, dyi = direction(sigma, 0.5 * (G + G.T), ds * dyi if ni else 0.0)
-        ap = min(1.0, step_frac * min(max_step_psd(Lz, dZ, exact=exact), max_step_vec(s, ds)))
-        ad = min(1.0, step_frac * min(max_step_psd(Ls, dS, exact=exact),
-                                      max_step_vec(yi, dyi)))
-        if equal_steps:
-            ap = ad = min(ap, ad)
-        Lz_new = Ls_new = S_try = None
-        for _ in range(60):
-            Lz_new = _cholesky_psd(Z + ap * dZ)
-            if Lz_new is None:
-                ap *= 0.7
-                ad = min(ad, ap) if equal_steps else ad
-                continue
-            S_try = prob.dual_matrix(y + ad * dy) if dual_feasible else S + ad * dS
-            Ls_new = _cholesky_psd(S_try)
-            if Ls_new is None:
-                ad *= 0.7
-                ap = min(ap, ad) if equal_steps else ap
-                continue
-            break
+        ctx = NewtonSystem(mu=mu, Sinv=Sinv, E0=E0, Z=Z, Rd=Rd, r_q=r_q, r_e=r_e, r_i=r_i,
+                           s=s, yi=yi, dsc=dsc, Lm=Lm, M=M)
+        dy, dS, dZ, ds, dyi, ap, ad = _mehrotra(prob, ctx, S, Lz, Ls, exact=exact,
+                                                step_frac=step_frac, equal_steps=equal_steps)
+        ap, ad, Lz_new, Ls_new, S_try = _verified_steps(prob, Z, S, y, dZ, dS, dy, ap, ad,
+                                                        equal_steps, dual_feasible)
         if Lz_new is None or Ls_new is None:
             reason = StopReason.STALLED
             break

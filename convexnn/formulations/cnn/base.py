@@ -10,7 +10,10 @@ from torch import Tensor
 
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
+from ...ops.linalg import power_iteration
+from ...ops.prox import group_soft_threshold, singular_value_threshold
 from ...patterns import PatternSet
+from ...solvers.fista import accelerated_projected_gradient
 
 __all__ = ["ConeGroupProgram", "AugmentedCNN", "gate_repair"]
 
@@ -70,13 +73,11 @@ class ConeGroupProgram:
     def prox(self, x: Tensor, step: float) -> Tensor:
         t = step * self.reg
         if self.nuclear:
-            U, s, Vh = torch.linalg.svd(self._mats(x), full_matrices=False)
-            return ((U * (s - t).clamp_min(0)[..., None, :]) @ Vh).reshape(x.shape)
-        nrm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+            return singular_value_threshold(self._mats(x), t).reshape(x.shape)
         thr = t * torch.as_tensor(self.gw, dtype=x.dtype, device=x.device)
         if torch.is_tensor(thr) and thr.ndim:
             thr = thr[..., None]
-        return x * (1 - thr / nrm.clamp_min(1e-300)).clamp_min(0)
+        return group_soft_threshold(x, thr, dim=-1)
 
     def dual_ratio(self, y: Tensor) -> float:
         """max_g ||y_g||_dual / w_g."""
@@ -210,14 +211,8 @@ class ConeGroupProgram:
     def _constraint_norm2(self) -> float:
         """Power-iteration estimate of ||B||² (cached)."""
         if getattr(self, "_bn2", None) is None:
-            g = torch.Generator().manual_seed(1)
-            v = torch.randn(self.shape, generator=g, dtype=self.Y.dtype).to(self.Y.device)
-            lam = 1.0
-            for _ in range(20):
-                v = v / torch.linalg.vector_norm(v).clamp_min(1e-300)
-                w = self.constraint_adjoint(self.constraint(v))
-                lam = float(torch.linalg.vector_norm(w))
-                v = w
+            lam = power_iteration(self.constraint, self.constraint_adjoint, self.shape,
+                                  dtype=self.Y.dtype, device=self.Y.device, iters=20, seed=1)
             self._bn2 = max(lam * 1.05, 1e-12)
         return self._bn2
 
@@ -228,28 +223,16 @@ class ConeGroupProgram:
         μ ≥ 0 gives a valid bound."""
         if mu is None:
             mu = torch.zeros_like(self.constraint(self.zeros()))
-        L = self._constraint_norm2()
-        prev, z, t = mu, mu, 1.0
-        for _ in range(iters):
-            r = y - self.constraint_adjoint(z)
-            new = (z + self.constraint(r) / L).clamp_min(0)
-            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-            z = new + ((t - 1) / t_new) * (new - prev)
-            prev, t = new, t_new
-        return prev
+        return accelerated_projected_gradient(
+            lambda z: -self.constraint(y - self.constraint_adjoint(z)), mu,
+            1.0 / self._constraint_norm2(), iters)
 
     def lipschitz(self, iters: int = 15) -> float:
         """Power-iteration estimate of ||A||² times the loss smoothness."""
-        g = torch.Generator().manual_seed(0)
-        v = torch.randn(self.shape, generator=g, dtype=self.Y.dtype).to(self.Y.device)
-        lam = 1.0
-        for _ in range(iters):
-            v = v / torch.linalg.vector_norm(v).clamp_min(1e-300)
-            w = self.predict_adjoint(self.predict(v))
-            lam = float(torch.linalg.vector_norm(w))
-            if lam == 0 or not math.isfinite(lam):
-                return 1.0
-            v = w
+        lam = power_iteration(self.predict, self.predict_adjoint, self.shape, dtype=self.Y.dtype,
+                              device=self.Y.device, iters=iters, seed=0)
+        if lam == 0 or not math.isfinite(lam):
+            return 1.0
         return max(lam * self.loss.smoothness, 1e-12)
 
 

@@ -13,12 +13,13 @@ import torch
 
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
+from ...ops.linalg import as_numpy
 from ...patterns import PatternSet, sample_gates
 from ...patterns.arrangements import count_patterns, enumerate_patterns
 from ...results import FitResult
 from ...solvers.base import History, StopReason
 from .master import atoms_objective, atoms_to_network, check_inputs, dtype_device, solve_master
-from .oracle import ConeFaces, as_numpy
+from .oracle import ConeFaces
 from .prune import prune_solution
 
 __all__ = ["solve_exact_program", "fit_exact", "fit_column_generation", "estimate_exact_memory",
@@ -89,12 +90,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
                   f"rel={rel:.3e} h_max/β={h_max / reg:.6f} t={el:.2f}s")
         cert = Certificate(primal=primal, dual=dual, gap=gap, relative_gap=rel,
                            scope=SCOPE_GLOBAL if exhaustive else SCOPE_SAMPLED,
-                           problem=problem or ("vector-output ReLU network (copositive "
-                                               "program, Sahiner et "
-                                    "al. 2021): " + ("all activation patterns enumerated, exact "
-                                                     "cone-constrained PCA oracle" if exhaustive
-                                                     else "dual constraint checked on sampled "
-                                                     "patterns only")),
+                           problem=problem or _problem_text(exhaustive),
                            n_patterns=faces.P, dual_scale=s)
         if rel <= tol:
             reason = StopReason.GAP
@@ -104,13 +100,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
         if max_time is not None and el >= max_time:
             reason = StopReason.MAX_TIME
             break
-        viol = np.nonzero(h > reg * (1 + 1e-12))[0]
-        order = viol[np.argsort(-h[viol])][:max_add]
-        new = Umax[order]
-        new /= np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-300)
-        if len(U) and len(new):
-            dup = (new @ U.T).max(1) > 1 - 1e-13
-            new = new[~dup]
+        new = _new_atoms(h, Umax, U, reg, max_add)
         if len(new) == 0:
             reason = StopReason.STALLED
             break
@@ -121,6 +111,26 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
         U, G, cert = prune_solution(U, G, Phi, Yn, reg, lo, cert)
     return {"U": U, "G": G, "certificate": cert, "history": hist, "stop_reason": reason,
             "h_max": h_max, "faces": faces, "seconds": time.perf_counter() - t0}
+
+
+def _problem_text(exhaustive: bool) -> str:
+    return ("vector-output ReLU network (copositive program, Sahiner et al. 2021): "
+            + ("all activation patterns enumerated, exact cone-constrained PCA oracle"
+               if exhaustive else "dual constraint checked on sampled patterns only"))
+
+
+def _new_atoms(h: np.ndarray, Umax: np.ndarray, U: np.ndarray, reg: float,
+               max_add: int) -> np.ndarray:
+    """Unit maximisers of the (at most ``max_add``) most violated patterns, h > β, that are
+    not already atoms."""
+    viol = np.nonzero(h > reg * (1 + 1e-12))[0]
+    order = viol[np.argsort(-h[viol])][:max_add]
+    new = Umax[order]
+    new /= np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-300)
+    if len(U) and len(new):
+        dup = (new @ U.T).max(1) > 1 - 1e-13
+        new = new[~dup]
+    return new
 
 
 #: default memory budget of :func:`fit_exact` (bytes) before it refuses

@@ -3,15 +3,14 @@ read-back of atoms as a network; shared input checks."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from ...losses import Loss
 from ...networks import TwoLayerNetwork
-from .oracle import as_numpy
+from ...ops.linalg import as_numpy
+from ..group_lasso import solve_group_lasso
 
 __all__ = ["solve_master", "atoms_to_network", "atoms_objective", "check_inputs", "dtype_device"]
 
@@ -97,32 +96,9 @@ def _master_clarabel(Phi: np.ndarray, Y: np.ndarray, reg: float, tol: float) -> 
 
 
 def _master_fista(Phi, Y, reg, loss, G0, tol, max_iter: int = 20000) -> np.ndarray:
-    P = torch.as_tensor(Phi)
-    Yt = torch.as_tensor(Y)
-    K, c = P.shape[1], Yt.shape[1]
-    G = torch.zeros(K, c, dtype=torch.float64) if G0 is None else torch.as_tensor(G0).clone()
-    L = float(torch.linalg.matrix_norm(P, ord=2)) ** 2 * loss.smoothness + 1e-12
-    Yk, t, Gp = G.clone(), 1.0, G.clone()
-
-    def F(Gm):
-        pen = float(torch.linalg.vector_norm(Gm, dim=1).sum())
-        return float(loss.value(P @ Gm, Yt)) + reg * pen
-
-    Fp = F(G)
-    for it in range(max_iter):
-        grad = P.T @ loss.grad(P @ Yk, Yt)
-        W = Yk - grad / L
-        nrm = torch.linalg.vector_norm(W, dim=1, keepdim=True)
-        G = W * (1 - (reg / L) / nrm.clamp_min(1e-300)).clamp_min(0)
-        Fn = F(G)
-        if Fn > Fp:
-            t = 1.0
-        tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-        Yk = G + ((t - 1) / tn) * (G - Gp)
-        if it > 50 and abs(Fp - Fn) <= tol * max(abs(Fn), 1e-30):
-            break
-        Gp, t, Fp = G, tn, Fn
-    return G.numpy()
+    G0 = None if G0 is None else torch.as_tensor(G0)
+    return solve_group_lasso(torch.as_tensor(Phi), torch.as_tensor(Y), reg, loss, G0=G0,
+                             tol=tol, max_iter=max_iter).numpy()
 
 
 # ======================================================================== network

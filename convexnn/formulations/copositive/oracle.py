@@ -10,21 +10,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ConeFaces", "cone_constrained_pca", "as_numpy", "row_space", "FEAS_TOL"]
+from ...ops.linalg import as_numpy, row_space
+
+__all__ = ["ConeFaces", "cone_constrained_pca", "FEAS_TOL"]
 
 FEAS_TOL = 1e-9
-
-
-def as_numpy(A) -> np.ndarray:
-    if isinstance(A, Tensor):
-        return A.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(A, dtype=np.float64)
-
-
-def row_space(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    _, S, Vt = np.linalg.svd(X, full_matrices=False)
-    r = int((S > 1e-10 * max(S[0], 1e-300)).sum()) if S.size else 0
-    return X @ Vt[:r].T, Vt[:r].T
 
 
 # =============================================================================== oracle

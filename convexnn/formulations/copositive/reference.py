@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
+from ...ops.linalg import as_numpy, row_space
 from ...patterns import PatternSet
-from .oracle import as_numpy, row_space
 
 __all__ = ["exact_sdp_reference"]
 

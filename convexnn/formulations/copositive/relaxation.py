@@ -10,12 +10,13 @@ import torch
 
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
+from ...ops.linalg import as_numpy
 from ...patterns import sample_gates
 from ...patterns.arrangements import count_patterns, enumerate_patterns
 from ...results import FitResult
 from ...solvers.base import History
 from .master import atoms_objective, atoms_to_network, check_inputs, dtype_device, solve_master
-from .oracle import FEAS_TOL, ConeFaces, as_numpy
+from .oracle import FEAS_TOL, ConeFaces
 from .prune import prune_solution
 
 __all__ = ["relaxation_cvxpy", "fit_relaxation"]
@@ -74,6 +75,43 @@ def _h_bound(faces: ConeFaces, lam: np.ndarray, exact: bool) -> np.ndarray:
     return torch.linalg.matrix_norm(A, ord=2).numpy()
 
 
+def _relaxation_patterns(Xn: np.ndarray, patterns: str, max_enumerate: int,
+                         n_patterns: int | None, random_state, intercept: bool):
+    """All patterns (``"enumerate"``, or ``"auto"`` when at most ``max_enumerate``) or
+    ``n_patterns`` sampled gates (default ``max_enumerate``)."""
+    enum = patterns == "enumerate" or (
+        patterns == "auto" and count_patterns(Xn)["bound"] <= max_enumerate)
+    if enum:
+        return enumerate_patterns(Xn, max_patterns=None if patterns == "enumerate"
+                                  else max_enumerate)
+    if n_patterns is None:  # default: as many sampled gates as would be enumerated
+        n_patterns = max_enumerate
+    return sample_gates(torch.as_tensor(Xn), n_patterns, random_state, kind="data",
+                        intercept_column=intercept)
+
+
+def _eigen_directions(faces: ConeFaces, Gv: np.ndarray) -> tuple[list, list]:
+    """Hidden directions read from the G_p: eigenvectors (of non-negligible eigenvalue) that
+    lie in their pattern's cone, in the input space; and each non-zero G_p's λ₂/λ₁."""
+    w, V = np.linalg.eigh(Gv)  # ascending
+    wmax = max(float(w.max()), 1e-300)
+    dirs = []
+    ratios = []
+    for p in range(faces.P):
+        if w[p, -1] <= 1e-7 * wmax:
+            continue
+        ratios.append(w[p, -2] / w[p, -1] if faces.r > 1 else 0.0)
+        for k in range(faces.r):
+            if w[p, k] > 1e-4 * w[p, -1]:
+                y = V[p, :, k]
+                F = faces.F[p, :faces.n_facets[p]]
+                if len(F) and (F @ y).min() < (F @ -y).min():
+                    y = -y
+                if not len(F) or (F @ y).min() >= -FEAS_TOL:  # keep the network in the cones
+                    dirs.append(faces.Vr @ y)
+    return dirs, ratios
+
+
 def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
                    n_patterns: int | None = None, random_state=None, patterns: str = "auto",
                    max_enumerate: int = 1000, solver: str = "CLARABEL",
@@ -96,16 +134,8 @@ def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept:
     t0 = time.perf_counter()
     if patterns not in ("auto", "enumerate", "sample"):
         raise ValueError(f"patterns must be 'auto', 'enumerate' or 'sample', got {patterns!r}")
-    enum = patterns == "enumerate" or (
-        patterns == "auto" and count_patterns(Xn)["bound"] <= max_enumerate)
-    if enum:
-        pats = enumerate_patterns(Xn, max_patterns=None if patterns == "enumerate"
-                                  else max_enumerate)
-    else:
-        if n_patterns is None:  # default: as many sampled gates as would be enumerated
-            n_patterns = max_enumerate
-        pats = sample_gates(torch.as_tensor(Xn), n_patterns, random_state, kind="data",
-                            intercept_column=intercept)
+    pats = _relaxation_patterns(Xn, patterns, max_enumerate, n_patterns, random_state,
+                                intercept)
     exact_oracle = True
     try:
         faces = ConeFaces(Xn, pats.gates, exhaustive=pats.exhaustive)
@@ -125,23 +155,7 @@ def fit_relaxation(X, Y, reg: float, loss: str | Loss = "squared", *, intercept:
     # maximisers of the (near-)active dual constraints at Z; output weights by the master
     # problem. Every direction lies in a cone of the pattern set, so the network is feasible for
     # the program over these patterns and its objective is ≥ that program's optimum ≥ lower.
-    Gv = rel["G"]
-    w, V = np.linalg.eigh(Gv)  # ascending
-    wmax = max(float(w.max()), 1e-300)
-    dirs = []
-    ratios = []
-    for p in range(faces.P):
-        if w[p, -1] <= 1e-7 * wmax:
-            continue
-        ratios.append(w[p, -2] / w[p, -1] if faces.r > 1 else 0.0)
-        for k in range(faces.r):
-            if w[p, k] > 1e-4 * w[p, -1]:
-                y = V[p, :, k]
-                F = faces.F[p, :faces.n_facets[p]]
-                if len(F) and (F @ y).min() < (F @ -y).min():
-                    y = -y
-                if not len(F) or (F @ y).min() >= -FEAS_TOL:  # keep the network in the cones
-                    dirs.append(faces.Vr @ y)
+    dirs, ratios = _eigen_directions(faces, rel["G"])
     U = np.concatenate([np.array(dirs).reshape(-1, Xn.shape[1]), active], 0)
     Phi = np.maximum(Xn @ U.T, 0.0)
     Gm = solve_master(Phi, Yn, reg, lo) if len(U) else np.zeros((0, Yn.shape[1]))

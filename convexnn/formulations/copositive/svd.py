@@ -32,6 +32,54 @@ def _svd_certificate(net: TwoLayerNetwork, Xn, Yn, reg, lo, h_of_lam, problem, X
                        scope=SCOPE_GLOBAL, problem=problem, dual_scale=s)
 
 
+def _spike_free(Xn: np.ndarray, max_patterns: int, problems: list) -> bool | None:
+    """Whether X (orthonormal columns) is spike-free, verified over all patterns (None, with a
+    problem noted, when there are more than ``max_patterns``)."""
+    n = Xn.shape[0]
+    cnt = count_patterns(Xn)["bound"]
+    if cnt > max_patterns:
+        problems.append(f"spike-free property cannot be verified: {cnt:,} activation "
+                        f"patterns > max_patterns={max_patterns:,}")
+        return None
+    pats = enumerate_patterns(Xn, max_patterns=max_patterns)
+    fc = ConeFaces(Xn, pats.gates, exhaustive=True)
+    Pm = fc.masks.astype(float)
+    resid = max(float(np.abs((np.eye(n) - Xn @ Xn.T) @ (Pm[:, p:p + 1] * Xn)).max())
+                for p in range(fc.P))
+    hx, _ = fc.oracle(Xn)  # max_{u∈K_p} ||Xᵀ D_p X u||
+    spike_free = resid <= 1e-8 and float(hx.max()) <= 1 + 1e-8
+    if not spike_free:
+        problems.append("X is not spike-free: some (Xu)_+ is not of the form Xz with "
+                        f"||z|| ≤ ||u|| (range residual {resid:.2e}, max ||Xᵀ(Xu)_+|| = "
+                        f"{float(hx.max()):.6f})")
+    return spike_free
+
+
+def _thresholded_network(Zdir: np.ndarray, feats: np.ndarray, S: np.ndarray, Vt: np.ndarray,
+                         reg: float, tol: float, intercept: bool,
+                         problems: list) -> TwoLayerNetwork:
+    """The network of the singular triplets with σ > reg, shrunk by reg (signs made
+    non-negative on the features; a retained vector that is not sign-definite is noted)."""
+    keep = S > reg
+    a = feats[:, keep]
+    sgn = np.where(a.sum(0) >= 0, 1.0, -1.0)
+    a = a * sgn
+    bad = (a < -tol * np.abs(a).max(0, initial=1.0)).any(0) if a.size else np.zeros(0, bool)
+    if bad.any():
+        problems.append(f"{int(bad.sum())} of the {int(keep.sum())} retained singular vectors "
+                        "are not sign-definite: the ReLU cannot represent them, so the soft-"
+                        "thresholded SVD is only a lower bound")
+    scale = np.sqrt(S[keep] - reg)
+    U1 = (Zdir[:, keep] * sgn).T * scale[:, None]  # (k, d)
+    W2 = (Vt[keep].T * sgn) * scale[None, :]  # (c, k)
+    W1 = torch.as_tensor(U1)
+    if intercept:
+        return TwoLayerNetwork(W1[:, :-1].contiguous(), W1[:, -1].contiguous(),
+                               torch.as_tensor(W2).contiguous())
+    return TwoLayerNetwork(W1, torch.zeros(W1.shape[0], dtype=torch.float64),
+                           torch.as_tensor(W2).contiguous())
+
+
 def fit_svd(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
             on_violation: str = "raise", tol: float = 1e-8,
             max_patterns: int = DEFAULT_MAX_PATTERNS, random_state=None) -> FitResult:
@@ -69,23 +117,7 @@ def fit_svd(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
         Ua, S, Vt = np.linalg.svd(Xn.T @ Yn, full_matrices=False)
         Zdir = Ua
         feats = Xn @ Ua
-        cnt = count_patterns(Xn)["bound"]
-        spike_free = None
-        if cnt > max_patterns:
-            problems.append(f"spike-free property cannot be verified: {cnt:,} activation "
-                            f"patterns > max_patterns={max_patterns:,}")
-        else:
-            pats = enumerate_patterns(Xn, max_patterns=max_patterns)
-            fc = ConeFaces(Xn, pats.gates, exhaustive=True)
-            Pm = fc.masks.astype(float)
-            resid = max(float(np.abs((np.eye(n) - Xn @ Xn.T) @ (Pm[:, p:p + 1] * Xn)).max())
-                        for p in range(fc.P))
-            hx, _ = fc.oracle(Xn)  # max_{u∈K_p} ||Xᵀ D_p X u||
-            spike_free = resid <= 1e-8 and float(hx.max()) <= 1 + 1e-8
-            if not spike_free:
-                problems.append("X is not spike-free: some (Xu)_+ is not of the form Xz with "
-                                f"||z|| ≤ ||u|| (range residual {resid:.2e}, max ||Xᵀ(Xu)_+|| = "
-                                f"{float(hx.max()):.6f})")
+        spike_free = _spike_free(Xn, max_patterns, problems)
 
         def h_of_lam(lam):
             if spike_free:  # (Xu)_+ = Xz, ||z|| ≤ 1  ⇒  ||Λᵀ(Xu)_+|| ≤ ||XᵀΛ||₂
@@ -95,27 +127,8 @@ def fit_svd(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool,
         raise ValueError("fit_svd: the closed form needs whitened data (X Xᵀ = I, n ≤ d) or "
                          "orthonormal columns (Xᵀ X = I) — neither holds for this X; use "
                          "method='exact' or 'relaxation'")
-    keep = S > reg
-    a = feats[:, keep]
-    sgn = np.where(a.sum(0) >= 0, 1.0, -1.0)
-    a = a * sgn
-    bad = (a < -tol * np.abs(a).max(0, initial=1.0)).any(0) if a.size else np.zeros(0, bool)
-    if bad.any():
-        problems.append(f"{int(bad.sum())} of the {int(keep.sum())} retained singular vectors "
-                        "are not sign-definite: the ReLU cannot represent them, so the soft-"
-                        "thresholded SVD is only a lower bound")
-    scale = np.sqrt(S[keep] - reg)
-    U1 = (Zdir[:, keep] * sgn).T * scale[:, None]  # (k, d)
-    W2 = (Vt[keep].T * sgn) * scale[None, :]  # (c, k)
-    W1 = torch.as_tensor(U1)
-    if intercept:
-        net = TwoLayerNetwork(W1[:, :-1].contiguous(), W1[:, -1].contiguous(),
-                              torch.as_tensor(W2).contiguous())
-        X_user = Xn[:, :-1]
-    else:
-        net = TwoLayerNetwork(W1, torch.zeros(W1.shape[0], dtype=torch.float64),
-                              torch.as_tensor(W2).contiguous())
-        X_user = Xn
+    net = _thresholded_network(Zdir, feats, S, Vt, reg, tol, intercept, problems)
+    X_user = Xn[:, :-1] if intercept else Xn
     if problems and on_violation == "raise":
         raise ValueError("fit_svd refused: " + "; ".join(problems))
     if problems:

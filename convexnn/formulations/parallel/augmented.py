@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from ...ops.linalg import power_iteration
+
 if TYPE_CHECKING:
     from .program import ParallelProgram
 
@@ -51,14 +53,9 @@ class AugmentedProgram:
 
 def lipschitz_estimate(prog: ParallelProgram, iters: int = 15, seed: int = 0) -> float:
     """Power-iteration estimate of ||A||² × loss smoothness (initial step size)."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    v = torch.randn(prog.shape, generator=g, dtype=prog.X.dtype).to(prog.X.device)
-    v /= torch.linalg.vector_norm(v)
-    lam = 1.0
-    for _ in range(iters):
-        w = prog.adjoint(prog.data_grad_h(prog.predict(prog.linear(v))))
-        lam = float(torch.linalg.vector_norm(w))
-        if lam == 0 or not math.isfinite(lam):
-            return 1.0
-        v = w / lam
+    lam = power_iteration(lambda v: prog.predict(prog.linear(v)),
+                          lambda r: prog.adjoint(prog.data_grad_h(r)), prog.shape,
+                          dtype=prog.X.dtype, device=prog.X.device, iters=iters, seed=seed)
+    if lam == 0 or not math.isfinite(lam):
+        return 1.0
     return max(lam * prog.loss.smoothness, 1e-12)

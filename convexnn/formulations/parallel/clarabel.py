@@ -74,6 +74,31 @@ def _clarabel_qp(st: ConicStructure, Hb: np.ndarray, g: np.ndarray, reg: float, 
     return sol, status
 
 
+def _quadratic_model(prog, st: ConicStructure, q: Tensor, Y: np.ndarray, exact: bool
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(H blocks, linear term) of the loss's quadratic model in the predictions at q (the loss
+    itself for the squared loss; a 1e-8 ridge keeps the blocks definite)."""
+    if exact:
+        return np.ones((st.n, st.c, st.c)) * np.eye(st.c)[None], -Y
+    Z = prog.predict(prog.linear(q))
+    Hb_t = loss_hessian_blocks(prog.loss, Z, prog.Y)
+    Hb_t = Hb_t + 1e-8 * torch.eye(st.c, dtype=Z.dtype, device=Z.device)[None]
+    Gt = prog.loss.grad(Z, prog.Y)
+    Hb = Hb_t.detach().cpu().double().numpy()
+    Zn = Z.detach().cpu().double().numpy()
+    return Hb, Gt.detach().cpu().double().numpy() - np.einsum("nab,nb->na", Hb, Zn)
+
+
+def _backtrack(F, q: Tensor, qh: Tensor, Fq: float) -> tuple[float, float]:
+    """Halve α from 1 until F(q + α (qh − q)) ≤ F(q) (or α ≤ 1e-10); returns (α, F there)."""
+    step = qh - q
+    alpha, Fn = 1.0, F(qh)
+    while Fn > Fq and alpha > 1e-10:
+        alpha *= 0.5
+        Fn = F(q + alpha * step)
+    return alpha, Fn
+
+
 def solve_clarabel(prog, *, tol: float = 1e-7, max_newton: int = 30, x0: Tensor | None = None,
               max_time: float | None = None, settings: dict | None = None, verbose: int = 0,
               prune: float = 1e-7) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
@@ -110,17 +135,7 @@ def solve_clarabel(prog, *, tol: float = 1e-7, max_newton: int = 30, x0: Tensor 
         if remaining is not None and remaining <= 0:
             reason = StopReason.MAX_TIME
             break
-        if exact:
-            Hb = np.ones((st.n, st.c, st.c)) * np.eye(st.c)[None]
-            g = -Y
-        else:
-            Z = prog.predict(prog.linear(q))
-            Hb_t = loss_hessian_blocks(prog.loss, Z, prog.Y)
-            Hb_t = Hb_t + 1e-8 * torch.eye(st.c, dtype=Z.dtype, device=Z.device)[None]
-            Gt = prog.loss.grad(Z, prog.Y)
-            Hb = Hb_t.detach().cpu().double().numpy()
-            Zn = Z.detach().cpu().double().numpy()
-            g = Gt.detach().cpu().double().numpy() - np.einsum("nab,nb->na", Hb, Zn)
+        Hb, g = _quadratic_model(prog, st, q, Y, exact)
         sol, status = _clarabel_qp(st, Hb, g, prog.reg, settings, remaining)
         qh, nu1, nu2 = st.split(sol)
         qh = torch.as_tensor(qh, **kw)
@@ -132,10 +147,7 @@ def solve_clarabel(prog, *, tol: float = 1e-7, max_newton: int = 30, x0: Tensor 
             break
         # backtracking on the exact objective along the (feasible) segment q → qh
         step = qh - q
-        alpha, Fn = 1.0, F(qh)
-        while Fn > Fq and alpha > 1e-10:
-            alpha *= 0.5
-            Fn = F(q + alpha * step)
+        alpha, Fn = _backtrack(F, q, qh, Fq)
         if Fn > Fq:
             reason = StopReason.STALLED
             break

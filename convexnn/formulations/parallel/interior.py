@@ -78,11 +78,7 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
         return prog.zeros(), prog.zero_multipliers(), SolverResult(
             prog.zeros(), hist, StopReason.CONVERGED, 0, 0.0, {})
     bar = BarrierTerms(prog)
-    W = prog.blocks.gates.to(prog.X)
-    check_witness(bar, W)
-    W = W / torch.linalg.vector_norm(W.reshape(prog.B, -1), dim=1)[:, None, None]
-    L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
-    tau = 1e-3 * max(L0, 1e-12) / (prog.reg * prog.B)
+    W, tau = _unit_witnesses(prog, bar)
     if x0 is None:
         # start: the best non-negative combination of the unit witnesses (a B-variable lasso),
         # plus τ on every block (strictly inside every cone)
@@ -100,39 +96,13 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
     it, worse = 0, 0
     best: tuple | None = None
 
-    def out_of_budget() -> bool:
+    def out_of_budget(it: int) -> bool:
         return it >= max_newton or (max_time is not None
                                     and time.perf_counter() - t0 > max_time)
 
     while True:
-        # centre: damped Newton on φ_μ; the loop ends right after a Newton step at q
-        while True:
-            dq, dec = bar.newton(q, mu)
-            it += 1
-            if dec / 2 <= centre_tol or out_of_budget():
-                break
-            alpha = min(1.0, 0.99 * bar.max_step(q, dq))
-            fcur = bar.value(q, mu)
-            while alpha > 1e-14:
-                if bar.value(q + alpha * dq, mu) <= fcur - 0.25 * alpha * dec:
-                    break
-                alpha *= 0.5
-            if alpha <= 1e-14:
-                break
-            if verbose > 1:
-                print(f"    newton {it}: decrement {dec:.3e} step {alpha:.3g}")
-            q = q + alpha * dq
-        U, dU = bar.state(q), bar.state(dq)
-        s1, s2 = bar.slacks(U)
-        if bar.max_step(q, dq) > 1.0:  # full step feasible: primal-dual estimate
-            ds1 = bar.S1 * dU
-            ds2 = (bar.C2 * dU).sum(-1)
-            nu = ((mu * bar.v1 / s1 * (1 - ds1 / s1)).clamp_min(0),
-                  (mu * bar.need2 / s2 * (1 - ds2 / s2)).clamp_min(0))
-            qc = q + dq
-        else:
-            nu = (mu * bar.v1 / s1, mu * bar.need2 / s2)
-            qc = q
+        q, dq, it = _centre(bar, q, mu, centre_tol, it, out_of_budget, verbose)
+        qc, nu = _multiplier_estimate(bar, q, dq, mu)
         cert = prog.certificate(qc, nu)
         hist.append(it, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
         if verbose:
@@ -145,7 +115,7 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
         if cert.relative_gap <= tol:
             reason = StopReason.GAP
             break
-        if out_of_budget():
+        if out_of_budget(it):
             reason = StopReason.MAX_TIME if it < max_newton else StopReason.MAX_ITER
             break
         if worse >= 2:  # the gap stopped improving: working precision reached
@@ -156,6 +126,54 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
     return q, nu, SolverResult(x=q, history=hist, stop_reason=reason, n_iter=it,
                                seconds=time.perf_counter() - t0,
                                extras={"mu": mu, "relative_gap": cert.relative_gap})
+
+
+def _unit_witnesses(prog, bar: BarrierTerms) -> tuple[Tensor, float]:
+    """The blocks' witnesses scaled to unit norm (checked strictly inside their cones) and the
+    margin τ added to every block of a start."""
+    W = prog.blocks.gates.to(prog.X)
+    check_witness(bar, W)
+    W = W / torch.linalg.vector_norm(W.reshape(prog.B, -1), dim=1)[:, None, None]
+    L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
+    return W, 1e-3 * max(L0, 1e-12) / (prog.reg * prog.B)
+
+
+def _centre(bar: BarrierTerms, q: Tensor, mu: float, centre_tol: float, it: int,
+            out_of_budget, verbose: int) -> tuple[Tensor, Tensor, int]:
+    """Damped Newton on φ_μ from q until the decrement is ≤ ``centre_tol``, the line search
+    fails or the budget ends; returns (q, the last Newton step at q, Newton steps so far)."""
+    while True:
+        dq, dec = bar.newton(q, mu)
+        it += 1
+        if dec / 2 <= centre_tol or out_of_budget(it):
+            break
+        alpha = min(1.0, 0.99 * bar.max_step(q, dq))
+        fcur = bar.value(q, mu)
+        while alpha > 1e-14:
+            if bar.value(q + alpha * dq, mu) <= fcur - 0.25 * alpha * dec:
+                break
+            alpha *= 0.5
+        if alpha <= 1e-14:
+            break
+        if verbose > 1:
+            print(f"    newton {it}: decrement {dec:.3e} step {alpha:.3g}")
+        q = q + alpha * dq
+    return q, dq, it
+
+
+def _multiplier_estimate(bar: BarrierTerms, q: Tensor, dq: Tensor, mu: float
+                         ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """(point, ν) to certify after centring: q + Δq with ν = (μ/s)(1 − Δs/s)₊ when the full
+    Newton step is feasible (second-order stationarity residual), else q with ν = μ/s."""
+    U, dU = bar.state(q), bar.state(dq)
+    s1, s2 = bar.slacks(U)
+    if bar.max_step(q, dq) > 1.0:  # full step feasible: primal-dual estimate
+        ds1 = bar.S1 * dU
+        ds2 = (bar.C2 * dU).sum(-1)
+        nu = ((mu * bar.v1 / s1 * (1 - ds1 / s1)).clamp_min(0),
+              (mu * bar.need2 / s2 * (1 - ds2 / s2)).clamp_min(0))
+        return q + dq, nu
+    return q, (mu * bar.v1 / s1, mu * bar.need2 / s2)
 
 
 def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | None = None,
@@ -179,17 +197,53 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
         return prog.zeros(), prog.zero_multipliers(), SolverResult(
             prog.zeros(), hist, StopReason.CONVERGED, 0, 0.0, {})
     bar = BarrierTerms(prog)
-    B, m, d = bar.B, bar.m, bar.d
-    md = m * d
+    B, md = bar.B, bar.m * bar.d
+    kw = {"dtype": bar.X.dtype, "device": bar.X.device}
+    N = float(bar.v1.sum() + bar.need2.sum()) + B
+    q, t, l1, l2, lQ = _pd_start(prog, bar, x0, N, start_mu, start_newton, start_tol)
+    best, reason, it = None, StopReason.MAX_ITER, 0
+    e = torch.zeros(B, 1 + md, **kw)
+    e[:, 0] = 1.0
+
+    small = 0
+    for it in range(1, max_iter + 1):
+        try:
+            q, t, l1, l2, lQ, alpha, sigma, mu = _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e)
+        except torch.linalg.LinAlgError:
+            if best is None:
+                raise
+            reason = StopReason.STALLED  # the Newton matrix lost definiteness: working precision
+            break
+        cert = prog.certificate(q, (l1, l2))
+        hist.append(it, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
+        if verbose:
+            print(f"[pd] it {it}: mu {mu:.3e} sigma {sigma:.3f} step {alpha:.3f} objective "
+                  f"{cert.primal:.10g} rel.gap {cert.relative_gap:.3e}")
+        if best is None or cert.relative_gap < best[2].relative_gap:
+            best = (q, (l1, l2), cert)
+        if cert.relative_gap <= tol:
+            reason = StopReason.GAP
+            break
+        if max_time is not None and time.perf_counter() - t0 > max_time:
+            reason = StopReason.MAX_TIME
+            break
+        small = small + 1 if alpha < 1e-6 else 0
+        if small >= 3 or not math.isfinite(cert.primal):
+            reason = StopReason.STALLED
+            break
+    q, nu, cert = best
+    return q, nu, SolverResult(x=q, history=hist, stop_reason=reason, n_iter=it,
+                               seconds=time.perf_counter() - t0,
+                               extras={"relative_gap": cert.relative_gap})
+
+
+def _pd_start(prog, bar: BarrierTerms, x0: Tensor | None, N: float, start_mu: float,
+              start_newton: int, start_tol: float):
+    """Central start (q, t, λ₁, λ₂, λ_Q) of the primal-dual method (see :func:`solve_pd`)."""
+    B, md = bar.B, bar.m * bar.d
     X = bar.X
-    kw = {"dtype": X.dtype, "device": X.device}
-    W0 = prog.blocks.gates.to(X)
-    check_witness(bar, W0)
-    W0 = W0 / torch.linalg.vector_norm(W0.reshape(B, -1), dim=1)[:, None, None]
-    L0 = float(prog.loss.value(torch.zeros_like(prog.Y), prog.Y))
-    tau = 1e-3 * max(L0, 1e-12) / (prog.reg * B)
     v1, n2 = bar.v1, bar.need2
-    N = float(v1.sum() + n2.sum()) + B
+    W0, tau = _unit_witnesses(prog, bar)
     if x0 is None:
         q = (witness_weights(bar, W0) + tau)[:, None, None] * W0
         f0 = prog.objective(q)
@@ -227,40 +281,7 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
     sQ = torch.cat([t[:, None], q.reshape(B, md)], 1)
     sJs = sQ[:, 0] ** 2 - (sQ[:, 1:] ** 2).sum(1)
     lQ = mu0 * torch.cat([sQ[:, :1], -sQ[:, 1:]], 1) / sJs[:, None]
-    best, reason, it = None, StopReason.MAX_ITER, 0
-    e = torch.zeros(B, 1 + md, **kw)
-    e[:, 0] = 1.0
-
-    small = 0
-    for it in range(1, max_iter + 1):
-        try:
-            q, t, l1, l2, lQ, alpha, sigma, mu = _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e)
-        except torch.linalg.LinAlgError:
-            if best is None:
-                raise
-            reason = StopReason.STALLED  # the Newton matrix lost definiteness: working precision
-            break
-        cert = prog.certificate(q, (l1, l2))
-        hist.append(it, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
-        if verbose:
-            print(f"[pd] it {it}: mu {mu:.3e} sigma {sigma:.3f} step {alpha:.3f} objective "
-                  f"{cert.primal:.10g} rel.gap {cert.relative_gap:.3e}")
-        if best is None or cert.relative_gap < best[2].relative_gap:
-            best = (q, (l1, l2), cert)
-        if cert.relative_gap <= tol:
-            reason = StopReason.GAP
-            break
-        if max_time is not None and time.perf_counter() - t0 > max_time:
-            reason = StopReason.MAX_TIME
-            break
-        small = small + 1 if alpha < 1e-6 else 0
-        if small >= 3 or not math.isfinite(cert.primal):
-            reason = StopReason.STALLED
-            break
-    q, nu, cert = best
-    return q, nu, SolverResult(x=q, history=hist, stop_reason=reason, n_iter=it,
-                               seconds=time.perf_counter() - t0,
-                               extras={"relative_gap": cert.relative_gap})
+    return q, t, l1, l2, lQ
 
 
 def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):

@@ -8,6 +8,8 @@ import math
 import torch
 from torch import Tensor
 
+from ...solvers.fista import accelerated_projected_gradient
+
 __all__ = ["NotStrictlyFeasible", "loss_hessian_blocks", "BarrierTerms", "check_witness",
            "witness_weights", "woodbury_solver", "cholesky_jitter"]
 
@@ -184,14 +186,9 @@ def witness_weights(bar: BarrierTerms, W: Tensor, iters: int = 300,
     cc = torch.zeros(bar.B, dtype=W.dtype, device=W.device) if c0 is None else c0.clone()
     if Lip <= 0:
         return cc
-    yk, tk = cc, 1.0
-    for _ in range(iters):
-        g = ((bar.loss.grad(F(yk), bar.Y) @ bar.E.T) * Zs).sum(0) + bar.reg
-        new = (yk - g / Lip).clamp_min(0)
-        tn = 0.5 * (1 + math.sqrt(1 + 4 * tk * tk))
-        yk = new + (tk - 1) / tn * (new - cc)
-        cc, tk = new, tn
-    return cc
+    return accelerated_projected_gradient(
+        lambda yk: ((bar.loss.grad(F(yk), bar.Y) @ bar.E.T) * Zs).sum(0) + bar.reg, cc,
+        1.0 / Lip, iters)
 
 
 def woodbury_solver(bar: BarrierTerms, K: Tensor, Z: Tensor, offset: int):

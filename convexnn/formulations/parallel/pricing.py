@@ -114,7 +114,37 @@ def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: i
     D = R.shape[0]
     S = int(n_starts)
     kw = {"dtype": X.dtype, "device": X.device}
-    # random starts: half Gaussian, half data-aware hyperplanes
+    q, sig = _starts(X, D, S, m, rng, init, intercept_column)
+    step0 = lr if lr is not None else 0.4 / math.sqrt(m * d)
+    # chunk the starts so that (chunk · n · m) stays bounded
+    per = max(1, int(max_elements // max(n * m, 1)))
+    best_q = q.clone()
+    best_v = torch.full((D, S), -math.inf, **kw)
+    flat_q = q.reshape(D * S, m, d)
+    flat_s = sig.reshape(D * S, m)
+    flat_r = R.repeat_interleave(S, 0)
+    out_q = best_q.reshape(D * S, m, d)
+    out_v = best_v.reshape(D * S)
+    for a in range(0, D * S, per):
+        b = min(a + per, D * S)
+        out_q[a:b], out_v[a:b] = _ascend(X, flat_q[a:b], flat_s[a:b], flat_r[a:b], n_steps,
+                                         step0)
+    # exact values at the returned points
+    vals = subnetwork_values(X, out_q, flat_s, flat_r).detach()
+    order = torch.argsort(vals, descending=True)
+    k = torch.arange(D, device=X.device).repeat_interleave(S)[order]
+    return PricingResult(gates=out_q.detach()[order], signs=flat_s[order], outputs=tt[k],
+                         eps=ee[k], values=vals[order], n_starts=S, n_steps=n_steps,
+                         seconds=time.perf_counter() - t0)
+
+
+def _starts(X: Tensor, D: int, S: int, m: int, rng: np.random.Generator,
+            init: tuple[Tensor, Tensor, Tensor] | None, intercept_column: bool
+            ) -> tuple[Tensor, Tensor]:
+    """Unit starting points (D, S, m, d) and signs (D, S, m): half Gaussian, half data-aware
+    hyperplanes, the warm starts ``init`` first in their direction."""
+    d = X.shape[1]
+    kw = {"dtype": X.dtype, "device": X.device}
     q = torch.as_tensor(rng.standard_normal((D, S, m, d)), **kw)
     n_data = (D * S * m) // 2
     if n_data:
@@ -134,51 +164,38 @@ def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: i
                 q[k, :sel.numel()] = qi[sel].to(**kw)
                 sig[k, :sel.numel()] = si[sel].to(**kw)
     q = q / torch.linalg.vector_norm(q.flatten(2), dim=-1).clamp_min(1e-300)[..., None, None]
-    step0 = lr if lr is not None else 0.4 / math.sqrt(m * d)
-    # chunk the starts so that (chunk · n · m) stays bounded
-    per = max(1, int(max_elements // max(n * m, 1)))
-    best_q = q.clone()
-    best_v = torch.full((D, S), -math.inf, **kw)
-    flat_q = q.reshape(D * S, m, d)
-    flat_s = sig.reshape(D * S, m)
-    flat_r = R.repeat_interleave(S, 0)
-    out_q = best_q.reshape(D * S, m, d)
-    out_v = best_v.reshape(D * S)
-    for a in range(0, D * S, per):
-        b = min(a + per, D * S)
-        qc = flat_q[a:b].clone().requires_grad_(True)
-        sc, rc = flat_s[a:b], flat_r[a:b]
-        bq = qc.detach().clone()
-        bv = torch.full((b - a,), -math.inf, **kw)
-        m1, m2 = torch.zeros_like(bq), torch.zeros_like(bq)  # Adam moments (β = 0.9, 0.999)
-        for it in range(n_steps + 1):
-            v = subnetwork_values(X, qc, sc, rc)
-            with torch.no_grad():
-                better = v > bv
-                bv = torch.where(better, v.detach(), bv)
-                bq[better] = qc.detach()[better]
-            if it == n_steps:
-                break
-            (gq,) = torch.autograd.grad(v.sum(), qc)
-            with torch.no_grad():
-                lr = step0 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / n_steps)))
-                m1.mul_(0.9).add_(gq, alpha=0.1)
-                m2.mul_(0.999).addcmul_(gq, gq, value=0.001)
-                mh = m1 / (1 - 0.9 ** (it + 1))
-                vh = m2 / (1 - 0.999 ** (it + 1))
-                qc += lr * mh / (vh.sqrt() + 1e-8)  # ascent
-                qc /= torch.linalg.vector_norm(qc.flatten(1), dim=-1).clamp_min(1e-300)[:, None,
-                                                                                       None]
-        out_q[a:b] = bq / torch.linalg.vector_norm(bq.flatten(1), dim=-1).clamp_min(
-            1e-300)[:, None, None]
-        out_v[a:b] = bv
-    # exact values at the returned points
-    vals = subnetwork_values(X, out_q, flat_s, flat_r).detach()
-    order = torch.argsort(vals, descending=True)
-    k = torch.arange(D, device=X.device).repeat_interleave(S)[order]
-    return PricingResult(gates=out_q.detach()[order], signs=flat_s[order], outputs=tt[k],
-                         eps=ee[k], values=vals[order], n_starts=S, n_steps=n_steps,
-                         seconds=time.perf_counter() - t0)
+    return q, sig
+
+
+def _ascend(X: Tensor, q0: Tensor, sc: Tensor, rc: Tensor, n_steps: int, step0: float
+            ) -> tuple[Tensor, Tensor]:
+    """Projected Adam ascent (cosine step schedule) on the sphere from the starts q0 (k, m, d);
+    returns the best point met by each start (unit norm) and its value."""
+    kw = {"dtype": X.dtype, "device": X.device}
+    qc = q0.clone().requires_grad_(True)
+    bq = qc.detach().clone()
+    bv = torch.full((q0.shape[0],), -math.inf, **kw)
+    m1, m2 = torch.zeros_like(bq), torch.zeros_like(bq)  # Adam moments (β = 0.9, 0.999)
+    for it in range(n_steps + 1):
+        v = subnetwork_values(X, qc, sc, rc)
+        with torch.no_grad():
+            better = v > bv
+            bv = torch.where(better, v.detach(), bv)
+            bq[better] = qc.detach()[better]
+        if it == n_steps:
+            break
+        (gq,) = torch.autograd.grad(v.sum(), qc)
+        with torch.no_grad():
+            lr = step0 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / n_steps)))
+            m1.mul_(0.9).add_(gq, alpha=0.1)
+            m2.mul_(0.999).addcmul_(gq, gq, value=0.001)
+            mh = m1 / (1 - 0.9 ** (it + 1))
+            vh = m2 / (1 - 0.999 ** (it + 1))
+            qc += lr * mh / (vh.sqrt() + 1e-8)  # ascent
+            qc /= torch.linalg.vector_norm(qc.flatten(1), dim=-1).clamp_min(1e-300)[:, None,
+                                                                                   None]
+    return bq / torch.linalg.vector_norm(bq.flatten(1), dim=-1).clamp_min(1e-300)[:, None,
+                                                                                  None], bv
 
 
 def candidate_keys(X: Tensor, gates: Tensor, signs: Tensor, outputs: Tensor,

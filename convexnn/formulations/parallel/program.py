@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ...losses import Loss, get_loss
 from ...networks.parallel import ParallelReLUNetwork
+from ...ops.prox import group_soft_threshold
+from ...solvers.fista import accelerated_projected_gradient
 from .augmented import AugmentedProgram
 from .blocks import ParallelBlocks
 
@@ -151,8 +151,7 @@ class ParallelProgram:
         return self.reg * self.group_norms(x).sum()
 
     def prox(self, x: Tensor, step: float) -> Tensor:
-        nrm = self.group_norms(x)[:, None, None]
-        return x * (1 - step * self.reg / nrm.clamp_min(1e-300)).clamp_min(0)
+        return group_soft_threshold(x, step * self.reg, norms=self.group_norms(x)[:, None, None])
 
     # ------------------------------------------------------------ FISTA / AL protocol
     def smooth_value(self, XQ: Tensor) -> Tensor:
@@ -194,18 +193,12 @@ class ParallelProgram:
         valid, so stopping early is safe)."""
         Xn = float(torch.linalg.matrix_norm(self.X, ord=2)) ** 2
         step = 1.0 / (Xn * (1 + self.m))
-        z, prev, t = nu, nu, 1.0
-        for _ in range(iters):
-            G = self._dual_terms(lam, z)  # = AᵀΛ − Bᵀν
-            XG = self.linear(G)
-            g1 = -self.S1 * XG  # −B₁ G
-            g2 = -self.S2 * self.pre2(XG)
-            new = ((z[0] - step * g1).clamp_min(0), (z[1] - step * g2).clamp_min(0))
-            tn = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-            w = (t - 1) / tn
-            z = (new[0] + w * (new[0] - prev[0]), new[1] + w * (new[1] - prev[1]))
-            prev, t = new, tn
-        return prev
+
+        def grad(z: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+            XG = self.linear(self._dual_terms(lam, z))  # G = AᵀΛ − Bᵀν
+            return -self.S1 * XG, -self.S2 * self.pre2(XG)  # −B₁ G, −B₂ G
+
+        return accelerated_projected_gradient(grad, tuple(nu), step, iters)
 
     def certificate(self, x: Tensor, nu: tuple[Tensor, Tensor] | None = None,
                     refine: int = 0, state: Tensor | None = None) -> Certificate:

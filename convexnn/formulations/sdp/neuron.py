@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +128,44 @@ def _block_shift(S: Tensor, n: int, x2: float, eps: float, margin: float) -> flo
     return (mu + e) * x2 + dl + e
 
 
+def _neuron_prox(n: int, d: int, dev) -> Callable[[Tensor, float], Tensor]:
+    """prox of g (the neuron SDP's entrywise part) on V = T Z Tᵀ + U, in place: [αβ] ≥ 0, the
+    complementary pairs zero, the u-block's diagonal onto Σ diag ≤ 1."""
+    iu = torch.arange(d, device=dev) + 2 * n
+    ia = torch.arange(n, device=dev)
+
+    def prox(V: Tensor, r: float) -> Tensor:      # in place (sdp_admm allows it)
+        V[:2 * n, :2 * n].clamp_(min=0)
+        V[ia, ia + n] = 0.0       # the complementary pairs (α_i, β_i)
+        V[ia + n, ia] = 0.0
+        dg = V[iu, iu]
+        V[iu, iu] = dg - max(0.0, (float(dg.sum()) - 1.0) / d)   # onto Σ diag ≤ 1
+        return V
+
+    return prox
+
+
+def _neuron_certificate(Yd: Tensor, C64: Tensor, adjoint64, offd64: Tensor, iu64: Tensor,
+                        n: int, x2: float) -> tuple[float, float, float]:
+    """(proven upper bound, t, λ_min) from the ADMM multiplier Yd (float64, CPU): Yd snapped
+    to the dual cone, then λ_min of the dual matrix with a rounding margin repaired."""
+    q = C64.shape[0]   # n + d
+    Y = Yd.detach().to(torch.float64).cpu()
+    Yc = torch.zeros_like(Y)
+    blk = 0.5 * (Y[:2 * n, :2 * n] + Y[:2 * n, :2 * n].T)
+    Yc[:2 * n, :2 * n] = torch.where(offd64, blk.clamp_max(0.0), blk)
+    t = max(0.0, float(Y[iu64, iu64].mean()))
+    Yc[iu64, iu64] = t
+    S = C64 + adjoint64(Yc)
+    lam = float(torch.linalg.eigvalsh(S)[0])
+    margin = 1e3 * q * _EPS * (float(torch.linalg.matrix_norm(S)) + 1.0)
+    eps = max(0.0, -(lam - margin))
+    ub = t + eps * (1.0 + x2)
+    if eps > 0:
+        ub = min(ub, t + _block_shift(S, n, x2, eps, margin))
+    return ub, t, lam
+
+
 def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: int = 3000,
                      max_time: float | None = None, rho: float = 0.1,
                      dtype: torch.dtype | None = None, check_every: int = 25,
@@ -144,7 +183,6 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
     t0 = time.perf_counter()
     X64 = X.detach().to(torch.float64)
     n, d = X64.shape
-    q = n + d
     sx = float(torch.linalg.matrix_norm(X64, 2))
     if not sx > 0:
         raise ValueError("X must be nonzero")
@@ -161,39 +199,13 @@ def neuron_sdp_bound(X: Tensor, Gamma: Tensor, *, tol: float = 1e-3, max_iter: i
     gram64, adjoint64 = neuron_congruence(Xn)
     G = adjoint(torch.eye(2 * n + d, dtype=dt, device=dev))      # TᵀT, from the same map
     iu = torch.arange(d, device=dev) + 2 * n
-
-    ia = torch.arange(n, device=dev)
-
-    def prox(V: Tensor, r: float) -> Tensor:      # in place (sdp_admm allows it)
-        V[:2 * n, :2 * n].clamp_(min=0)
-        V[ia, ia + n] = 0.0       # the complementary pairs (α_i, β_i)
-        V[ia + n, ia] = 0.0
-        dg = V[iu, iu]
-        V[iu, iu] = dg - max(0.0, (float(dg.sum()) - 1.0) / d)   # onto Σ diag ≤ 1
-        return V
-
+    prox = _neuron_prox(n, d, dev)
     offd64, iu64, C64 = off_pair_mask(n), iu.cpu(), C64.cpu()   # certificates: CPU
     x2 = 1.0 + 1e-12                               # ||Xn||₂² (normalised; rounding slack)
     best = {"ub": math.inf, "lo": 0.0, "t": 0.0, "lam": 0.0}
 
-    def certify(Yd: Tensor) -> tuple[float, float, float]:
-        Y = Yd.detach().to(torch.float64).cpu()
-        Yc = torch.zeros_like(Y)
-        blk = 0.5 * (Y[:2 * n, :2 * n] + Y[:2 * n, :2 * n].T)
-        Yc[:2 * n, :2 * n] = torch.where(offd64, blk.clamp_max(0.0), blk)
-        t = max(0.0, float(Y[iu64, iu64].mean()))
-        Yc[iu64, iu64] = t
-        S = C64 + adjoint64(Yc)
-        lam = float(torch.linalg.eigvalsh(S)[0])
-        margin = 1e3 * q * _EPS * (float(torch.linalg.matrix_norm(S)) + 1.0)
-        eps = max(0.0, -(lam - margin))
-        ub = t + eps * (1.0 + x2)
-        if eps > 0:
-            ub = min(ub, t + _block_shift(S, n, x2, eps, margin))
-        return ub, t, lam
-
     def monitor(st: dict) -> bool:
-        ub, t, lam = certify(st["Y"])
+        ub, t, lam = _neuron_certificate(st["Y"], C64, adjoint64, offd64, iu64, n, x2)
         if ub < best["ub"]:
             best.update(ub=ub, t=t, lam=lam)
         W = st["Z"].to(torch.float64).cpu()

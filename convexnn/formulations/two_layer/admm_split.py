@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from ...ops.linalg import power_iteration
+
 if TYPE_CHECKING:
     from .program import TwoLayerProgram
 
@@ -164,14 +166,8 @@ class _ADMMSplitting:
 
 def lipschitz_estimate(prog: TwoLayerProgram, iters: int = 20, seed: int = 0) -> float:
     """Power-iteration estimate of ||A||² times the loss smoothness (a starting step size)."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    v = torch.randn((prog.P, prog.d, prog.c), generator=g, dtype=prog.X.dtype).to(prog.X.device)
-    v /= torch.linalg.vector_norm(v)
-    lam = 1.0
-    for _ in range(iters):
-        w = prog.rmatvec(prog.matvec(v))
-        lam = float(torch.linalg.vector_norm(w))
-        if lam == 0 or not math.isfinite(lam):
-            return 1.0
-        v = w / lam
+    lam = power_iteration(prog.matvec, prog.rmatvec, (prog.P, prog.d, prog.c),
+                          dtype=prog.X.dtype, device=prog.X.device, iters=iters, seed=seed)
+    if lam == 0 or not math.isfinite(lam):
+        return 1.0
     return max(lam * prog.loss.smoothness * prog.S, 1e-12)

@@ -14,6 +14,7 @@ from scipy.optimize import nnls as _scipy_nnls
 from torch import Tensor
 
 from ...certificates import SCOPE_GLOBAL, SCOPE_SAMPLED, Certificate, relative, scaled_dual
+from ...solvers.fista import accelerated_projected_gradient
 
 if TYPE_CHECKING:
     from .program import TwoLayerProgram, _AugmentedReLU
@@ -202,15 +203,12 @@ class _Certificates:
         sign = torch.tensor([1.0, -1.0], dtype=lam.dtype, device=lam.device)[None, :, None, None]
         base = -sign * D * lam[:, None, None, :]  # n x S x P x c
         step = 1.0 / float(torch.linalg.matrix_norm(self.X, ord=2)) ** 2
-        z, mu_prev, t = mu, mu, 1.0
-        for _ in range(iters):
+
+        def grad(z: Tensor) -> Tensor:
             W = self.X.T @ (base + sgn * z).reshape(self.n, -1)  # d x (S P c)
-            grad = sgn * (self.X @ W).reshape(mu.shape)
-            mu_new = (z - step * grad).clamp_min(0)
-            t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
-            z = mu_new + ((t - 1) / t_new) * (mu_new - mu_prev)
-            mu_prev, t = mu_new, t_new
-        return mu_prev
+            return sgn * (self.X @ W).reshape(mu.shape)
+
+        return accelerated_projected_gradient(grad, mu, step, iters)
 
     def _cone_dual_norms(self, lam: Tensor, D: Tensor, mu: Tensor | None) -> Tensor:
         """Upper bounds of max_{u ∈ K_g, ||u|| ≤ 1} <∓Xᵀ D_g λ_k, u> for every group g = (s, p, k).

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from ...losses import Loss, get_loss
+from ...ops.prox import group_soft_threshold, singular_value_threshold
 from ...patterns import (
     DEFAULT_CHUNK,
     PatternSet,
@@ -112,21 +113,17 @@ class TwoLayerProgram(_Certificates, _Readback):
     def prox(self, x: Tensor, step: float) -> Tensor:
         t = step * self.reg
         if self.nuclear:
-            U, s, Vh = torch.linalg.svd(x, full_matrices=False)
-            return (U * (s - t).clamp_min(0)[..., None, :]) @ Vh
-        nrm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
-        return x * (1 - t / nrm.clamp_min(1e-300)).clamp_min(0)
+            return singular_value_threshold(x, t)
+        return group_soft_threshold(x, t, dim=2)
 
     def prox_penalty(self, x: Tensor, step: float) -> tuple[Tensor, Tensor]:
         """(prox(x, step), penalty at it) sharing one SVD / one set of norms."""
         t = step * self.reg
         if self.nuclear:
-            U, s, Vh = torch.linalg.svd(x, full_matrices=False)
-            s = (s - t).clamp_min(0)
-            return (U * s[..., None, :]) @ Vh, self.reg * s.sum()
+            out, s = singular_value_threshold(x, t, return_values=True)
+            return out, self.reg * s.sum()
         nrm = torch.linalg.vector_norm(x, dim=2, keepdim=True)
-        return x * (1 - t / nrm.clamp_min(1e-300)).clamp_min(0), \
-            self.reg * (nrm - t).clamp_min(0).sum()
+        return group_soft_threshold(x, t, norms=nrm), self.reg * (nrm - t).clamp_min(0).sum()
 
     def dual_norms(self, Gr: Tensor) -> Tensor:
         """Dual norm of each group of a gradient-shaped array (spectral or l2)."""

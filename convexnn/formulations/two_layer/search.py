@@ -27,7 +27,7 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
 
     * **dual search** — at λ = ∇L(prediction of the read-back network), the patterns whose
       dual constraint max_{u ∈ K_D, ||u|| ≤ 1} ∓λᵀ D X u ≤ β is violated, found by the local
-      search :func:`convexnn.patterns.search.search_gates` from random starts and from the current
+      search :func:`convexnn.patterns.search_gates` from random starts and from the current
       neurons (the ``add_per_round`` most violated, value > β, deduplicated) — a pattern whose
       constraint is violated is one the optimum over S ∪ {D} uses to go lower;
     * **primal refinement** (ReLU) — the activation patterns of the read-back network's own
@@ -63,47 +63,9 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
             info["stop"] = "max_time"
             break
         net = prog.to_network(x)
-        if prog.activation == "relu":
-            Z = prog.network_predict(prog.relu_state(x))
-        else:
-            Z = prog.linear(x)
-        lam = prog.loss.grad(Z, prog.Y)
-        dirs = torch.cat([-lam, lam], 1)
-        starts = sample_gates(prog.X, search_starts, rng, kind="data",
-                              intercept_column=prog.intercept, deduplicate=False).gates
-        own = net.first_layer_weights if net.activation == "relu" else net.gate_weights
-        own_b = net.first_layer_bias if net.activation == "relu" else net.gate_bias
-        if own.shape[0]:
-            own_aug = torch.cat([own, own_b[:, None]], 1) if prog.intercept else own
-            starts = torch.cat([starts, own_aug.T.to(starts)], 1)
-        gates, vals = search_gates(prog.X, dirs, starts, iters=search_iters,
-                                   chunk=prog.chunk, gated=prog.activation == "gated")
-        vmax = float(vals.max()) if vals.numel() else 0.0
-        order = torch.argsort(vals, descending=True)
-        order = order[vals[order] > prog.reg]
-        new = deduplicate_gates(prog.X, gates[:, order], chunk=prog.chunk) \
-            if order.numel() else gates[:, :0]
-        # drop patterns already in the program, keep the most violated few
-        have = set(mask_hashes(prog.X, prog.G, prog.chunk).tolist())
-        if new.shape[1]:
-            hn = mask_hashes(prog.X, new, prog.chunk).tolist()
-            keep = [i for i, h in enumerate(hn) if h not in have][:add_per_round]
-            new = new[:, keep]
-        old = prog.G
-        if prune and net.n_neurons:
-            # drop the patterns the solution does not use: the next program still contains
-            # the current network (its own patterns are added), so it can only go lower
-            old = prog.G[:, torch.linalg.vector_norm(x, dim=2).sum((0, 2)) > 0]
-        extra = PatternSet(torch.cat([old, new], 1),
-                           exhaustive=prog.patterns.exhaustive and not prune)
-        if net.n_neurons:
-            new_prog, x0 = TwoLayerProgram.from_network(
-                net, prog.X, prog.Y, prog.reg, prog.loss, intercept=prog.intercept,
-                extra_patterns=extra)
-        else:
-            new_prog = TwoLayerProgram(prog.X, prog.Y, extra, prog.reg, prog.loss,
-                                       prog.activation, intercept=prog.intercept)
-            x0 = None
+        new, vmax, have = _violated_patterns(prog, x, net, rng, search_starts, search_iters,
+                                             add_per_round)
+        new_prog, x0 = _next_program(prog, x, net, new, prune)
         if all(h in have for h in mask_hashes(prog.X, new_prog.G, prog.chunk).tolist()):
             info["stop"] = "no new pattern found"
             log[-1]["max_violation"] = vmax / prog.reg
@@ -133,3 +95,54 @@ def solve_with_search(prog: TwoLayerProgram, *, rounds: int = 10, search_starts:
             info["stop"] = "objective stopped improving"
             break
     return prog, x, cert, info
+
+
+def _violated_patterns(prog: TwoLayerProgram, x: Tensor, net, rng: np.random.Generator,
+                       search_starts: int, search_iters: int, add_per_round: int):
+    """The dual search at the read-back network ``net``: (new gates (d, k) not in the program,
+    most violated first, at most ``add_per_round``; the largest value found; the program's
+    pattern hashes)."""
+    if prog.activation == "relu":
+        Z = prog.network_predict(prog.relu_state(x))
+    else:
+        Z = prog.linear(x)
+    lam = prog.loss.grad(Z, prog.Y)
+    dirs = torch.cat([-lam, lam], 1)
+    starts = sample_gates(prog.X, search_starts, rng, kind="data",
+                          intercept_column=prog.intercept, deduplicate=False).gates
+    own = net.first_layer_weights if net.activation == "relu" else net.gate_weights
+    own_b = net.first_layer_bias if net.activation == "relu" else net.gate_bias
+    if own.shape[0]:
+        own_aug = torch.cat([own, own_b[:, None]], 1) if prog.intercept else own
+        starts = torch.cat([starts, own_aug.T.to(starts)], 1)
+    gates, vals = search_gates(prog.X, dirs, starts, iters=search_iters,
+                               chunk=prog.chunk, gated=prog.activation == "gated")
+    vmax = float(vals.max()) if vals.numel() else 0.0
+    order = torch.argsort(vals, descending=True)
+    order = order[vals[order] > prog.reg]
+    new = deduplicate_gates(prog.X, gates[:, order], chunk=prog.chunk) \
+        if order.numel() else gates[:, :0]
+    # drop patterns already in the program, keep the most violated few
+    have = set(mask_hashes(prog.X, prog.G, prog.chunk).tolist())
+    if new.shape[1]:
+        hn = mask_hashes(prog.X, new, prog.chunk).tolist()
+        keep = [i for i, h in enumerate(hn) if h not in have][:add_per_round]
+        new = new[:, keep]
+    return new, vmax, have
+
+
+def _next_program(prog: TwoLayerProgram, x: Tensor, net, new: Tensor, prune: bool):
+    """The next round's program (the used or all current patterns, the new ones and the
+    network's own) and its warm start (the network; None without neurons)."""
+    old = prog.G
+    if prune and net.n_neurons:
+        # drop the patterns the solution does not use: the next program still contains
+        # the current network (its own patterns are added), so it can only go lower
+        old = prog.G[:, torch.linalg.vector_norm(x, dim=2).sum((0, 2)) > 0]
+    extra = PatternSet(torch.cat([old, new], 1),
+                       exhaustive=prog.patterns.exhaustive and not prune)
+    if net.n_neurons:
+        return TwoLayerProgram.from_network(net, prog.X, prog.Y, prog.reg, prog.loss,
+                                            intercept=prog.intercept, extra_patterns=extra)
+    return TwoLayerProgram(prog.X, prog.Y, extra, prog.reg, prog.loss, prog.activation,
+                           intercept=prog.intercept), None

@@ -58,49 +58,16 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
     optimum; see :func:`_solve_admm`.
     """
 
-    from ...solvers import augmented_lagrangian
-    from ...solvers.cvxpy_backend import solve_cvxpy
-
     polish = solver == "auto" and prog.activation == "relu" and _has_cvxpy()
     if solver == "auto":
         solver = "fista" if prog.activation == "gated" else (
             "admm" if _ADMMSplitting.fits(prog) else "al")
     if solver == "admm":
-        t0 = time.perf_counter()
-        opts = dict(admm_options or {})
-        if polish and prog.S * prog.P * prog.c * prog.d <= 20_000:
-            # the polish below is affordable whatever ADMM's support: hand over to it once
-            # ADMM's progress stalls
-            opts.setdefault("stall_checks", 30)
-        out = _solve_admm(prog, tol=tol, max_iter=max_iter, max_time=max_time,
-                          check_every=check_every, x0=x0, verbose=verbose, certify=certify,
-                          **opts)
-        if not polish or out[1].relative_gap <= tol:
-            return out
-        # ReLU, gap not reached: finish exactly on ADMM's working set (interior point on a
-        # reduced program), if that working set is small enough to afford
-        from ..active_set import solve_active_set
-
-        x_a, cert_a, res_a = out
-        groups = int((torch.linalg.vector_norm(x_a, dim=2) > 0).sum())
-        if groups * prog.d > 20_000 or (max_time is not None
-                                        and time.perf_counter() - t0 >= max_time):
-            return out
-        left = None if max_time is None else max_time - (time.perf_counter() - t0)
-        x_p, cert_p, res_p = solve_active_set(prog, tol=tol, max_time=left, verbose=verbose,
-                                              x0=x_a, mu0=res_a.extras["mu"],
-                                              cvxpy_solver=cvxpy_solver or "CLARABEL",
-                                              cvxpy_options=cvxpy_options)
-        if cert_p.primal > cert_a.primal and cert_p.relative_gap >= cert_a.relative_gap:
-            return out  # keep the better network
-        hist = res_a.history
-        for i in range(len(res_p.history)):
-            hist.append(res_a.n_iter + res_p.history.iteration[i], res_p.history.objective[i],
-                        res_p.history.gap[i], res_p.history.relative_gap[i],
-                        res_a.seconds + res_p.history.seconds[i])
-        res_p.history = hist
-        res_p.extras["admm_iterations"] = res_a.n_iter
-        return x_p, cert_p, res_p
+        return _solve_admm_then_polish(prog, polish, tol=tol, max_iter=max_iter,
+                                       max_time=max_time, check_every=check_every, x0=x0,
+                                       verbose=verbose, certify=certify,
+                                       admm_options=admm_options, cvxpy_solver=cvxpy_solver,
+                                       cvxpy_options=cvxpy_options)
     if solver == "active_set":
         from ..active_set import solve_active_set
 
@@ -109,20 +76,8 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
                                 cvxpy_options=cvxpy_options)
     x = prog.zeros() if x0 is None else x0
     if solver == "cvxpy":
-        problem, V = to_cvxpy(prog)
-        res = solve_cvxpy(problem, solver=cvxpy_solver, verbose=bool(verbose),
-                          **(cvxpy_options or {}))
-        x = cvxpy_solution(prog, V)
-        mu = None
-        if prog.activation == "relu":  # the solver's cone multipliers tighten the dual bound
-            duals = [np.maximum(np.asarray(c_.dual_value), 0) for c_ in
-                     problem._convexnn_cone_constraints]
-            mu = torch.as_tensor(np.stack(duals).reshape(prog.P, prog.S, prog.n, prog.c),
-                                 dtype=x.dtype, device=x.device).permute(2, 1, 0, 3)
-        cert = prog.certificate(x, mu=mu, refine=50)
-        cert = prog.tighten(cert, [prog.gradients(x, network=False)], mu)
-        res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)
-        return x, cert, res
+        return _solve_cvxpy(prog, x, verbose=verbose, cvxpy_solver=cvxpy_solver,
+                            cvxpy_options=cvxpy_options)
     L0 = lipschitz_estimate(prog)
     if solver == "fista":
         if prog.activation != "gated":
@@ -134,31 +89,100 @@ def solve(prog: TwoLayerProgram, *, solver: str = "auto", tol: float = 1e-6,
     if solver == "al":
         if prog.activation != "relu":
             raise ValueError("solver='al' is for the cone-constrained ReLU program")
-
-        checks = [0]
-
-        def monitor(x_, s_, sub):
-            # cheap estimate (convex objective at the possibly infeasible iterate vs the dual
-            # bound); the honest certificate (feasible repair) only when it looks converged
-            checks[0] += 1
-            est = prog.certificate(x_, s_, sub, repair=False)
-            if est.relative_gap > tol and checks[0] % 10:
-                return None
-            c_ = prog.certificate(x_, s_, sub, refine=20 if est.relative_gap <= tol else 0)
-            return c_.primal, c_.gap, c_.relative_gap
-
-        mu0 = torch.zeros((prog.n, prog.S, prog.P, prog.c), dtype=x.dtype, device=x.device)
-        res = augmented_lagrangian(prog, x, mu0, rho=prog.loss.smoothness, tol=tol,
-                                   max_iter=max_iter, max_time=max_time,
-                                   check_every=check_every, monitor=monitor, verbose=verbose)
-        sub = prog.augmented(res.extras["mu"], res.extras["rho"])
-        cert = prog.certificate(res.x, None, sub, refine=50)
-        x_r = prog.repair(res.x)
-        cert = prog.tighten(cert, [prog.gradients(x_r, network=False)],
-                            sub.updated_multipliers(prog.relu_state(res.x)))
-        return x_r, cert, res
+        return _solve_al(prog, x, tol=tol, max_iter=max_iter, max_time=max_time,
+                         check_every=check_every, verbose=verbose)
     raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'admm', 'fista', 'al', "
                      "'active_set' or 'cvxpy'")
+
+
+def _solve_admm_then_polish(prog: TwoLayerProgram, polish: bool, *, tol: float, max_iter: int,
+                            max_time: float | None, check_every: int, x0: Tensor | None,
+                            verbose: int, certify: str, admm_options: dict | None,
+                            cvxpy_solver: str | None, cvxpy_options: dict | None):
+    """ADMM; with ``polish`` (ReLU, CVXPY installed) the active-set solver finishes from its
+    iterate when ADMM stops short of ``tol`` (see :func:`solve`)."""
+    t0 = time.perf_counter()
+    opts = dict(admm_options or {})
+    if polish and prog.S * prog.P * prog.c * prog.d <= 20_000:
+        # the polish below is affordable whatever ADMM's support: hand over to it once
+        # ADMM's progress stalls
+        opts.setdefault("stall_checks", 30)
+    out = _solve_admm(prog, tol=tol, max_iter=max_iter, max_time=max_time,
+                      check_every=check_every, x0=x0, verbose=verbose, certify=certify,
+                      **opts)
+    if not polish or out[1].relative_gap <= tol:
+        return out
+    # ReLU, gap not reached: finish exactly on ADMM's working set (interior point on a
+    # reduced program), if that working set is small enough to afford
+    from ..active_set import solve_active_set
+
+    x_a, cert_a, res_a = out
+    groups = int((torch.linalg.vector_norm(x_a, dim=2) > 0).sum())
+    if groups * prog.d > 20_000 or (max_time is not None
+                                    and time.perf_counter() - t0 >= max_time):
+        return out
+    left = None if max_time is None else max_time - (time.perf_counter() - t0)
+    x_p, cert_p, res_p = solve_active_set(prog, tol=tol, max_time=left, verbose=verbose,
+                                          x0=x_a, mu0=res_a.extras["mu"],
+                                          cvxpy_solver=cvxpy_solver or "CLARABEL",
+                                          cvxpy_options=cvxpy_options)
+    if cert_p.primal > cert_a.primal and cert_p.relative_gap >= cert_a.relative_gap:
+        return out  # keep the better network
+    hist = res_a.history
+    hist.extend(res_p.history, res_a.n_iter, res_a.seconds)
+    res_p.history = hist
+    res_p.extras["admm_iterations"] = res_a.n_iter
+    return x_p, cert_p, res_p
+
+
+def _solve_cvxpy(prog: TwoLayerProgram, x: Tensor, *, verbose: int, cvxpy_solver: str | None,
+                 cvxpy_options: dict | None):
+    """The whole program handed to a CVXPY solver, certified with its cone multipliers."""
+    from ...solvers.cvxpy_backend import solve_cvxpy
+
+    problem, V = to_cvxpy(prog)
+    res = solve_cvxpy(problem, solver=cvxpy_solver, verbose=bool(verbose),
+                      **(cvxpy_options or {}))
+    x = cvxpy_solution(prog, V)
+    mu = None
+    if prog.activation == "relu":  # the solver's cone multipliers tighten the dual bound
+        duals = [np.maximum(np.asarray(c_.dual_value), 0) for c_ in
+                 problem._convexnn_cone_constraints]
+        mu = torch.as_tensor(np.stack(duals).reshape(prog.P, prog.S, prog.n, prog.c),
+                             dtype=x.dtype, device=x.device).permute(2, 1, 0, 3)
+    cert = prog.certificate(x, mu=mu, refine=50)
+    cert = prog.tighten(cert, [prog.gradients(x, network=False)], mu)
+    res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)
+    return x, cert, res
+
+
+def _solve_al(prog: TwoLayerProgram, x: Tensor, *, tol: float, max_iter: int,
+              max_time: float | None, check_every: int, verbose: int):
+    """Augmented Lagrangian on the ReLU program, the repaired iterate certified."""
+    from ...solvers import augmented_lagrangian
+
+    checks = [0]
+
+    def monitor(x_, s_, sub):
+        # cheap estimate (convex objective at the possibly infeasible iterate vs the dual
+        # bound); the honest certificate (feasible repair) only when it looks converged
+        checks[0] += 1
+        est = prog.certificate(x_, s_, sub, repair=False)
+        if est.relative_gap > tol and checks[0] % 10:
+            return None
+        c_ = prog.certificate(x_, s_, sub, refine=20 if est.relative_gap <= tol else 0)
+        return c_.primal, c_.gap, c_.relative_gap
+
+    mu0 = torch.zeros((prog.n, prog.S, prog.P, prog.c), dtype=x.dtype, device=x.device)
+    res = augmented_lagrangian(prog, x, mu0, rho=prog.loss.smoothness, tol=tol,
+                               max_iter=max_iter, max_time=max_time,
+                               check_every=check_every, monitor=monitor, verbose=verbose)
+    sub = prog.augmented(res.extras["mu"], res.extras["rho"])
+    cert = prog.certificate(res.x, None, sub, refine=50)
+    x_r = prog.repair(res.x)
+    cert = prog.tighten(cert, [prog.gradients(x_r, network=False)],
+                        sub.updated_multipliers(prog.relu_state(res.x)))
+    return x_r, cert, res
 
 
 def _solve_admm(prog: TwoLayerProgram, *, tol: float, max_iter: int, max_time: float | None,

@@ -85,6 +85,42 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     :func:`convexnn.solvers.sdp_admm.positive_part`); both give the same iterates.
     """
     pn, sx, ky = normalised(prob)
+    final_neuron, neuron_first, phases = _schedule(pn, neuron_first, dtype)
+    pn64 = pn if pn.X.dtype == torch.float64 else SDPRelaxation(
+        pn.X.double(), pn.Y.double(), pn.reg, intercept=pn.intercept)
+    every = check_every if check_every is not None else (10 if pn.q <= 400 else 25)
+    run = _Run(prob, pn64, ky, tol=tol, max_time=max_time, every=every,
+               neuron_first=neuron_first, neuron_growth=neuron_growth,
+               neuron_max_iter=neuron_max_iter, accel=accel, verbose=verbose, dtype=phases[0])
+    if eig not in ("auto", "full", "subset"):
+        raise ValueError(f"eig must be 'auto', 'full' or 'subset', got {eig!r}")
+    res, it0, stop = run.phases(phases, rho=rho, max_iter=max_iter, eig=eig)
+    best = run.best
+    if best["Y"] is None:    # never checked (max_iter < check_every): use the last iterate
+        run.monitor({"Z": res.x, "Y": res.extras["Y"], "iter": it0,
+                     "r_primal": res.extras["r_primal"]})
+    if (final_neuron and best["neuron_iter"] != it0
+            and stop != StopReason.GAP):     # not converged: certify the last one
+        run.neuron(res.extras["Y"], it0, final=True)
+    Yd = best["Y"]
+    Gam, om, N = run.multipliers(Yd, ky, ky / sx)
+    Z = unscale_primal(pn64, sx, ky, res.x.to(torch.float64))
+    certify = _certifier(prob, pn64, ky, (Gam, om, N), lambda: run.multipliers(Yd),
+                         best["neuron"])
+    bound = certify()
+    info = {"admm_iterations": it0, "admm_stop": stop,
+            "admm_rel_gap_estimate": best["rel"], "admm_r_primal": res.extras["r_primal"],
+            "admm_r_dual": res.extras["r_dual"], "admm_rho": res.extras["rho"],
+            "neuron_iterations": best["inner_iterations"],
+            "neuron_seconds": best["inner_seconds"],
+            "sdp_primal_estimate": ky * ky * best["obj"], "history": run.hist,
+            "precision_switch_iteration": best.get("switch"),
+            "multipliers": (Gam, om, N), "certify": certify}
+    return bound, Z.to(prob.X), info
+
+
+def _schedule(pn: SDPRelaxation, neuron_first, dtype) -> tuple[bool, int | None, list]:
+    """(final neuron solve?, first neuron iteration, precision phases) from the options."""
     if neuron_first == "auto":
         final_neuron, neuron_first = True, None
     elif neuron_first is None:
@@ -94,11 +130,8 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
     else:
         raise ValueError(f"neuron_first must be a positive int, 'auto' or None, got "
                          f"{neuron_first!r}")
-    pn64 = pn if pn.X.dtype == torch.float64 else SDPRelaxation(
-        pn.X.double(), pn.Y.double(), pn.reg, intercept=pn.intercept)
-    n, q = pn.n, pn.q
-    # precision phases: float32 while it makes progress, then float64 (see the docstring)
-    if dtype == "mixed" or (dtype is None and q >= _LARGE_Q and pn.X.dtype == torch.float64):
+    # precision phases: float32 while it makes progress, then float64 (see solve_admm)
+    if dtype == "mixed" or (dtype is None and pn.q >= _LARGE_Q and pn.X.dtype == torch.float64):
         phases = [torch.float32, torch.float64]
     elif dtype is None:
         phases = [pn.X.dtype]
@@ -106,31 +139,58 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         phases = [dtype]
     else:
         raise ValueError(f"dtype must be a floating torch dtype, 'mixed' or None, got {dtype!r}")
-    ia = torch.arange(n, device=pn.X.device)
+    return final_neuron, neuron_first, phases
 
-    def problem(dt: torch.dtype) -> CongruenceSDP:
-        """The ADMM's data for iterates of precision dt."""
-        p = pn64 if dt == torch.float64 else SDPRelaxation(
-            pn64.X.to(dt), pn64.Y.to(dt), pn64.reg, intercept=pn64.intercept)
-        X, Y = p.X, p.Y
-        gram, adjoint = congruence(p.X)
-        C = torch.zeros(q, q, dtype=dt, device=X.device)
-        C[n:, n:] = 0.5 * p.reg * torch.eye(q - n, dtype=dt, device=X.device)
-        T = lift_rows(p.X, p.c)
 
-        def prox(V: Tensor, r: float) -> Tensor:      # in place (sdp_admm allows it)
-            V[:2 * n, :2 * n].clamp_(min=0)
-            V[ia, ia + n] = 0.0       # the complementary pairs (α_i, β_i)
-            V[ia + n, ia] = 0.0
-            Kav = (Y + 2.0 * r * V[:n, 2 * n:]) / (1.0 + 2.0 * r)
-            V[:n, 2 * n:] = Kav
-            V[2 * n:, :n] = Kav.T
-            return V
+def _congruence_problem(pn64: SDPRelaxation, dt: torch.dtype) -> CongruenceSDP:
+    """The ADMM's data for iterates of precision dt."""
+    n, q = pn64.n, pn64.q
+    ia = torch.arange(n, device=pn64.X.device)
+    p = pn64 if dt == torch.float64 else SDPRelaxation(
+        pn64.X.to(dt), pn64.Y.to(dt), pn64.reg, intercept=pn64.intercept)
+    X, Y = p.X, p.Y
+    gram, adjoint = congruence(p.X)
+    C = torch.zeros(q, q, dtype=dt, device=X.device)
+    C[n:, n:] = 0.5 * p.reg * torch.eye(q - n, dtype=dt, device=X.device)
+    T = lift_rows(p.X, p.c)
 
-        return CongruenceSDP(C=C, G=T.T @ T, gram_fn=gram, adjoint_fn=adjoint, prox_fn=prox,
-                             solve_fn=lift_factor(X, 0.0, p.c))
+    def prox(V: Tensor, r: float) -> Tensor:      # in place (sdp_admm allows it)
+        V[:2 * n, :2 * n].clamp_(min=0)
+        V[ia, ia + n] = 0.0       # the complementary pairs (α_i, β_i)
+        V[ia + n, ia] = 0.0
+        Kav = (Y + 2.0 * r * V[:n, 2 * n:]) / (1.0 + 2.0 * r)
+        V[:n, 2 * n:] = Kav
+        V[2 * n:, :n] = Kav.T
+        return V
 
-    def multipliers(Yd: Tensor, scale_g: float = 1.0, scale_n: float = 1.0):
+    return CongruenceSDP(C=C, G=T.T @ T, gram_fn=gram, adjoint_fn=adjoint, prox_fn=prox,
+                         solve_fn=lift_factor(X, 0.0, p.c))
+
+
+class _Run:
+    """State of one solve: best multiplier so far, neuron bounds, the monitor and the phases."""
+
+    def __init__(self, prob: SDPRelaxation, pn64: SDPRelaxation, ky: float, *, tol: float,
+                 max_time: float | None, every: int, neuron_first: int | None,
+                 neuron_growth: float, neuron_max_iter: int, accel: bool, verbose: int,
+                 dtype: torch.dtype):
+        self.prob, self.pn64, self.ky = prob, pn64, ky
+        self.n = pn64.n
+        self.ia = torch.arange(self.n, device=pn64.X.device)
+        self.tol, self.max_time, self.every, self.accel = tol, max_time, every, accel
+        self.neuron_growth, self.neuron_max_iter = neuron_growth, neuron_max_iter
+        self.verbose = verbose
+        self.y_half = 0.5 * float((pn64.Y * pn64.Y).sum())
+        self.best: dict = {"est": -math.inf, "Y": None, "obj": math.nan, "rel": math.inf,
+                           "neuron": None, "neuron_iter": -1, "warm": None,
+                           "next": math.inf if neuron_first is None else neuron_first,
+                           "inner_iterations": 0, "inner_seconds": 0.0, "dtype": dtype}
+        self.t0 = time.perf_counter()
+        self.hist = History()
+
+    def multipliers(self, Yd: Tensor, scale_g: float = 1.0, scale_n: float = 1.0):
+        """(Γ, ω, N) of the certificate from the ADMM multiplier Yd of K = T Z Tᵀ."""
+        n, ia = self.n, self.ia
         Yd = Yd.to(torch.float64)
         Gam = scale_g * 2.0 * Yd[:n, 2 * n:]
         om = scale_n * 2.0 * 0.5 * (Yd[ia, ia + n] + Yd[ia + n, ia])
@@ -139,26 +199,19 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         N[ia + n, ia] = 0.0
         return Gam, om, N
 
-    every = check_every if check_every is not None else (10 if q <= 400 else 25)
-    y_half = 0.5 * float((pn64.Y * pn64.Y).sum())
-    best: dict = {"est": -math.inf, "Y": None, "obj": math.nan, "rel": math.inf,
-                  "neuron": None, "neuron_iter": -1, "warm": None,
-                  "next": math.inf if neuron_first is None else neuron_first,
-                  "inner_iterations": 0, "inner_seconds": 0.0, "dtype": phases[0]}
-    t0 = time.perf_counter()
-
-    def neuron(Yd: Tensor, it: int, final: bool = False) -> DualBound:
+    def neuron(self, Yd: Tensor, it: int, final: bool = False) -> DualBound:
         """The "neuron" bound of the multiplier Yd, proven on the original data."""
-        Gam = ky * 2.0 * Yd.to(torch.float64)[:n, 2 * n:]
-        el = time.perf_counter() - t0
+        best, n, max_time = self.best, self.n, self.max_time
+        Gam = self.ky * 2.0 * Yd.to(torch.float64)[:n, 2 * n:]
+        el = time.perf_counter() - self.t0
         if final:   # the returned bound: full budget, at most max(time left, el/4) seconds
-            budget = neuron_max_iter
+            budget = self.neuron_max_iter
             left = None if max_time is None else max(max_time - el, 0.25 * el)
         else:       # about as many as outer iterations since the last call (warm-started)
-            budget = min(neuron_max_iter, max(500, it - max(best["neuron_iter"], 0)))
+            budget = min(self.neuron_max_iter, max(500, it - max(best["neuron_iter"], 0)))
             left = None if max_time is None else max(1.0, max_time - el)
-        b, nb = prob.neuron_bound(Gam, tol=tol, max_iter=budget, max_time=left,
-                                  dtype=best["dtype"], warm=best["warm"], accel=accel)
+        b, nb = self.prob.neuron_bound(Gam, tol=self.tol, max_iter=budget, max_time=left,
+                                       dtype=best["dtype"], warm=best["warm"], accel=self.accel)
         best["warm"] = nb.state
         best["inner_iterations"] += nb.iterations
         best["inner_seconds"] += nb.seconds
@@ -167,11 +220,10 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         best["neuron_iter"] = it
         return b
 
-    hist = History()
-
-    def monitor(state: dict) -> bool:
+    def monitor(self, state: dict) -> bool:
+        best, pn64, ky, t0 = self.best, self.pn64, self.ky, self.t0
         obj = pn64.objective_matrix(state["Z"].to(torch.float64))
-        b = pn64.dual_bound(*multipliers(state["Y"]), upper=y_half)  # Z = 0 is feasible
+        b = pn64.dual_bound(*self.multipliers(state["Y"]), upper=self.y_half)  # Z = 0 feasible
         # stopping estimate: the trace bound with the primal estimate in place of a proven
         # upper bound (the final certificate uses the extracted network's objective instead)
         est = b.raw_value - 3.0 * max(obj, 0.0) / pn64.reg * max(0.0, -b.lam_min)
@@ -179,69 +231,73 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         if est > best["est"]:
             best.update(est=est, Y=state["Y"].clone())
         if state["iter"] >= best["next"]:
-            best["next"] = max(best["next"] + every, int(neuron_growth * state["iter"]))
-            neuron(state["Y"], state["iter"])
+            best["next"] = max(best["next"] + self.every,
+                               int(self.neuron_growth * state["iter"]))
+            self.neuron(state["Y"], state["iter"])
         lo = best["est"]
         if best["neuron"] is not None:
             lo = max(lo, best["neuron"].value / (ky * ky))
         rel = relative(max(obj - lo, 0.0), obj)
         best.update(obj=obj, rel=rel)
-        hist.append(state["iter"], obj, max(obj - lo, 0.0), rel, time.perf_counter() - t0)
-        if verbose:
+        self.hist.append(state["iter"], obj, max(obj - lo, 0.0), rel, time.perf_counter() - t0)
+        if self.verbose:
             nv = best["neuron"].value / ky ** 2 if best["neuron"] is not None else math.nan
             print(f"[sdp-admm] it={state['iter']} primal={obj:.6e} lb_estimate={est:.6e} "
                   f"neuron_lb={nv:.6e} rel_gap={rel:.2e} r_primal={state['r_primal']:.2e} "
                   f"lam_min={b.lam_min:.2e} dtype={best['dtype']} "
                   f"t={time.perf_counter() - t0:.1f}s")
-        return rel <= tol and state["r_primal"] <= 0.1 * tol
+        return rel <= self.tol and state["r_primal"] <= 0.1 * self.tol
 
-    if eig not in ("auto", "full", "subset"):
-        raise ValueError(f"eig must be 'auto', 'full' or 'subset', got {eig!r}")
-    K0 = U0 = None
-    it0, rho_ = 0, rho
-    for k, dt in enumerate(phases):
-        best["dtype"] = dt
-        stalled = {"flag": False, "rels": []}
-        last_phase = k == len(phases) - 1
+    def phases(self, phases: list, *, rho: float, max_iter: int, eig: str):
+        """Run the ADMM in each precision until one converges or the budget ends; returns
+        (last result, total iterations, stop reason)."""
+        best, max_time = self.best, self.max_time
+        K0 = U0 = None
+        it0, rho_ = 0, rho
+        for k, dt in enumerate(phases):
+            best["dtype"] = dt
+            stalled = {"flag": False, "rels": []}
+            last_phase = k == len(phases) - 1
 
-        def phase_monitor(state: dict, it0=it0, last_phase=last_phase, stalled=stalled) -> bool:
-            state = dict(state, iter=state["iter"] + it0)
-            if monitor(state):
-                return True
-            rels = stalled["rels"]   # best so far of the stopping rule's measure
-            m = max(best["rel"], 10.0 * state["r_primal"])
-            rels.append(min(m, rels[-1] if rels else math.inf))
-            if (not last_phase and len(rels) > _STALL_CHECKS and rels[-1] < _STALL_BELOW
-                    and rels[-1] > (1.0 - _STALL_GAIN) * rels[-1 - _STALL_CHECKS]):
-                stalled["flag"] = True     # this precision has stopped making progress
-                return True
-            return False
+            def phase_monitor(state: dict, it0=it0, last_phase=last_phase,
+                              stalled=stalled) -> bool:
+                state = dict(state, iter=state["iter"] + it0)
+                if self.monitor(state):
+                    return True
+                rels = stalled["rels"]   # best so far of the stopping rule's measure
+                m = max(best["rel"], 10.0 * state["r_primal"])
+                rels.append(min(m, rels[-1] if rels else math.inf))
+                if (not last_phase and len(rels) > _STALL_CHECKS and rels[-1] < _STALL_BELOW
+                        and rels[-1] > (1.0 - _STALL_GAIN) * rels[-1 - _STALL_CHECKS]):
+                    stalled["flag"] = True     # this precision has stopped making progress
+                    return True
+                return False
 
-        left = None if max_time is None else max(max_time - (time.perf_counter() - t0), 0.0)
-        res = sdp_admm(problem(dt), K0=K0, U0=U0, rho=rho_, max_iter=max_iter - it0,
-                       max_time=left, check_every=every, accel=accel, eig=eig,
-                       monitor=phase_monitor, verbose=max(0, verbose - 1))
-        it0 += res.n_iter
-        if not stalled["flag"] or it0 >= max_iter:
-            break
-        # same iterate and multiplier Y = ρU, penalty back to its start (the balancing of the
-        # float32 phase reacts to rounding noise in the residuals)
-        K0 = res.extras["K"].to(phases[k + 1])
-        U0 = res.extras["Y"].to(phases[k + 1]) / rho
-        rho_ = rho
-        best["switch"] = it0
-    stop = res.stop_reason if not stalled["flag"] else StopReason.MAX_ITER
-    if best["Y"] is None:    # never checked (max_iter < check_every): use the last iterate
-        monitor({"Z": res.x, "Y": res.extras["Y"], "iter": it0,
-                 "r_primal": res.extras["r_primal"]})
-    if (final_neuron and best["neuron_iter"] != it0
-            and stop != StopReason.GAP):     # not converged: certify the last one
-        neuron(res.extras["Y"], it0, final=True)
-    Yd = best["Y"]
-    Gam, om, N = multipliers(Yd, ky, ky / sx)
-    Z = unscale_primal(pn64, sx, ky, res.x.to(torch.float64))
+            left = None if max_time is None else max(max_time - (time.perf_counter() - self.t0),
+                                                     0.0)
+            res = sdp_admm(_congruence_problem(self.pn64, dt), K0=K0, U0=U0, rho=rho_,
+                           max_iter=max_iter - it0, max_time=left, check_every=self.every,
+                           accel=self.accel, eig=eig, monitor=phase_monitor,
+                           verbose=max(0, self.verbose - 1))
+            it0 += res.n_iter
+            if not stalled["flag"] or it0 >= max_iter:
+                break
+            # same iterate and multiplier Y = ρU, penalty back to its start (the balancing of
+            # the float32 phase reacts to rounding noise in the residuals)
+            K0 = res.extras["K"].to(phases[k + 1])
+            U0 = res.extras["Y"].to(phases[k + 1]) / rho
+            rho_ = rho
+            best["switch"] = it0
+        stop = res.stop_reason if not stalled["flag"] else StopReason.MAX_ITER
+        return res, it0, stop
+
+
+def _certifier(prob: SDPRelaxation, pn64: SDPRelaxation, ky: float, mults: tuple,
+               mults_normalised, nbound: DualBound | None):
+    """certify(upper) -> the best proven bound of the selected multipliers (``mults`` on the
+    original data; ``mults_normalised()`` builds them for the normalised problem)."""
+    Gam, om, N = mults
     y_half_orig = 0.5 * float((prob.Y * prob.Y).sum())
-    nbound = best["neuron"]
 
     def certify(upper: float | None = None) -> DualBound:
         """Proven bound: the best of the "neuron" bound and the "blend" bound of the selected
@@ -253,20 +309,10 @@ def solve_admm(prob: SDPRelaxation, *, tol: float = 1e-4, max_iter: int = 5000,
         # the normalised problem is the same SDP with value scaled by 1/κ² (data rescaled in
         # float64, a relative perturbation of ~1e-16); its eigenvalue check is better
         # conditioned, so its bound, scaled back, is used when larger
-        bn = pn64.dual_bound(*multipliers(Yd), upper=up / (ky * ky))
+        bn = pn64.dual_bound(*mults_normalised(), upper=up / (ky * ky))
         if ky * ky * bn.value > bo.value:
             bo = DualBound(value=ky * ky * bn.value, raw_value=ky * ky * bn.raw_value,
                            lam_min=bn.lam_min, theta=bn.theta, lam0=bn.lam0, delta=bn.delta)
         return nbound if nbound is not None and nbound.value > bo.value else bo
 
-    bound = certify()
-    info = {"admm_iterations": it0, "admm_stop": stop,
-            "admm_rel_gap_estimate": best["rel"], "admm_r_primal": res.extras["r_primal"],
-            "admm_r_dual": res.extras["r_dual"], "admm_rho": res.extras["rho"],
-            "neuron_iterations": best["inner_iterations"],
-            "neuron_seconds": best["inner_seconds"],
-            "sdp_primal_estimate": ky * ky * best["obj"], "history": hist,
-            "precision_switch_iteration": best.get("switch"),
-            "multipliers": (Gam, om, N), "certify": certify}
-    return bound, Z.to(prob.X), info
-
+    return certify

@@ -65,19 +65,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     the training problem over networks of every width, ``primal`` the extracted network's
     objective. ``info`` holds the bounds, the solver's SDP value estimate and timings.
     """
-    name = loss if isinstance(loss, str) else getattr(loss, "name", str(loss))
-    if name != "squared":
-        raise ValueError(f"method 'sdp' supports only the squared loss (got {name!r}); for "
-                         "classification use one-hot targets with loss='squared' as in the "
-                         "paper (Prakhya et al. 2024)")
-    if reg <= 0:
-        raise ValueError(f"reg must be > 0, got {reg}")
-    if rounding not in ("polish", "tos"):
-        raise ValueError(f"unknown rounding {rounding!r}; expected 'polish' (ours) or 'tos' "
-                         "(the paper's three-operator splitting)")
-    if solver not in ("auto", "ipm", "admm", "cvxpy", "lowrank"):
-        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'ipm', 'admm', 'cvxpy' "
-                         "or 'lowrank'")
+    _check_options(loss, reg, rounding, solver)
     if Y.ndim == 1:
         Y = Y[:, None]
     t0 = time.perf_counter()
@@ -96,13 +84,7 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
     bound, W, sdp_value, stop, hist, tighten, solver_info = sol
     info.update(solver_info)
     t1 = time.perf_counter()
-    if rounding == "tos":   # the paper's rounding of Λ̃ = T Z Tᵀ (Z = W Wᵀ for "lowrank")
-        tos = round_tos(prob, W @ W.T, **(rounding_options or {}))
-        net = tos.network
-        info.update(tos_iteration=tos.iteration, tos_feasibility_m=tos.feasibility_m,
-                    tos_rounding_objective=tos.rounding_objective)
-    else:
-        net = extract_network(prob, W, polish_iter=polish_iter, **(rounding_options or {}))
+    net = _read_network(prob, W, rounding, rounding_options, polish_iter, info)
     ub = net.objective(X[:, :-1] if intercept else X, Y, reg, "squared")
     if tighten is not None:   # the network's objective tightens the trace bound
         b2 = tighten(ub)
@@ -126,6 +108,34 @@ def fit_sdp(X: Tensor, Y: Tensor, reg: float, loss: str = "squared", *, intercep
                  "extract_seconds": time.perf_counter() - t1,
                  "seconds": time.perf_counter() - t0, "n_neurons": net.n_neurons})
     return FitResult(network=net, certificate=cert, history=hist, info=info)
+
+
+def _check_options(loss, reg: float, rounding: str, solver: str) -> None:
+    name = loss if isinstance(loss, str) else getattr(loss, "name", str(loss))
+    if name != "squared":
+        raise ValueError(f"method 'sdp' supports only the squared loss (got {name!r}); for "
+                         "classification use one-hot targets with loss='squared' as in the "
+                         "paper (Prakhya et al. 2024)")
+    if reg <= 0:
+        raise ValueError(f"reg must be > 0, got {reg}")
+    if rounding not in ("polish", "tos"):
+        raise ValueError(f"unknown rounding {rounding!r}; expected 'polish' (ours) or 'tos' "
+                         "(the paper's three-operator splitting)")
+    if solver not in ("auto", "ipm", "admm", "cvxpy", "lowrank"):
+        raise ValueError(f"unknown solver {solver!r}; expected 'auto', 'ipm', 'admm', 'cvxpy' "
+                         "or 'lowrank'")
+
+
+def _read_network(prob: SDPRelaxation, W: Tensor, rounding: str, rounding_options: dict | None,
+                  polish_iter: int, info: dict):
+    """The network read off the solution (the paper's rounding of Λ̃ = T Z Tᵀ, Z = W Wᵀ, for
+    ``"tos"``, with its diagnostics added to ``info``; else :func:`extract_network`)."""
+    if rounding == "tos":
+        tos = round_tos(prob, W @ W.T, **(rounding_options or {}))
+        info.update(tos_iteration=tos.iteration, tos_feasibility_m=tos.feasibility_m,
+                    tos_rounding_objective=tos.rounding_objective)
+        return tos.network
+    return extract_network(prob, W, polish_iter=polish_iter, **(rounding_options or {}))
 
 
 class _Solved(NamedTuple):

@@ -94,10 +94,33 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
     Returns ``(bound, Z, info)`` with Z in the original coordinates.
     """
     pn, sx, ky = normalised(prob)
-    n, q = pn.n, pn.q
-    dt, dev = pn.X.dtype, pn.X.device
+    n = pn.n
     WP, WR = seed_pairs(pn.X, neighbors)
     rp = rank2_problem(pn, WP, WR)
+    cap = add_max if add_max is not None else max(1, n // 2)
+    added = [0, 0, -add_every]   # constraints added, additions, iteration of the last one
+    check = _working_set_check(rp, _working_set_mask(n, WP, WR), added, tol=tol,
+                               add_tol=add_tol, cap=cap, add_every=add_every, verbose=verbose)
+    y0, S0, s0, eye = _start(pn, rp, WP, WR, feasible_dual)
+    res = primal_dual_ipm(rp, Z0=eye, S0=S0, y0=y0, s0=s0, tol=tol, max_iter=max_iter,
+                          max_time=max_time, check=check, verbose=verbose)
+    # ---- map back and certify on the original data
+    Gam, om, N = _original_multipliers(res.y, rp, pn, sx, ky)
+    Z = unscale_primal(pn, sx, ky, res.Z)
+    bound = prob.dual_bound(Gam, om, N, upper=0.5 * float((prob.Y * prob.Y).sum()))
+    info = {"ipm_iterations": res.n_iter, "ipm_stop": res.stop_reason,
+            "ipm_rel_gap": res.rel_gap, "ipm_infeasibility": res.infeasibility,
+            "working_set": rp.n_ineq, "constraints_added": added[0],
+            "sdp_primal_estimate": ky * ky * res.primal_value,
+            "sdp_dual_estimate": ky * ky * res.dual_value, "history": res.history,
+            "multipliers": (Gam, om, N)}
+    return bound, Z.to(prob.X), info
+
+
+def _working_set_mask(n: int, WP: Tensor, WR: Tensor) -> Tensor:
+    """Entries of the 2n x 2n block already constrained (working set, complementary pairs,
+    diagonal)."""
+    dev = WP.device
     inW = torch.zeros(2 * n, 2 * n, dtype=torch.bool, device=dev)
     inW[WP, WR] = True
     inW[WR, WP] = True
@@ -105,8 +128,15 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
     inW[ia, ia + n] = True
     inW[ia + n, ia] = True
     inW.fill_diagonal_(True)
-    cap = add_max if add_max is not None else max(1, n // 2)
-    added = [0, 0, -add_every]   # constraints added, additions, iteration of the last one
+    return inW
+
+
+def _working_set_check(rp: Rank2SDP, inW: Tensor, added: list, *, tol: float, add_tol: float,
+                       cap: int, add_every: int, verbose: int):
+    """The IPM's callback adding the most violated entries outside the working set ``inW``
+    (updated in place, as is the count ``added``)."""
+    n = inW.shape[0] // 2
+    dt, dev = rp.T.dtype, rp.T.device
 
     def check(state: dict):
         if state["rel_gap"] > 1e-2 or state["infeasibility"] > 1e-2:
@@ -132,6 +162,14 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
                   f"violated entries (working set {rp.n_ineq + pi.numel()})")
         return pi, pk, -2.0 * torch.ones(pi.numel(), dtype=dt, device=dev)
 
+    return check
+
+
+def _start(pn: SDPRelaxation, rp: Rank2SDP, WP: Tensor, WR: Tensor, feasible_dual: bool):
+    """(y0, S0, s0, Z0 = I) of the IPM: a strictly feasible dual start (Slater point, small N;
+    S0 = None) or the identity start."""
+    n, q = pn.n, pn.q
+    dt, dev = pn.X.dtype, pn.X.device
     ni = rp.n_ineq
     y0 = torch.zeros(rp.m, dtype=dt, device=dev)
     eye = torch.eye(q, dtype=dt, device=dev)
@@ -147,25 +185,20 @@ def solve_ipm(prob: SDPRelaxation, *, tol: float = 1e-8, max_iter: int = 300,
     else:
         y0[rp.n_quad + rp.n_eq:] = 1.0
         S0, s0 = eye, torch.ones(ni, dtype=dt, device=dev)
-    res = primal_dual_ipm(rp, Z0=eye, S0=S0, y0=y0, s0=s0, tol=tol, max_iter=max_iter,
-                          max_time=max_time, check=check, verbose=verbose)
-    # ---- map back and certify on the original data
+    return y0, S0, s0, eye
+
+
+def _original_multipliers(y: Tensor, rp: Rank2SDP, pn: SDPRelaxation, sx: float, ky: float):
+    """(Γ, ω, N) on the original data from the IPM's multipliers (Γ = κΓ', ω = κω'/s,
+    N = κN'/s)."""
+    n = pn.n
     nc = n * pn.c
-    y = res.y.to(torch.float64)
+    y = y.to(torch.float64)
     Gam = ky * y[:nc].reshape(n, pn.c)
     om = (ky / sx) * y[nc:nc + n]
-    N = torch.zeros(2 * n, 2 * n, dtype=torch.float64, device=dev)
+    N = torch.zeros(2 * n, 2 * n, dtype=torch.float64, device=pn.X.device)
     nu = (ky / sx) * y[nc + n:].clamp_min(0)
     Pw, Rw = rp.P[nc + n:], rp.R[nc + n:]
     N[Pw, Rw] = nu
     N[Rw, Pw] = nu
-    Z = unscale_primal(pn, sx, ky, res.Z)
-    bound = prob.dual_bound(Gam, om, N, upper=0.5 * float((prob.Y * prob.Y).sum()))
-    info = {"ipm_iterations": res.n_iter, "ipm_stop": res.stop_reason,
-            "ipm_rel_gap": res.rel_gap, "ipm_infeasibility": res.infeasibility,
-            "working_set": rp.n_ineq, "constraints_added": added[0],
-            "sdp_primal_estimate": ky * ky * res.primal_value,
-            "sdp_dual_estimate": ky * ky * res.dual_value, "history": res.history,
-            "multipliers": (Gam, om, N)}
-    return bound, Z.to(prob.X), info
-
+    return Gam, om, N
