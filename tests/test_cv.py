@@ -98,10 +98,12 @@ def test_cv_rejects_bad_parameters(kw, match):
         cn.ConvexReLURegressorCV(**kw).fit(X, y)
 
 
+# the default width: with 4 neurons the fit's local optimum moved with last-bit (BLAS) noise
+# between two fits of the same data (check_regressor_data_not_an_array failed once in three)
 @pytest.mark.slow
 @parametrize_with_checks([
-    cn.ConvexReLURegressorCV(regs=[1.0, 0.1], cv=2, n_patterns=4, random_state=0),
-    cn.ConvexReLUClassifierCV(regs=[1.0, 0.1], cv=2, n_patterns=4, random_state=0),
+    cn.ConvexReLURegressorCV(regs=[1.0, 0.1], cv=2, random_state=0),
+    cn.ConvexReLUClassifierCV(regs=[1.0, 0.1], cv=2, random_state=0),
 ])
 def test_cv_estimators_pass_sklearn_checks(estimator, check):
     check(estimator)
