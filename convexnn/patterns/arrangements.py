@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..ops.linalg import as_numpy, row_space
 from .sampling import PatternSet
 
 __all__ = ["enumerate_patterns", "count_patterns", "arrangement_rank", "ArrangementTooLarge",
@@ -64,22 +65,6 @@ class ArrangementTooLarge(ValueError):
 
 
 # ------------------------------------------------------------------------ helpers
-def _as_numpy(X) -> np.ndarray:
-    if isinstance(X, Tensor):
-        return X.detach().cpu().to(torch.float64).numpy()
-    return np.asarray(X, dtype=np.float64)
-
-
-def _row_space(X: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """(B, Vr): B = X Vr (n x r) in the orthonormal basis Vr (d x r) of the row space."""
-    if X.size == 0:
-        return np.zeros((X.shape[0], 0)), np.zeros((X.shape[1], 0))
-    _, S, Vt = np.linalg.svd(X, full_matrices=False)
-    r = int((S > tol * max(S[0], 1e-300)).sum()) if S.size else 0
-    Vr = Vt[:r].T
-    return X @ Vr, Vr
-
-
 def _distinct_hyperplanes(B: np.ndarray, tol: float) -> np.ndarray:
     """Unit normals (m x r) of the distinct hyperplanes b_iᵀ y = 0 (zero rows dropped)."""
     nrm = np.linalg.norm(B, axis=1)
@@ -111,7 +96,7 @@ def _count_bound(m: int, r: int) -> int:
 
 def arrangement_rank(X, tol: float = 1e-10) -> int:
     """Numerical rank of X (the r of the O(n^r) bound)."""
-    return _row_space(_as_numpy(X), tol)[1].shape[1]
+    return row_space(as_numpy(X), tol)[1].shape[1]
 
 
 def count_patterns(X, tol: float = 1e-10) -> dict:
@@ -120,7 +105,7 @@ def count_patterns(X, tol: float = 1e-10) -> dict:
     Returns ``{"bound": 2 Σ_{k<r} C(m−1, k), "rank": r, "n_hyperplanes": m}``; the bound is
     exact for hyperplanes in general position.
     """
-    B, Vr = _row_space(_as_numpy(X), tol)
+    B, Vr = row_space(as_numpy(X), tol)
     H = _distinct_hyperplanes(B, 1e-9)
     r = Vr.shape[1]
     return {"bound": _count_bound(H.shape[0], r), "rank": r, "n_hyperplanes": int(H.shape[0])}
@@ -264,12 +249,12 @@ def enumerate_patterns(X, *, max_patterns: int | None = DEFAULT_MAX_PATTERNS,
     ``info`` holds ``rank``, ``n_hyperplanes``, ``bound`` and ``min_margin`` (the smallest
     |x_iᵀ g| / (||x_i|| ||g||) over non-zero rows, a measure of how interior the gates are).
     """
-    Xn = _as_numpy(X)
+    Xn = as_numpy(X)
     if Xn.ndim != 2 or Xn.shape[0] == 0:
         raise ValueError(f"X must be a non-empty 2-D array, got shape {Xn.shape}")
     if not np.isfinite(Xn).all():
         raise ValueError("X contains NaN or infinity")
-    B, Vr = _row_space(Xn, 1e-10)
+    B, Vr = row_space(Xn, 1e-10)
     r = Vr.shape[1]
     H = _distinct_hyperplanes(B, 1e-9)
     bound = _count_bound(H.shape[0], r)
