@@ -146,7 +146,7 @@ def other_family_loader(path: str | Path):
     if isinstance(meta, dict) and meta.get("class") in (
             "ConvexCNNClassifier", "ConvexCNNRegressor") and fmt in (
             "convexnn.ConvNetwork", "convexnn.CircularCNN", "convexnn.ThreeLayerCNN"):
-        from .estimators.cnn import load_cnn_estimator
+        from .estimators.io import load_cnn_estimator
 
         return load_cnn_estimator
     return None

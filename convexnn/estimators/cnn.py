@@ -26,13 +26,9 @@ also issues a ``ConvergenceWarning``), ``history_`` the solver trace.
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
@@ -41,6 +37,7 @@ from .._validation import check_positive_int, check_reg, resolve_device, resolve
 from ..patches import POOLINGS
 from ..pipelines.cnn import build_program, solve
 from ..results import FitResult
+from ._base import ConvexEstimator
 from ._cnn_data import check_class_labels, check_images, check_targets, is_flat, reshape_flat
 
 __all__ = ["ConvexCNNClassifier", "ConvexCNNRegressor", "check_images", "PROGRAMS"]
@@ -48,7 +45,7 @@ __all__ = ["ConvexCNNClassifier", "ConvexCNNRegressor", "check_images", "PROGRAM
 PROGRAMS = ("cone", "shared", "circular", "three_layer")
 
 
-class _ConvexCNNBase(BaseEstimator):
+class _ConvexCNNBase(ConvexEstimator):
     def __init__(self, kernel_size=3, stride=1, padding=0, pooling="avg", pool_size=None,
                  reg=1e-3, n_patterns=100, activation="relu", loss=None, patterns="sample",
                  gate_kind="gaussian", intercept=True, random_state=None, device="cpu",
@@ -156,13 +153,8 @@ class _ConvexCNNBase(BaseEstimator):
         self.n_patterns_ = int(prog.patterns.n_patterns)
         return self
 
-    def _outputs(self, X) -> np.ndarray:
-        """Raw network outputs (N, c)."""
-        Xa, _ = self._images(X, fitting=False)
-        net = self.network_
-        with torch.no_grad():
-            Z = net.forward(Xa)
-        return Z.detach().cpu().numpy()
+    def _network_input(self, X) -> np.ndarray:
+        return self._images(X, fitting=False)[0]
 
     def _fitted(self):
         if not hasattr(self, "network_"):
@@ -170,25 +162,8 @@ class _ConvexCNNBase(BaseEstimator):
                                  "call fit first")
         return self
 
-    def to_torch(self) -> torch.nn.Module:
-        """A torch module with the same outputs as the network (CNN layers, ReLU, ...)."""
-        return self._fitted().network_.to_torch()
-
-    # -------------------------------------------------------------------- I/O
-    def save(self, path: str | Path) -> None:
-        """Save the fitted model: the network in ``path`` (npz, no pickle) + ``path``.json;
-        load it with :func:`convexnn.load_estimator` (no code is executed)."""
-        self._fitted()
-        path = Path(path)
-        self.network_.save(path)
-        meta = {"class": type(self).__name__, "params": self.get_params(),
-                "input_shape": list(self.input_shape_), "flat": bool(self._flat),
-                "n_features_in": int(self.n_features_in_),
-                "certificate": self.certificate_.as_dict(), "extra": self._extra_state()}
-        Path(str(path) + ".json").write_text(json.dumps(meta, default=str))
-
-    def _extra_state(self) -> dict:
-        return {}
+    def _meta_fields(self) -> dict:
+        return {"input_shape": list(self.input_shape_), "flat": bool(self._flat)}
 
 
 class ConvexCNNClassifier(ClassifierMixin, _ConvexCNNBase):
@@ -248,37 +223,3 @@ class ConvexCNNRegressor(RegressorMixin, _ConvexCNNBase):
     def _extra_state(self) -> dict:
         return {"y_1d": bool(self._y_1d)}
 
-
-def load_cnn_estimator(path: str | Path):
-    """Load a CNN estimator saved by ``save`` (called by :func:`convexnn.load_estimator`)."""
-    from ..certificates import Certificate
-    from ..model_io import ModelFileError
-    from ..networks_cnn import load_cnn
-
-    classes = {"ConvexCNNClassifier": ConvexCNNClassifier,
-               "ConvexCNNRegressor": ConvexCNNRegressor}
-    jpath = Path(str(path) + ".json")
-    try:
-        meta = json.loads(jpath.read_text(encoding="utf-8"))
-        cls = classes[meta["class"]]
-        params = dict(meta["params"])
-        if isinstance(params.get("input_shape"), list):  # JSON has no tuples
-            params["input_shape"] = tuple(params["input_shape"])
-        est = cls(**params)
-        est.network_ = load_cnn(path)
-        est.certificate_ = Certificate(**meta["certificate"])
-        est.input_shape_ = tuple(int(s) for s in meta["input_shape"])
-        est.n_features_in_ = int(meta["n_features_in"])
-        est._flat = bool(meta["flat"])
-        extra = meta["extra"]
-        if cls is ConvexCNNClassifier:
-            est.classes_ = np.asarray(extra["classes"])
-        else:
-            est._y_1d = bool(extra["y_1d"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ModelFileError(f"{path}: not a loadable convexnn CNN estimator "
-                             f"({type(err).__name__}: {err})") from err
-    if not math.prod(est.input_shape_) == est.n_features_in_:
-        raise ModelFileError(f"{path}: input_shape {est.input_shape_} does not match "
-                             f"n_features_in {est.n_features_in_}")
-    return est

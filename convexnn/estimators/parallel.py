@@ -39,9 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
 
 from .._validation import (
     add_intercept,
@@ -54,11 +53,12 @@ from .._validation import (
     to_tensor,
 )
 from ..pipelines.parallel import METHODS, SOLVERS, fit_parallel, reg_max
+from ._base import ConvexEstimator
 
 __all__ = ["ConvexParallelReLURegressor", "ConvexParallelReLUClassifier"]
 
 
-class _ParallelBase(BaseEstimator):
+class _ParallelBase(ConvexEstimator):
     def __init__(self, depth: int = 3, width: int = 2, reg: float | None = None,
                  n_patterns: int = 8, loss: str = "auto", random_state=None,
                  device: str = "cpu", dtype: str = "float64", solver: str = "auto",
@@ -144,16 +144,10 @@ class _ParallelBase(BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def _raw(self, X) -> torch.Tensor:
-        check_is_fitted(self, "network_")
+    def _network_input(self, X) -> torch.Tensor:
         Xa = check_X(X, n_features=self.n_features_in_)
         W = self.network_.first_layer_weights
-        return self.network_.forward(torch.as_tensor(Xa, dtype=W.dtype, device=W.device))
-
-    def to_torch(self) -> torch.nn.Module:
-        """The fitted network as an ``nn.Module`` (raw outputs, same as ``decision_function``)."""
-        check_is_fitted(self, "network_")
-        return self.network_.to_torch()
+        return torch.as_tensor(Xa, dtype=W.dtype, device=W.device)
 
 
 class ConvexParallelReLURegressor(RegressorMixin, _ParallelBase):
@@ -172,7 +166,7 @@ class ConvexParallelReLURegressor(RegressorMixin, _ParallelBase):
         return self._fit(Xa, Y, "squared")
 
     def predict(self, X) -> np.ndarray:
-        Z = self._raw(X).detach().cpu().numpy()
+        Z = self._outputs(X)
         return Z[:, 0] if self._y_1d else Z
 
 
@@ -207,17 +201,17 @@ class ConvexParallelReLUClassifier(ClassifierMixin, _ParallelBase):
         return self._fit(Xa, Y, loss)
 
     def decision_function(self, X) -> np.ndarray:
-        Z = self._raw(X).detach().cpu().numpy()
+        Z = self._outputs(X)
         return Z[:, 0] if Z.shape[1] == 1 else Z
 
     def predict_proba(self, X) -> np.ndarray:
-        Z = self._raw(X)
+        Z = torch.as_tensor(self._outputs(X))
         if Z.shape[1] == 1:
             p = torch.sigmoid(Z[:, 0]).detach().cpu().numpy()
             return np.stack([1 - p, p], 1)
         return torch.softmax(Z, 1).detach().cpu().numpy()
 
     def predict(self, X) -> np.ndarray:
-        Z = self._raw(X).detach().cpu().numpy()
+        Z = self._outputs(X)
         idx = (Z[:, 0] > 0).astype(int) if Z.shape[1] == 1 else Z.argmax(1)
         return self.classes_[idx]

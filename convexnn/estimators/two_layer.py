@@ -25,7 +25,6 @@ gap, relative_gap, scope), ``history_`` (per-checkpoint objective, gap, seconds)
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import time
 import warnings
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
@@ -48,15 +47,16 @@ from .._validation import (
     to_tensor,
 )
 from ..losses import get_loss
-from ..model_io import read_estimator_meta
-from ..networks import TwoLayerNetwork, load_network
+from ..networks import TwoLayerNetwork
 from ..pipelines.two_layer import fit_two_layer
 from ..results import FitResult
+from ._base import ConvexEstimator
 from ._params import METHODS, backend, check_two_layer_params
+from .io import load_estimator
 
 __all__ = ["ConvexReLURegressor", "ConvexReLUClassifier", "load_estimator", "METHODS"]
 
-class _ConvexTwoLayer(BaseEstimator):
+class _ConvexTwoLayer(ConvexEstimator):
     """Shared fitting logic; see the module docstring."""
 
     _loss_default = "squared"
@@ -197,19 +197,10 @@ class _ConvexTwoLayer(BaseEstimator):
                           ConvergenceWarning, stacklevel=3)
 
     # ----------------------------------------------------------------- predict
-    def _decision(self, X) -> np.ndarray:
-        check_is_fitted(self, "network_")
+    def _network_input(self, X) -> torch.Tensor:
         Xa = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
-        net = self.network_
-        with torch.no_grad():
-            Z = net.forward(to_tensor(Xa, net.first_layer_weights.dtype,
-                                      net.first_layer_weights.device))
-        return Z.detach().cpu().numpy()
-
-    def to_torch(self) -> torch.nn.Module:
-        """The fitted network as a torch module computing the same outputs as ``predict``."""
-        check_is_fitted(self, "network_")
-        return self.network_.to_torch()
+        W = self.network_.first_layer_weights
+        return to_tensor(Xa, W.dtype, W.device)
 
     def objective(self, X, y) -> float:
         """Non-convex training objective of the fitted network on (X, y)."""
@@ -227,14 +218,10 @@ class _ConvexTwoLayer(BaseEstimator):
         check_is_fitted(self, "network_")
         if not isinstance(self.network_, TwoLayerNetwork):
             raise TypeError("save() supports two-layer networks only")
-        path = Path(path)
-        self.network_.save(path)
-        params = {k: v for k, v in self.get_params().items() if k != "gates"}
-        meta = {"class": type(self).__name__, "params": params,
-                "n_features_in": int(self.n_features_in_),
-                "certificate": self.certificate_.as_dict(),
-                "extra": self._extra_state()}
-        Path(str(path) + ".json").write_text(json.dumps(meta, default=str))
+        super().save(path)
+
+    def _saved_params(self) -> dict:
+        return {k: v for k, v in self.get_params().items() if k != "gates"}
 
     def _extra_state(self) -> dict:
         return {"reg": float(self.reg_)}
@@ -287,7 +274,7 @@ class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
         return self._fit(Xa, self._encode_targets(ya, fitting=True))
 
     def predict(self, X) -> np.ndarray:
-        Z = self._decision(X)
+        Z = self._outputs(X)
         return Z[:, 0] if getattr(self, "_y_1d", False) else Z
 
     def _extra_state(self) -> dict:
@@ -361,7 +348,7 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
 
     def decision_function(self, X) -> np.ndarray:
         """Scores: (n,) for binary problems (positive means ``classes_[1]``), else (n, c)."""
-        Z = self._decision(X)
+        Z = self._outputs(X)
         if Z.shape[1] == 1:
             return Z[:, 0]
         return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
@@ -372,7 +359,7 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
         For ``loss="squared"`` the outputs regress one-hot targets and their softmax is only a
         monotone score, not a calibrated probability.
         """
-        Z = self._decision(X)
+        Z = self._outputs(X)
         if self._loss_name() == "logistic":
             p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
             return np.stack([1 - p, p], axis=1)
@@ -381,7 +368,7 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
         return E / E.sum(axis=1, keepdims=True)
 
     def predict(self, X) -> np.ndarray:
-        Z = self._decision(X)
+        Z = self._outputs(X)
         if self._loss_name() == "logistic":
             return self.classes_[(Z[:, 0] >= 0).astype(int)]
         return self.classes_[np.argmax(Z, axis=1)]
@@ -393,22 +380,3 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
         super()._load_extra(extra)
         self.classes_ = np.asarray(extra["classes"])
 
-
-def load_estimator(path: str | Path):
-    """Load an estimator saved by ``save`` (JSON + npz; no code is executed)."""
-    from ..certificates import Certificate
-    from ..model_io import other_family_loader
-
-    loader = other_family_loader(path)  # CNN estimators
-    if loader is not None:
-        return loader(path)
-    path = Path(path)
-    classes = {"ConvexReLURegressor": ConvexReLURegressor,
-               "ConvexReLUClassifier": ConvexReLUClassifier}
-    meta = read_estimator_meta(path, classes)  # checked: one ValueError naming the file
-    est = classes[meta["class"]](**meta["params"])
-    est.network_ = load_network(path)
-    est.n_features_in_ = meta["n_features_in"]
-    est.certificate_ = Certificate(**meta["certificate"])
-    est._load_extra(meta["extra"])
-    return est
