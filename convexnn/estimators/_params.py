@@ -1,4 +1,4 @@
-"""Parameter vocabulary and validation of the two-layer estimators (moved from two_layer.py)."""
+"""Parameter validation of the estimators: two-layer, CNN and parallel."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 
 from .._validation import check_positive_int, check_reg
 
-__all__ = ["METHODS", "backend", "check_two_layer_params"]
+__all__ = ["METHODS", "backend", "check_two_layer_params", "CNN_METHODS", "check_cnn_params",
+           "check_parallel_params"]
 
 #: method name -> "module:function" of a fitting backend returning a FitResult.
 METHODS: dict[str, str] = {
@@ -111,3 +112,72 @@ def check_two_layer_params(est) -> None:
             raise ValueError(f"{name}={value!r} is not used by this configuration "
                              f"(method={est.method!r}, activation={est.activation!r}, "
                              f"solver={est.solver!r}); leave it at its default")
+
+
+# ------------------------------------------------------------------------------ CNN
+CNN_METHODS = ("cone", "shared", "circular", "three_layer")
+
+
+def check_cnn_params(est) -> None:
+    """The CNN estimators' parameters."""
+    from ..patches import POOLINGS
+
+    check_positive_int(est.kernel_size, "kernel_size")
+    check_positive_int(est.stride, "stride")
+    if isinstance(est.padding, bool) or not isinstance(est.padding, (int, np.integer)) \
+            or est.padding < 0:
+        raise ValueError(f"padding must be an integer >= 0, got {est.padding!r}")
+    if est.pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {est.pooling!r}")
+    if est.pool_size is not None:
+        check_positive_int(est.pool_size, "pool_size")
+    check_reg(est.reg)
+    check_positive_int(est.n_patterns, "n_patterns")
+    check_positive_int(est.n_circular, "n_circular")
+    check_positive_int(est.n_outer, "n_outer")
+    if est.activation not in ("relu", "gated"):
+        raise ValueError(f"activation must be 'relu' or 'gated', got {est.activation!r}")
+    if est.patterns not in ("sample", "enumerate"):
+        raise ValueError(f"patterns must be 'sample' or 'enumerate', got {est.patterns!r}")
+    if est.program not in CNN_METHODS:
+        raise ValueError(f"program must be one of {CNN_METHODS}, got {est.program!r}")
+    if est.program != "cone" and est.activation != "relu":
+        raise ValueError(f"program={est.program!r} is a ReLU program; use "
+                         "activation='relu' (gated CNNs: program='cone')")
+    check_positive_int(est.max_iter, "max_iter")
+    if isinstance(est.tol, bool) or not (isinstance(est.tol, (float, int))
+                                          and est.tol > 0):
+        raise ValueError(f"tol must be > 0, got {est.tol!r}")
+
+
+# ------------------------------------------------------------------------- parallel
+def check_parallel_params(est) -> None:
+    """The parallel estimators' parameters."""
+    from ..pipelines.parallel import METHODS, SOLVERS
+
+    if est.depth not in (2, 3) or isinstance(est.depth, bool):
+        raise ValueError(f"depth must be 2 or 3 (the exact program implemented), got "
+                         f"{est.depth!r}")
+    check_positive_int(est.width, "width")
+    check_positive_int(est.n_patterns, "n_patterns")
+    check_positive_int(est.max_iter, "max_iter")
+    if est.reg is not None:
+        check_reg(est.reg)
+    check_positive_int(est.max_blocks, "max_blocks")
+    if not (isinstance(est.tol, (int, float)) and est.tol > 0):
+        raise ValueError(f"tol must be > 0, got {est.tol!r}")
+    if est.rank is not None:
+        check_positive_int(est.rank, "rank")
+    if est.solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {est.solver!r}")
+    if est.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {est.method!r}")
+    if not (isinstance(est.max_rounds, (int, np.integer)) and est.max_rounds >= 0) \
+            or isinstance(est.max_rounds, bool):
+        raise ValueError(f"max_rounds must be an integer >= 0, got {est.max_rounds!r}")
+    if est.max_new is not None:
+        check_positive_int(est.max_new, "max_new")
+    check_positive_int(est.n_starts, "n_starts")
+    if est.max_time is not None and not (isinstance(est.max_time, (int, float))
+                                          and est.max_time > 0):
+        raise ValueError(f"max_time must be None or > 0, got {est.max_time!r}")

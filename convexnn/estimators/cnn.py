@@ -33,16 +33,16 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
-from .._validation import check_positive_int, check_reg, resolve_device, resolve_dtype, to_tensor
-from ..patches import POOLINGS
+from .._validation import resolve_device, resolve_dtype, to_tensor
 from ..pipelines.cnn import build_program, solve
 from ..results import FitResult
 from ._base import ConvexEstimator
 from ._cnn_data import check_class_labels, check_images, check_targets, is_flat, reshape_flat
+from ._params import CNN_METHODS, check_cnn_params
 
 __all__ = ["ConvexCNNClassifier", "ConvexCNNRegressor", "check_images", "PROGRAMS"]
 
-PROGRAMS = ("cone", "shared", "circular", "three_layer")
+PROGRAMS = CNN_METHODS
 
 
 class _ConvexCNNBase(ConvexEstimator):
@@ -78,32 +78,7 @@ class _ConvexCNNBase(ConvexEstimator):
 
     # ---------------------------------------------------------------- fitting
     def _validate_params(self) -> None:
-        check_positive_int(self.kernel_size, "kernel_size")
-        check_positive_int(self.stride, "stride")
-        if isinstance(self.padding, bool) or not isinstance(self.padding, (int, np.integer)) \
-                or self.padding < 0:
-            raise ValueError(f"padding must be an integer >= 0, got {self.padding!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.pool_size is not None:
-            check_positive_int(self.pool_size, "pool_size")
-        check_reg(self.reg)
-        check_positive_int(self.n_patterns, "n_patterns")
-        check_positive_int(self.n_circular, "n_circular")
-        check_positive_int(self.n_outer, "n_outer")
-        if self.activation not in ("relu", "gated"):
-            raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
-        if self.patterns not in ("sample", "enumerate"):
-            raise ValueError(f"patterns must be 'sample' or 'enumerate', got {self.patterns!r}")
-        if self.program not in PROGRAMS:
-            raise ValueError(f"program must be one of {PROGRAMS}, got {self.program!r}")
-        if self.program != "cone" and self.activation != "relu":
-            raise ValueError(f"program={self.program!r} is a ReLU program; use "
-                             "activation='relu' (gated CNNs: program='cone')")
-        check_positive_int(self.max_iter, "max_iter")
-        if isinstance(self.tol, bool) or not (isinstance(self.tol, (float, int))
-                                              and self.tol > 0):
-            raise ValueError(f"tol must be > 0, got {self.tol!r}")
+        check_cnn_params(self)
 
     def _images(self, X, y=None, *, fitting: bool, regressor: bool = False):
         """(images (N, C, H, W), y) from 2-D X (reshaped to ``input_shape``) or images."""

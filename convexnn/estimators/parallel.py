@@ -44,16 +44,15 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from .._validation import (
     add_intercept,
-    check_positive_int,
-    check_reg,
     check_X,
     check_X_y,
     resolve_device,
     resolve_dtype,
     to_tensor,
 )
-from ..pipelines.parallel import METHODS, SOLVERS, fit_parallel, reg_max
+from ..pipelines.parallel import fit_parallel, reg_max
 from ._base import ConvexEstimator
+from ._params import check_parallel_params
 
 __all__ = ["ConvexParallelReLURegressor", "ConvexParallelReLUClassifier"]
 
@@ -88,32 +87,7 @@ class _ParallelBase(ConvexEstimator):
         self.max_blocks = max_blocks
 
     def _check_params(self) -> None:
-        if self.depth not in (2, 3) or isinstance(self.depth, bool):
-            raise ValueError(f"depth must be 2 or 3 (the exact program implemented), got "
-                             f"{self.depth!r}")
-        check_positive_int(self.width, "width")
-        check_positive_int(self.n_patterns, "n_patterns")
-        check_positive_int(self.max_iter, "max_iter")
-        if self.reg is not None:
-            check_reg(self.reg)
-        check_positive_int(self.max_blocks, "max_blocks")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol must be > 0, got {self.tol!r}")
-        if self.rank is not None:
-            check_positive_int(self.rank, "rank")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if not (isinstance(self.max_rounds, (int, np.integer)) and self.max_rounds >= 0) \
-                or isinstance(self.max_rounds, bool):
-            raise ValueError(f"max_rounds must be an integer >= 0, got {self.max_rounds!r}")
-        if self.max_new is not None:
-            check_positive_int(self.max_new, "max_new")
-        check_positive_int(self.n_starts, "n_starts")
-        if self.max_time is not None and not (isinstance(self.max_time, (int, float))
-                                              and self.max_time > 0):
-            raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
+        check_parallel_params(self)
 
     def _fit(self, X, Yenc: np.ndarray, loss: str):
         self._check_params()
