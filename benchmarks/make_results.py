@@ -7,13 +7,16 @@ Run: python benchmarks/make_results.py
 
 from pathlib import Path
 
-ORDER = ["defaults", "speed", "two_layer", "exact", "copositive", "cnn", "parallel", "sdp"]
+ORDER = ["defaults", "cv", "speed", "peers", "two_layer", "exact", "copositive", "cnn", "parallel",
+         "sdp"]
 TITLES = {
     "defaults": ("Issues 18 and 19 — two-layer estimators at their defaults vs scikit-learn; "
                  "the default ReLU fit vs Adam"),
     "two_layer": ("Issue 2 — two-layer convex programs: solver time vs CVXPY+Clarabel, "
                   "objective vs Adam"),
     "speed": "Issue 20 — speed and scale: solver selection, memory, regularisation path",
+    "cv": "Issue 20 — reg by cross-validation: ConvexReLU*CV vs GridSearchCV",
+    "peers": "Issue 20 — the gated program and its path vs scnn and adelie",
     "exact": "Issue 21 — exact column generation vs CVXPY + Clarabel; pruning",
     "copositive": "Issue 3 — copositive programs: exact global optimum vs Adam vs relaxation",
     "cnn": "Issue 4 — convex CNNs on digits",

@@ -6,8 +6,11 @@ Formats (no pickle anywhere, so reading executes no code):
 * a network (:meth:`convexnn.networks.TwoLayerNetwork.save`) is an ``.npz`` archive of float
   arrays plus ``__meta__``, a uint8 array holding UTF-8 JSON
   ``{"format": "convexnn.TwoLayerNetwork", "version": 1, "activation": "relu" | "gated"}``;
-* an estimator (``ConvexReLU*.save``) is that archive at ``path`` plus ``path.json`` with
-  ``class``, ``params``, ``n_features_in``, ``certificate`` and ``extra`` (class-specific state).
+* an estimator (``save`` of every estimator) is its network's archive at ``path`` plus
+  ``path.json`` with ``class``, ``params``, ``n_features_in``, ``certificate`` and ``extra``
+  (class-specific state: ``reg``, ``classes`` or ``y_1d``, ...); CNN estimators add
+  ``input_shape`` and ``flat``. The archive's format tag names the family
+  (:func:`estimator_family`).
 
 :func:`read_network_file` and :func:`read_estimator_meta` read and check everything that the
 loaders rely on: archive integrity, format tag and version, required arrays, shapes, dtypes,
@@ -28,8 +31,8 @@ import numpy as np
 from .certificates import Certificate
 
 __all__ = ["ModelFileError", "MissingModelFileError", "read_network_file", "check_network_arrays",
-           "read_estimator_meta", "check_estimator_meta", "NETWORK_FORMAT", "NETWORK_VERSION",
-           "other_family_loader"]
+           "read_estimator_meta", "check_estimator_meta", "check_meta_against", "NETWORK_FORMAT",
+           "NETWORK_VERSION", "estimator_family"]
 
 NETWORK_FORMAT = "convexnn.TwoLayerNetwork"
 NETWORK_VERSION = 1
@@ -132,10 +135,18 @@ def check_network_arrays(path: str | Path, activation: str, arrays: dict[str, np
 
 
 # -------------------------------------------------------------------------- estimators
-def other_family_loader(path: str | Path):
-    """The loader of an estimator file written by a family other than the two-layer one (CNN:
-    a CNN class in the JSON ``class`` field and a CNN network format tag in the archive); None
-    otherwise (the two-layer loader then reports what is wrong)."""
+_FAMILIES = {  # archive format tag -> (family, its estimator class names)
+    **{fmt: ("cnn", ("ConvexCNNClassifier", "ConvexCNNRegressor")) for fmt in
+       ("convexnn.ConvNetwork", "convexnn.CircularCNN", "convexnn.ThreeLayerCNN")},
+    "convexnn.ParallelReLUNetwork": ("parallel", ("ConvexParallelReLURegressor",
+                                                  "ConvexParallelReLUClassifier")),
+}
+
+
+def estimator_family(path: str | Path) -> str | None:
+    """``"cnn"`` or ``"parallel"`` for an estimator file of that family (a class of the family
+    in the JSON ``class`` field and its network format tag in the archive); None otherwise (the
+    two-layer loader then reports what is wrong)."""
     try:
         meta = json.loads(Path(str(path) + ".json").read_text(encoding="utf-8"))
         with np.load(path, allow_pickle=False) as data:
@@ -143,20 +154,16 @@ def other_family_loader(path: str | Path):
     except (OSError, ValueError, KeyError, AttributeError, UnicodeDecodeError,
             zipfile.BadZipFile, zlib.error):
         return None
-    if isinstance(meta, dict) and meta.get("class") in (
-            "ConvexCNNClassifier", "ConvexCNNRegressor") and fmt in (
-            "convexnn.ConvNetwork", "convexnn.CircularCNN", "convexnn.ThreeLayerCNN"):
-        from .estimators.cnn import load_cnn_estimator
-
-        return load_cnn_estimator
+    if fmt in _FAMILIES and isinstance(meta, dict) and meta.get("class") in _FAMILIES[fmt][1]:
+        return _FAMILIES[fmt][0]
     return None
 
 
-def read_estimator_meta(path: str | Path, classes: dict[str, type] | None = None) -> dict:
+def read_estimator_meta(path: str | Path, classes: dict[str, type]) -> dict:
     """Read ``path``.json and check it and its agreement with the arrays in ``path``.
 
-    ``classes`` maps the known estimator class names to classes (default: the two-layer
-    regressor and classifier); ``params`` must be parameters of the named class. Returns the
+    ``classes`` maps the known estimator class names to classes; ``params`` must be
+    parameters of the named class. Returns the
     metadata dict; raises :class:`ModelFileError` (a ``ValueError``) naming the file.
     """
     jpath = Path(str(path) + ".json")
@@ -173,13 +180,16 @@ def read_estimator_meta(path: str | Path, classes: dict[str, type] | None = None
 
 
 def check_estimator_meta(jpath: str | Path, meta, arrays: dict[str, np.ndarray],
-                         classes: dict[str, type] | None = None) -> None:
+                         classes: dict[str, type]) -> None:
     """Check the JSON metadata of an estimator against its (already checked) network arrays."""
-    if classes is None:
-        from .estimators.two_layer import ConvexReLUClassifier, ConvexReLURegressor
+    m, d = arrays["first_layer_weights"].shape
+    check_meta_against(jpath, meta, d, arrays["second_layer_weights"].shape[0], classes)
 
-        classes = {"ConvexReLURegressor": ConvexReLURegressor,
-                   "ConvexReLUClassifier": ConvexReLUClassifier}
+
+def check_meta_against(jpath: str | Path, meta, n_inputs: int, n_outputs: int,
+                       classes: dict[str, type]) -> None:
+    """Check estimator metadata against a network of ``n_inputs`` features and ``n_outputs``
+    outputs: keys, class, parameters, certificate, classes / y_1d."""
     if not isinstance(meta, dict):
         raise _fail(jpath, f"metadata must be a JSON object, got {type(meta).__name__}")
     missing = [k for k in ("class", "params", "n_features_in", "certificate", "extra")
@@ -198,14 +208,13 @@ def check_estimator_meta(jpath: str | Path, meta, arrays: dict[str, np.ndarray],
     if unknown:
         raise _fail(jpath, f"params {unknown} are not parameters of {name}")
     _check_certificate(jpath, meta["certificate"])
-    m, d = arrays["first_layer_weights"].shape
-    c = arrays["second_layer_weights"].shape[0]
+    d, c = n_inputs, n_outputs
     n_in = meta["n_features_in"]
     if not _is_int(n_in) or n_in != d:
         raise _fail(jpath, f"n_features_in is {n_in!r} but the network has {d} input features")
-    if name == "ConvexReLUClassifier":
+    if name.endswith("Classifier"):
         _check_classifier(jpath, params, extra, c)
-    elif name == "ConvexReLURegressor":
+    else:
         _check_regressor(jpath, extra, c)
 
 
@@ -219,7 +228,9 @@ def _check_classifier(jpath, params: dict, extra: dict, c: int) -> None:
     arr = np.asarray(cls)
     if len(np.unique(arr)) != len(arr) or not np.array_equal(np.unique(arr), arr):
         raise _fail(jpath, "extra.classes must be distinct and sorted (as fit stores them)")
-    loss = params.get("loss") or ("logistic" if len(cls) == 2 else "cross_entropy")
+    loss = params.get("loss")
+    if loss in (None, "auto"):
+        loss = "logistic" if len(cls) == 2 else "cross_entropy"
     if loss == "logistic" and len(cls) != 2:
         raise _fail(jpath, f"loss 'logistic' is binary but extra.classes has {len(cls)} labels")
     want = 1 if loss == "logistic" else len(cls)

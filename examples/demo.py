@@ -102,7 +102,7 @@ def main() -> int:
     for s, r in enumerate(runs):
         ax.plot(r[4], r[3], lw=1, alpha=0.8, label=f"Adam seed {s}")
     h = clf.history_
-    ax.plot(h["seconds"], h["objective"], "ko-", ms=4, label="convexnn (per round)")
+    ax.plot(h.seconds, h.objective, "ko-", ms=4, label="convexnn (per round)")
     cert = clf.certificate_
     ax.axhline(cert.dual, color="k", ls=":", lw=1,
                label="(i) proven bound over the network's patterns")

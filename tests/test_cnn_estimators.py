@@ -1,4 +1,4 @@
-"""Convex CNN estimators: every program reachable through ``program=``, 2-D input with
+"""Convex CNN estimators: every program reachable through ``method=``, 2-D input with
 ``input_shape``, label validation, export to torch, save / load_estimator."""
 
 from __future__ import annotations
@@ -86,11 +86,11 @@ def test_regressor_and_errors():
         ConvexCNNRegressor(kernel_size=9).fit(X, y)
     with pytest.raises(ValueError, match="fitted on"):
         reg.predict(np.zeros((2, 5, 5)))
-    with pytest.raises(ValueError, match="program"):
-        ConvexCNNRegressor(program="dense").fit(X, y)
+    with pytest.raises(ValueError, match="method"):
+        ConvexCNNRegressor(method="dense").fit(X, y)
     with pytest.raises(ValueError, match="activation='relu'"):
-        ConvexCNNRegressor(program="shared", activation="gated").fit(X, y)
-    sh = ConvexCNNRegressor(kernel_size=3, reg=1e-2, n_patterns=12, program="shared",
+        ConvexCNNRegressor(method="shared", activation="gated").fit(X, y)
+    sh = ConvexCNNRegressor(kernel_size=3, reg=1e-2, n_patterns=12, method="shared",
                             pooling="max", pool_size=2, random_state=0, tol=1e-6,
                             max_iter=5000).fit(X, y)
     assert sh.stop_reason_ == "gap_tolerance"
@@ -113,7 +113,7 @@ def test_every_program_reachable_with_flat_input_and_io(program, kw, tmp_path):
     X = imgs.numpy().reshape(8, -1)
     y = Y.numpy()[:, 0]
     args = {"kernel_size": 2, "n_patterns": 4, "reg": 0.1, "random_state": 0, "max_iter": 200,
-            "tol": 1e-2, "input_shape": (4, 4), "program": program, **kw}
+            "tol": 1e-2, "input_shape": (4, 4), "method": program, **kw}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = ConvexCNNRegressor(**args).fit(X, y)

@@ -42,7 +42,7 @@ def test_regressor_fit_predict_certificate(reg_data, activation):
     assert 0 <= cert.gap <= 1e-4 * cert.primal and cert.scope == "sampled patterns"
     # the identity: the network's non-convex objective is the certified convex optimum
     assert est.objective(X, y) == pytest.approx(cert.primal, rel=1e-7)
-    assert len(est.history_["objective"]) >= 1
+    assert len(est.history_.objective) >= 1
     assert est.stop_reason_ in ("gap_tolerance", "converged")
 
 

@@ -25,9 +25,6 @@ ALLOWED = {
     # old import paths kept working: the drivers moved up to pipelines/
     ("convexnn.formulations.cnn", "convexnn.pipelines.cnn"),
     ("convexnn.formulations.parallel", "convexnn.pipelines"),
-    # model files name their estimator class; the loaders live with the estimators
-    ("convexnn.model_io", "convexnn.estimators.cnn"),
-    ("convexnn.model_io", "convexnn.estimators.two_layer"),
 }
 
 

@@ -105,7 +105,12 @@ def check_targets(y, n: int) -> np.ndarray:
     y = np.asarray(y)
     if y.dtype.kind == "c":
         raise ValueError("Complex data not supported: y is complex")
-    if y.dtype == object or y.dtype.kind not in "fiub":
+    if y.dtype == object:  # numbers held as objects are fine; anything else is not
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"Unknown label type: y must be numeric ({err})") from err
+    if y.dtype.kind not in "fiub":
         raise ValueError(f"y must be numeric, got dtype {y.dtype}")
     y = y.astype(np.float64)
     if y.ndim not in (1, 2) or y.shape[0] != n:

@@ -1,4 +1,5 @@
-"""Parameter vocabulary and validation of the two-layer estimators (moved from two_layer.py)."""
+"""Parameter validation of the estimators: the parameters every family shares
+(:func:`check_common_params`) and each family's own (two-layer, CNN, parallel)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import math
 
 import numpy as np
 
-from .._validation import check_positive_int, check_reg
+from .._validation import check_positive_int, check_reg, resolve_device, resolve_dtype
 
-__all__ = ["METHODS", "backend", "check_two_layer_params"]
+__all__ = ["METHODS", "backend", "check_common_params", "check_two_layer_params",
+           "check_nonnegative_int", "CNN_METHODS", "check_cnn_params", "PARALLEL_PATTERNS",
+           "check_parallel_params"]
 
 #: method name -> "module:function" of a fitting backend returning a FitResult.
 METHODS: dict[str, str] = {
@@ -45,21 +48,48 @@ _USES = {
 
 
 
-def check_two_layer_params(est) -> None:
-    """Validate a two-layer estimator's parameters as scikit-learn does; a non-default value
-    of a parameter its configuration does not read is an error naming it."""
+def check_nonnegative_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _check_seconds(value, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(
+            value, (int, float)) or not (math.isfinite(value) and value > 0)):
+        raise ValueError(f"{name} must be None or a finite number > 0 (seconds), got {value!r}")
+
+
+def check_common_params(est) -> None:
+    """The shared vocabulary: ``reg`` (None: chosen from the data), ``n_patterns``,
+    ``max_iter``, ``tol``, ``max_time``, ``verbose``, ``fit_intercept``, ``activation``
+    (where the family has it), ``dtype`` and ``device``."""
     if est.reg is not None:
         check_reg(est.reg)
     if est.n_patterns is not None:
         check_positive_int(est.n_patterns, "n_patterns")
     check_positive_int(est.max_iter, "max_iter")
-    if est.search_rounds is not None and (isinstance(est.search_rounds, bool) or not
-                                           isinstance(est.search_rounds, (int, np.integer))
-                                           or est.search_rounds < 0):
-        raise ValueError(f"search_rounds must be None or an integer >= 0, got "
-                         f"{est.search_rounds!r}")
-    if est.activation not in ("relu", "gated"):
+    if isinstance(est.tol, bool) or not isinstance(est.tol, (int, float)) or not (
+            math.isfinite(est.tol) and est.tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {est.tol!r}")
+    _check_seconds(est.max_time, "max_time")
+    check_nonnegative_int(est.verbose, "verbose")
+    fit_intercept = est._param("fit_intercept")
+    if not isinstance(fit_intercept, (bool, np.bool_)):
+        raise ValueError(f"{est._param_label('fit_intercept')} must be True or False, got "
+                         f"{fit_intercept!r}")
+    if getattr(est, "activation", "relu") not in ("relu", "gated"):
         raise ValueError(f"activation must be 'relu' or 'gated', got {est.activation!r}")
+    resolve_dtype(est.dtype)
+    resolve_device(est.device)
+
+
+def check_two_layer_params(est) -> None:
+    """Validate a two-layer estimator's parameters as scikit-learn does; a non-default value
+    of a parameter its configuration does not read is an error naming it."""
+    check_common_params(est)
+    if est.search_rounds is not None:
+        check_nonnegative_int(est.search_rounds, "search_rounds")
     if est.solver not in _SOLVERS:
         raise ValueError(f"solver must be one of {_SOLVERS}, got {est.solver!r}")
     if est.solver == "descent" and est.activation != "relu":
@@ -67,19 +97,6 @@ def check_two_layer_params(est) -> None:
     if est.method != "convex" and est.method not in METHODS:
         raise ValueError(f"unknown method {est.method!r}; expected 'convex' or one of "
                          f"{sorted(METHODS)}")
-    if not isinstance(est.fit_intercept, (bool, np.bool_)):
-        raise ValueError(f"fit_intercept must be True or False, got {est.fit_intercept!r}")
-    if isinstance(est.tol, bool) or not isinstance(est.tol, (int, float)) or not (
-            math.isfinite(est.tol) and est.tol > 0):
-        raise ValueError(f"tol must be a finite number > 0, got {est.tol!r}")
-    if est.max_time is not None and (isinstance(est.max_time, bool) or not isinstance(
-            est.max_time, (int, float)) or not (math.isfinite(est.max_time)
-                                                 and est.max_time > 0)):
-        raise ValueError(f"max_time must be None or a finite number > 0 (seconds), got "
-                         f"{est.max_time!r}")
-    if isinstance(est.verbose, bool) or not isinstance(est.verbose, (int, np.integer)) \
-            or est.verbose < 0:
-        raise ValueError(f"verbose must be an integer >= 0, got {est.verbose!r}")
     if est.warn_gap is not None and (isinstance(est.warn_gap, bool) or not isinstance(
             est.warn_gap, (int, float)) or not est.warn_gap >= 0):
         raise ValueError(f"warn_gap must be None or a number >= 0, got {est.warn_gap!r}")
@@ -111,3 +128,65 @@ def check_two_layer_params(est) -> None:
             raise ValueError(f"{name}={value!r} is not used by this configuration "
                              f"(method={est.method!r}, activation={est.activation!r}, "
                              f"solver={est.solver!r}); leave it at its default")
+
+
+# ------------------------------------------------------------------------------ CNN
+CNN_METHODS = ("cone", "shared", "circular", "three_layer")
+
+
+def check_cnn_params(est) -> None:
+    """The CNN estimators' parameters (after :func:`check_common_params`)."""
+    from ..patterns.patches import POOLINGS
+
+    if est.reg is None:
+        raise ValueError("the CNN estimators need an explicit reg > 0 (weight decay)")
+    check_common_params(est)
+    for name in ("kernel_size", "stride", "n_circular", "n_outer"):
+        check_positive_int(getattr(est, name), name)
+    check_nonnegative_int(est.padding, "padding")
+    if est.pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {est.pooling!r}")
+    if est.pool_size is not None:
+        check_positive_int(est.pool_size, "pool_size")
+    if est.n_patterns is None:
+        raise ValueError("n_patterns must be a positive integer, got None")
+    if est.patterns not in ("sample", "enumerate"):
+        raise ValueError(f"patterns must be 'sample' or 'enumerate', got {est.patterns!r}")
+    method = est._param("method")
+    if method not in CNN_METHODS:
+        raise ValueError(f"{est._param_label('method')} must be one of {CNN_METHODS}, got "
+                         f"{method!r}")
+    if method != "cone" and est.activation != "relu":
+        raise ValueError(f"method={method!r} is a ReLU program; use activation='relu' "
+                         "(gated CNNs: method='cone')")
+
+
+# ------------------------------------------------------------------------- parallel
+#: pattern strategies of the parallel estimators -> the pipeline's method names
+PARALLEL_PATTERNS = {"search": "cg", "sample": "sampled", "enumerate": "exhaustive"}
+
+
+def check_parallel_params(est) -> None:
+    """The parallel estimators' parameters (after :func:`check_common_params`)."""
+    from ..pipelines.parallel import SOLVERS
+
+    check_common_params(est)
+    if est.depth not in (2, 3) or isinstance(est.depth, bool):
+        raise ValueError(f"depth must be 2 or 3 (the exact program implemented), got "
+                         f"{est.depth!r}")
+    check_positive_int(est.width, "width")
+    check_positive_int(est.max_blocks, "max_blocks")
+    check_positive_int(est.n_starts, "n_starts")
+    if est.n_patterns is None:
+        raise ValueError("n_patterns must be a positive integer, got None")
+    if est.rank is not None:
+        check_positive_int(est.rank, "rank")
+    if est.max_new is not None:
+        check_positive_int(est.max_new, "max_new")
+    check_nonnegative_int(est._param("search_rounds"), est._param_label("search_rounds"))
+    if est.solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {est.solver!r}")
+    patterns = est._param("patterns")
+    if patterns not in PARALLEL_PATTERNS:
+        raise ValueError(f"{est._param_label('patterns')} must be one of "
+                         f"{tuple(PARALLEL_PATTERNS)}, got {patterns!r}")

@@ -1,7 +1,8 @@
 """scikit-learn estimators for convex CNNs (Ergen & Pilanci, ICLR 2021).
 
 ``ConvexCNNClassifier`` / ``ConvexCNNRegressor`` reach every CNN program of
-:mod:`convexnn.formulations.cnn` (see there for what is exact) through ``program``:
+:mod:`convexnn.formulations.cnn` (see there for what is exact) through ``method`` (formerly
+``program``, a deprecated alias):
 
 * ``"cone"`` (default): two-layer CNN conv → ReLU → pooling (``pooling``: ``"avg"``, ``"max"``,
   ``"none"``; ``pool_size=None`` is global) → Linear, the paper's cone-constrained group lasso
@@ -19,41 +20,45 @@
 X is images (N, C, H, W) / (N, H, W), or 2-D (N, d) reshaped to ``input_shape`` ((C, H, W) or
 (H, W); default (1, 1, d): d one-pixel-high columns, so only ``kernel_size=1`` fits). The
 objective is loss summed over samples + (reg/2)·(squared weights) (path norm for
-``"three_layer"``). ``network_`` is the read-back network, ``certificate_`` its duality-gap
-certificate (its ``problem`` says ``NOT CONVERGED`` when the solve stopped above ``tol``, which
-also issues a ``ConvergenceWarning``), ``history_`` the solver trace.
+``"three_layer"``); ``fit_intercept`` (formerly ``intercept``) gives the filters a bias.
+``network_`` is the read-back network, ``certificate_`` its duality-gap certificate (its
+``problem`` says ``NOT CONVERGED`` when the solve stopped above ``tol``, which also issues a
+``ConvergenceWarning``), ``history_`` the solver trace; the other fitted attributes are those
+of every estimator (:mod:`convexnn.estimators._base`).
 """
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
+import time
 
 import numpy as np
-import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import NotFittedError
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import validate_data
 
-from .._validation import check_positive_int, check_reg, resolve_device, resolve_dtype, to_tensor
-from ..patterns.patches import POOLINGS
+from .._validation import resolve_device, resolve_dtype, to_tensor
 from ..pipelines.cnn import build_program, solve
 from ..results import FitResult
-from ._cnn_data import check_class_labels, check_images, check_targets, is_flat, reshape_flat
+from ._base import DEPRECATED, ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
+from ._cnn_data import check_images, is_flat, reshape_flat
+from ._params import CNN_METHODS, check_cnn_params
 
 __all__ = ["ConvexCNNClassifier", "ConvexCNNRegressor", "check_images", "PROGRAMS"]
 
-PROGRAMS = ("cone", "shared", "circular", "three_layer")
+PROGRAMS = CNN_METHODS  # the former name
 
 
-class _ConvexCNNBase(BaseEstimator):
+def _same(value):
+    return value
+
+
+class _ConvexCNNBase(ConvexEstimator):
+    _aliases = {"intercept": ("fit_intercept", _same), "program": ("method", _same)}
+
     def __init__(self, kernel_size=3, stride=1, padding=0, pooling="avg", pool_size=None,
                  reg=1e-3, n_patterns=100, activation="relu", loss=None, patterns="sample",
-                 gate_kind="gaussian", intercept=True, random_state=None, device="cpu",
+                 gate_kind="gaussian", fit_intercept=True, random_state=None, device="cpu",
                  dtype="float64", solver="auto", tol=1e-4, max_iter=2000, max_time=None,
-                 verbose=0, program="cone", input_shape=None, n_circular=1, n_outer=8):
+                 verbose=0, method="cone", input_shape=None, n_circular=1, n_outer=8,
+                 intercept=DEPRECATED, program=DEPRECATED):
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
@@ -65,7 +70,7 @@ class _ConvexCNNBase(BaseEstimator):
         self.loss = loss
         self.patterns = patterns
         self.gate_kind = gate_kind
-        self.intercept = intercept
+        self.fit_intercept = fit_intercept
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
@@ -74,39 +79,18 @@ class _ConvexCNNBase(BaseEstimator):
         self.max_iter = max_iter
         self.max_time = max_time
         self.verbose = verbose
-        self.program = program
+        self.method = method
         self.input_shape = input_shape
         self.n_circular = n_circular
         self.n_outer = n_outer
+        self.intercept = intercept
+        self.program = program
 
     # ---------------------------------------------------------------- fitting
-    def _validate_params(self) -> None:
-        check_positive_int(self.kernel_size, "kernel_size")
-        check_positive_int(self.stride, "stride")
-        if isinstance(self.padding, bool) or not isinstance(self.padding, (int, np.integer)) \
-                or self.padding < 0:
-            raise ValueError(f"padding must be an integer >= 0, got {self.padding!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.pool_size is not None:
-            check_positive_int(self.pool_size, "pool_size")
-        check_reg(self.reg)
-        check_positive_int(self.n_patterns, "n_patterns")
-        check_positive_int(self.n_circular, "n_circular")
-        check_positive_int(self.n_outer, "n_outer")
-        if self.activation not in ("relu", "gated"):
-            raise ValueError(f"activation must be 'relu' or 'gated', got {self.activation!r}")
-        if self.patterns not in ("sample", "enumerate"):
-            raise ValueError(f"patterns must be 'sample' or 'enumerate', got {self.patterns!r}")
-        if self.program not in PROGRAMS:
-            raise ValueError(f"program must be one of {PROGRAMS}, got {self.program!r}")
-        if self.program != "cone" and self.activation != "relu":
-            raise ValueError(f"program={self.program!r} is a ReLU program; use "
-                             "activation='relu' (gated CNNs: program='cone')")
-        check_positive_int(self.max_iter, "max_iter")
-        if isinstance(self.tol, bool) or not (isinstance(self.tol, (float, int))
-                                              and self.tol > 0):
-            raise ValueError(f"tol must be > 0, got {self.tol!r}")
+    def _start_fit(self) -> float:
+        self._resolve_aliases()
+        check_cnn_params(self)
+        return time.perf_counter()
 
     def _images(self, X, y=None, *, fitting: bool, regressor: bool = False):
         """(images (N, C, H, W), y) from 2-D X (reshaped to ``input_shape``) or images."""
@@ -129,13 +113,13 @@ class _ConvexCNNBase(BaseEstimator):
             return reshape_flat(Xa, self.input_shape_), None
         return check_images(X, shape=self.input_shape_), None
 
-    def _fit(self, X: np.ndarray, Yenc: np.ndarray, loss: str):
-        self._validate_params()
+    def _fit(self, X: np.ndarray, Yenc: np.ndarray, loss: str, t0: float):
         dt, dev = resolve_dtype(self.dtype), resolve_device(self.device)
         prog = build_program(
-            self.program, to_tensor(X, dt, dev), to_tensor(Yenc, dt, dev), float(self.reg),
-            loss, activation=self.activation, kernel_size=int(self.kernel_size),
-            stride=int(self.stride), padding=int(self.padding), intercept=bool(self.intercept),
+            self._param("method"), to_tensor(X, dt, dev), to_tensor(Yenc, dt, dev),
+            float(self.reg), loss, activation=self.activation,
+            kernel_size=int(self.kernel_size), stride=int(self.stride),
+            padding=int(self.padding), intercept=bool(self._param("fit_intercept")),
             pooling=self.pooling, pool_size=self.pool_size, patterns=self.patterns,
             n_patterns=int(self.n_patterns), gate_kind=self.gate_kind,
             random_state=self.random_state, n_circular=int(self.n_circular),
@@ -143,142 +127,47 @@ class _ConvexCNNBase(BaseEstimator):
         x, cert, res = solve(prog, solver=self.solver, tol=float(self.tol),
                              max_iter=int(self.max_iter), max_time=self.max_time,
                              verbose=int(self.verbose))
-        self.network_ = prog.to_network(x)
-        self.certificate_ = cert
-        self.history_ = res.history
-        self.stop_reason_ = res.stop_reason
-        self.n_iter_ = int(res.n_iter)
-        self.fit_result_ = FitResult(self.network_, cert, res.history,
+        n_patterns = int(prog.patterns.n_patterns)
+        self.fit_result_ = FitResult(prog.to_network(x), cert, res.history,
                                      {"stop_reason": res.stop_reason, "n_iter": res.n_iter,
                                       "seconds": res.seconds, "problem": prog.description(),
-                                      "n_patterns": int(prog.patterns.n_patterns)})
+                                      "n_patterns": n_patterns})
+        self._set_fitted(self.fit_result_, n_features=int(np.prod(X.shape[1:])),
+                         reg=float(self.reg), seconds=time.perf_counter() - t0,
+                         stop_reason=res.stop_reason, n_iter=res.n_iter)
         self.input_shape_ = tuple(int(s) for s in X.shape[1:])
-        self.n_patterns_ = int(prog.patterns.n_patterns)
+        self.n_patterns_ = n_patterns
         return self
 
-    def _outputs(self, X) -> np.ndarray:
-        """Raw network outputs (N, c)."""
-        Xa, _ = self._images(X, fitting=False)
-        net = self.network_
-        with torch.no_grad():
-            Z = net.forward(Xa)
-        return Z.detach().cpu().numpy()
+    def _network_input(self, X) -> np.ndarray:
+        return self._images(X, fitting=False)[0]
 
-    def _fitted(self):
-        if not hasattr(self, "network_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; "
-                                 "call fit first")
-        return self
-
-    def to_torch(self) -> torch.nn.Module:
-        """A torch module with the same outputs as the network (CNN layers, ReLU, ...)."""
-        return self._fitted().network_.to_torch()
-
-    # -------------------------------------------------------------------- I/O
-    def save(self, path: str | Path) -> None:
-        """Save the fitted model: the network in ``path`` (npz, no pickle) + ``path``.json;
-        load it with :func:`convexnn.load_estimator` (no code is executed)."""
-        self._fitted()
-        path = Path(path)
-        self.network_.save(path)
-        meta = {"class": type(self).__name__, "params": self.get_params(),
-                "input_shape": list(self.input_shape_), "flat": bool(self._flat),
-                "n_features_in": int(self.n_features_in_),
-                "certificate": self.certificate_.as_dict(), "extra": self._extra_state()}
-        Path(str(path) + ".json").write_text(json.dumps(meta, default=str))
-
-    def _extra_state(self) -> dict:
-        return {}
+    def _meta_fields(self) -> dict:
+        return {"input_shape": list(self.input_shape_), "flat": bool(self._flat)}
 
 
-class ConvexCNNClassifier(ClassifierMixin, _ConvexCNNBase):
+class ConvexCNNClassifier(ConvexClassifierMixin, _ConvexCNNBase):
     """Convex CNN classifier; ``loss``: ``"cross_entropy"`` (default; one output per class,
     softmax) or ``"squared"`` (one-hot targets). See the module docstring."""
 
+    def _default_loss(self, n_classes: int) -> str:
+        return "cross_entropy"
+
     def fit(self, X, y):
-        Xa, y = self._images(X, y, fitting=True)
+        t0 = self._start_fit()
         loss = self.loss or "cross_entropy"
         if loss not in ("cross_entropy", "squared"):
             raise ValueError(f"loss must be 'cross_entropy' or 'squared', got {loss!r}")
-        self.classes_, idx = check_class_labels(y, Xa.shape[0])
-        return self._fit(Xa, np.eye(len(self.classes_))[idx], loss)
-
-    def decision_function(self, X) -> np.ndarray:
-        """Scores (N, c); (N,) margins (positive means ``classes_[1]``) for two classes."""
-        Z = self._outputs(X)
-        return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
-
-    def predict(self, X) -> np.ndarray:
-        Z = self._outputs(X)
-        return self.classes_[Z.argmax(1)]
-
-    def _has_proba(self) -> bool:
-        return (self.loss or "cross_entropy") == "cross_entropy"
-
-    @available_if(_has_proba)
-    def predict_proba(self, X) -> np.ndarray:
-        """Softmax of the outputs (``loss="cross_entropy"`` only)."""
-        Z = torch.as_tensor(self._outputs(X))
-        return torch.softmax(Z, 1).numpy()
-
-    def _extra_state(self) -> dict:
-        return {"classes": self.classes_.tolist()}
+        Xa, y = self._images(X, y, fitting=True)
+        return self._fit(Xa, self._encode_labels(y, Xa.shape[0], fitting=True), loss, t0)
 
 
-class ConvexCNNRegressor(RegressorMixin, _ConvexCNNBase):
+class ConvexCNNRegressor(ConvexRegressorMixin, _ConvexCNNBase):
     """Convex CNN regressor (squared loss); y (N,) or (N, c)."""
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True  # y (N, c): one output per column
-        return tags
-
     def fit(self, X, y):
-        Xa, y = self._images(X, y, fitting=True, regressor=True)
-        y = check_targets(y, Xa.shape[0])
+        t0 = self._start_fit()
         if (self.loss or "squared") != "squared":
             raise ValueError("ConvexCNNRegressor supports loss='squared' only")
-        self._y_1d = y.ndim == 1
-        return self._fit(Xa, y[:, None] if y.ndim == 1 else y, "squared")
-
-    def predict(self, X) -> np.ndarray:
-        Z = self._outputs(X)
-        return Z[:, 0] if self._y_1d else Z
-
-    def _extra_state(self) -> dict:
-        return {"y_1d": bool(self._y_1d)}
-
-
-def load_cnn_estimator(path: str | Path):
-    """Load a CNN estimator saved by ``save`` (called by :func:`convexnn.load_estimator`)."""
-    from ..certificates import Certificate
-    from ..model_io import ModelFileError
-    from ..networks.cnn import load_cnn
-
-    classes = {"ConvexCNNClassifier": ConvexCNNClassifier,
-               "ConvexCNNRegressor": ConvexCNNRegressor}
-    jpath = Path(str(path) + ".json")
-    try:
-        meta = json.loads(jpath.read_text(encoding="utf-8"))
-        cls = classes[meta["class"]]
-        params = dict(meta["params"])
-        if isinstance(params.get("input_shape"), list):  # JSON has no tuples
-            params["input_shape"] = tuple(params["input_shape"])
-        est = cls(**params)
-        est.network_ = load_cnn(path)
-        est.certificate_ = Certificate(**meta["certificate"])
-        est.input_shape_ = tuple(int(s) for s in meta["input_shape"])
-        est.n_features_in_ = int(meta["n_features_in"])
-        est._flat = bool(meta["flat"])
-        extra = meta["extra"]
-        if cls is ConvexCNNClassifier:
-            est.classes_ = np.asarray(extra["classes"])
-        else:
-            est._y_1d = bool(extra["y_1d"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ModelFileError(f"{path}: not a loadable convexnn CNN estimator "
-                             f"({type(err).__name__}: {err})") from err
-    if not math.prod(est.input_shape_) == est.n_features_in_:
-        raise ModelFileError(f"{path}: input_shape {est.input_shape_} does not match "
-                             f"n_features_in {est.n_features_in_}")
-    return est
+        Xa, y = self._images(X, y, fitting=True, regressor=True)
+        return self._fit(Xa, self._encode_targets(y, Xa.shape[0]), "squared", t0)

@@ -158,7 +158,7 @@ class ConvexReLUClassifierCV(ClassifierMixin, _CVBase):
 
         def accuracy(Yt, Z):
             if Z.shape[1] == 1:
-                return float(((Z[:, 0] >= 0) == (Yt[:, 0] > 0)).mean())
+                return float(((Z[:, 0] > 0) == (Yt[:, 0] > 0)).mean())  # 0 → classes_[0]
             return float((Z.argmax(1) == Yt.argmax(1)).mean())
 
         self._search(Xa, Y, ya, loss, accuracy, classifier=True)

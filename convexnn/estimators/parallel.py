@@ -7,28 +7,33 @@ sub-network; ``depth=2``: f(x) = Σ_k (w_kᵀx + b_k)_+ v_k) with objective
 (:mod:`convexnn.networks.parallel`), by solving the exact convex program
 (:mod:`convexnn.formulations.parallel`) over pattern blocks:
 
-* ``method="cg"`` (default): column generation (:mod:`convexnn.pipelines.parallel_cg`) —
+* ``patterns="search"`` (default): column generation (:mod:`convexnn.pipelines.parallel_cg`) —
   start from ``n_patterns`` sampled blocks, repeatedly add the blocks whose dual constraint a
-  batched pattern search finds violated, re-solve (``max_rounds``, ``max_new``, ``n_starts``,
-  ``max_time``);
-* ``method="sampled"``: the program over ``n_patterns`` sampled blocks only;
-* ``method="exhaustive"``: the program over every block (exact enumeration, for low-rank data
+  batched pattern search finds violated, re-solve (``search_rounds``, ``max_new``,
+  ``n_starts``, ``max_time``);
+* ``patterns="sample"``: the program over ``n_patterns`` sampled blocks only;
+* ``patterns="enumerate"``: the program over every block (exact enumeration, for low-rank data
   or with ``rank=``; at most ``max_blocks`` blocks): the exact program, a *global* certificate.
+
+``patterns`` was ``method`` (``"cg"``, ``"sampled"``, ``"exhaustive"``) and ``search_rounds``
+was ``max_rounds``; the old names are deprecated aliases (``FutureWarning``).
+``fit_intercept=True`` gives every first-layer neuron a bias (a ones column).
 
 ``reg=None`` (default): 0.1 · reg_max (regression) or 0.01 · reg_max (classification), the
 fractions the two-layer estimators use, with reg_max the smallest ``reg`` whose optimum is the
 zero network, estimated by the pattern search at the zero network
 (:func:`convexnn.pipelines.parallel.reg_max`); the value used is ``reg_``. The defaults
-(``n_patterns=8``, ``max_rounds=4``, ``n_starts=64``, 8 new blocks per direction and round,
+(``n_patterns=8``, ``search_rounds=4``, ``n_starts=64``, 8 new blocks per direction and round,
 intermediate rounds solved to 1e-4) take 9–29 s of CPU on one thread on scikit-learn's
 bundled datasets (standardised features; benchmarks/results/parallel.md).
 
 ``rank=r`` switches to the polynomial-time approximation (program on the rank-r truncation of
 [X, 1]); its guarantee factor is reported in ``fit_info_['approximation']``.
 
-Fitted attributes: ``network_`` (:class:`ParallelReLUNetwork`), ``certificate_`` (duality gap of
-the read-back network for the program over the blocks used: optimal over those blocks, scope
-"sampled patterns"; no global claim), ``history_``, ``fit_info_`` (for ``"cg"``: the rounds and
+Fitted attributes (those of every estimator, :mod:`convexnn.estimators._base`): ``network_``
+(:class:`ParallelReLUNetwork`), ``certificate_`` (duality gap of the read-back network for the
+program over the blocks used: optimal over those blocks, scope "sampled patterns"; no global
+claim), ``history_``, ``n_iter_``, ``stop_reason_``, ``fit_info_`` (for ``"search"``: the rounds and
 the last search's largest ⟨−Λ, g⟩/β — above 1 proves the network is not globally optimal),
 ``n_features_in_``, ``reg_``. The number K of sub-networks is chosen by the group sparsity of
 the solution
@@ -37,35 +42,48 @@ the solution
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
 
 from .._validation import (
     add_intercept,
-    check_positive_int,
-    check_reg,
     check_X,
     check_X_y,
     resolve_device,
     resolve_dtype,
     to_tensor,
 )
-from ..pipelines.parallel import METHODS, SOLVERS, fit_parallel, reg_max
+from ..pipelines.parallel import fit_parallel, reg_max
+from ._base import DEPRECATED, ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
+from ._params import PARALLEL_PATTERNS, check_parallel_params
 
 __all__ = ["ConvexParallelReLURegressor", "ConvexParallelReLUClassifier"]
 
+_OLD_METHODS = {"cg": "search", "sampled": "sample", "exhaustive": "enumerate"}
 
-class _ParallelBase(BaseEstimator):
+
+def _patterns_of_method(method):
+    return _OLD_METHODS.get(method, method)
+
+
+def _same(value):
+    return value
+
+
+class _ParallelBase(ConvexEstimator):
+    _aliases = {"method": ("patterns", _patterns_of_method),
+                "max_rounds": ("search_rounds", _same)}
+
     def __init__(self, depth: int = 3, width: int = 2, reg: float | None = None,
-                 n_patterns: int = 8, loss: str = "auto", random_state=None,
+                 n_patterns: int = 8, loss: str | None = None, random_state=None,
                  device: str = "cpu", dtype: str = "float64", solver: str = "auto",
                  tol: float = 1e-6, max_iter: int = 5000, max_time: float | None = None,
                  verbose: int = 0, rank: int | None = None, gate_kind: str = "gaussian",
-                 method: str = "cg", max_rounds: int = 4, max_new: int | None = None,
-                 n_starts: int = 64, max_blocks: int = 20000):
+                 patterns: str = "search", search_rounds: int = 4, max_new: int | None = None,
+                 n_starts: int = 64, max_blocks: int = 20000, fit_intercept: bool = True,
+                 method=DEPRECATED, max_rounds=DEPRECATED):
         self.depth = depth
         self.width = width
         self.reg = reg
@@ -81,143 +99,88 @@ class _ParallelBase(BaseEstimator):
         self.verbose = verbose
         self.rank = rank
         self.gate_kind = gate_kind
-        self.method = method
-        self.max_rounds = max_rounds
+        self.patterns = patterns
+        self.search_rounds = search_rounds
         self.max_new = max_new
         self.n_starts = n_starts
         self.max_blocks = max_blocks
+        self.fit_intercept = fit_intercept
+        self.method = method
+        self.max_rounds = max_rounds
 
-    def _check_params(self) -> None:
-        if self.depth not in (2, 3) or isinstance(self.depth, bool):
-            raise ValueError(f"depth must be 2 or 3 (the exact program implemented), got "
-                             f"{self.depth!r}")
-        check_positive_int(self.width, "width")
-        check_positive_int(self.n_patterns, "n_patterns")
-        check_positive_int(self.max_iter, "max_iter")
-        if self.reg is not None:
-            check_reg(self.reg)
-        check_positive_int(self.max_blocks, "max_blocks")
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol must be > 0, got {self.tol!r}")
-        if self.rank is not None:
-            check_positive_int(self.rank, "rank")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if not (isinstance(self.max_rounds, (int, np.integer)) and self.max_rounds >= 0) \
-                or isinstance(self.max_rounds, bool):
-            raise ValueError(f"max_rounds must be an integer >= 0, got {self.max_rounds!r}")
-        if self.max_new is not None:
-            check_positive_int(self.max_new, "max_new")
-        check_positive_int(self.n_starts, "n_starts")
-        if self.max_time is not None and not (isinstance(self.max_time, (int, float))
-                                              and self.max_time > 0):
-            raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
+    def _start_fit(self) -> float:
+        self._resolve_aliases()
+        check_parallel_params(self)
+        return time.perf_counter()
 
-    def _fit(self, X, Yenc: np.ndarray, loss: str):
-        self._check_params()
+    def _fit(self, X, Yenc: np.ndarray, loss: str, t0: float):
         dt, dev = resolve_dtype(self.dtype), resolve_device(self.device)
-        Xt = add_intercept(to_tensor(X, dt, dev))
+        intercept = bool(self._param("fit_intercept"))
+        Xt = to_tensor(X, dt, dev)
+        Xt = add_intercept(Xt) if intercept else Xt
         Yt = to_tensor(Yenc, dt, dev)
+        method = PARALLEL_PATTERNS[self._param("patterns")]
         # intermediate rounds to 1e-4 (only the final solve needs ``tol``); 8 new blocks per
         # residual direction and round
-        cg = {"max_rounds": int(self.max_rounds), "n_starts": int(self.n_starts),
+        cg = {"max_rounds": int(self._param("search_rounds")), "n_starts": int(self.n_starts),
               "round_tol": max(float(self.tol), 1e-4),
               "max_new": 16 * Yt.shape[1] if self.max_new is None else int(self.max_new)}
-        self.reg_ = float(self.reg) if self.reg is not None else \
+        reg = float(self.reg) if self.reg is not None else \
             self._REG_FRACTION * reg_max(Xt, Yt, loss, depth=int(self.depth),
                                          width=int(self.width), random_state=self.random_state)
-        res = fit_parallel(Xt, Yt, reg=self.reg_, depth=int(self.depth),
+        res = fit_parallel(Xt, Yt, reg=reg, depth=int(self.depth),
                            width=int(self.width), n_patterns=int(self.n_patterns), loss=loss,
-                           random_state=self.random_state, intercept=True, rank=self.rank,
-                           method=self.method, solver=self.solver, tol=float(self.tol),
+                           random_state=self.random_state, intercept=intercept, rank=self.rank,
+                           method=method, solver=self.solver, tol=float(self.tol),
                            max_iter=int(self.max_iter), max_time=self.max_time,
                            verbose=int(self.verbose), gate_kind=self.gate_kind,
-                           cg_options=cg if self.method == "cg" else None,
+                           cg_options=cg if method == "cg" else None,
                            max_blocks=int(self.max_blocks))
-        self.network_ = res.network
-        self.certificate_ = res.certificate
-        self.history_ = res.history
-        self.fit_info_ = res.info
+        self._set_fitted(res, n_features=X.shape[1], reg=reg,
+                         seconds=time.perf_counter() - t0)
         self.loss_ = loss
-        self.n_features_in_ = X.shape[1]
         return self
 
-    def _raw(self, X) -> torch.Tensor:
-        check_is_fitted(self, "network_")
-        Xa = check_X(X, n_features=self.n_features_in_)
+    def _network_input(self, X) -> torch.Tensor:
+        Xa = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
         W = self.network_.first_layer_weights
-        return self.network_.forward(torch.as_tensor(Xa, dtype=W.dtype, device=W.device))
+        return torch.as_tensor(Xa, dtype=W.dtype, device=W.device)
 
-    def to_torch(self) -> torch.nn.Module:
-        """The fitted network as an ``nn.Module`` (raw outputs, same as ``decision_function``)."""
-        check_is_fitted(self, "network_")
-        return self.network_.to_torch()
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), "loss": self.loss_}
+
+    def _load_extra(self, extra: dict) -> None:
+        super()._load_extra(extra)
+        self.loss_ = str(extra["loss"])
 
 
-class ConvexParallelReLURegressor(RegressorMixin, _ParallelBase):
+class ConvexParallelReLURegressor(ConvexRegressorMixin, _ParallelBase):
     """Path-regularised parallel ReLU regression (squared loss) by its convex program."""
 
     _REG_FRACTION = 0.1
 
     def fit(self, X, y):
-        Xa, ya = check_X_y(X, y)
-        if not np.isfinite(ya.astype(np.float64)).all():
-            raise ValueError("y contains NaN or infinity")
-        if self.loss not in ("auto", "squared"):
+        t0 = self._start_fit()
+        if self.loss not in (None, "auto", "squared"):
             raise ValueError(f"the regressor uses the squared loss, got loss={self.loss!r}")
-        self._y_1d = ya.ndim == 1
-        Y = ya.reshape(len(ya), -1).astype(np.float64)
-        return self._fit(Xa, Y, "squared")
-
-    def predict(self, X) -> np.ndarray:
-        Z = self._raw(X).detach().cpu().numpy()
-        return Z[:, 0] if self._y_1d else Z
+        Xa, ya = check_X_y(X, y)
+        return self._fit(Xa, self._encode_targets(ya, Xa.shape[0]), "squared", t0)
 
 
-class ConvexParallelReLUClassifier(ClassifierMixin, _ParallelBase):
+class ConvexParallelReLUClassifier(ConvexClassifierMixin, _ParallelBase):
     """Path-regularised parallel ReLU classifier: logistic loss for two classes, cross-entropy
-    (one output per class, single-output sub-networks) for more."""
+    (one output per class, single-output sub-networks) for more; ``loss="squared"`` regresses
+    one-hot targets."""
 
     _REG_FRACTION = 0.01
 
+    def _loss_name(self) -> str:
+        if self.loss == "auto":  # the former default, same as None
+            return self._default_loss(len(getattr(self, "classes_", ())))
+        return super()._loss_name()
+
     def fit(self, X, y):
+        t0 = self._start_fit()
         Xa, ya = check_X_y(X, y, multi_output=False)
-        ya = ya.ravel()
-        check_classification_targets(ya)
-        self.classes_ = np.unique(ya)
-        k = len(self.classes_)
-        if k < 2:
-            raise ValueError(f"need at least 2 classes, got {k}")
-        idx = np.searchsorted(self.classes_, ya)
-        loss = self.loss
-        if loss == "auto":
-            loss = "logistic" if k == 2 else "cross_entropy"
-        if loss == "logistic":
-            if k != 2:
-                raise ValueError("loss='logistic' needs exactly 2 classes")
-            Y = np.where(idx == 1, 1.0, -1.0)[:, None]
-        elif loss == "cross_entropy":
-            Y = np.eye(k)[idx]
-        elif loss == "squared":
-            Y = np.where(idx == 1, 1.0, -1.0)[:, None] if k == 2 else np.eye(k)[idx]
-        else:
-            raise ValueError(f"unknown loss {loss!r}")
-        return self._fit(Xa, Y, loss)
-
-    def decision_function(self, X) -> np.ndarray:
-        Z = self._raw(X).detach().cpu().numpy()
-        return Z[:, 0] if Z.shape[1] == 1 else Z
-
-    def predict_proba(self, X) -> np.ndarray:
-        Z = self._raw(X)
-        if Z.shape[1] == 1:
-            p = torch.sigmoid(Z[:, 0]).detach().cpu().numpy()
-            return np.stack([1 - p, p], 1)
-        return torch.softmax(Z, 1).detach().cpu().numpy()
-
-    def predict(self, X) -> np.ndarray:
-        Z = self._raw(X).detach().cpu().numpy()
-        idx = (Z[:, 0] > 0).astype(int) if Z.shape[1] == 1 else Z.argmax(1)
-        return self.classes_[idx]
+        Y = self._encode_labels(ya, Xa.shape[0], fitting=True)
+        return self._fit(Xa, Y, self._loss_name(), t0)

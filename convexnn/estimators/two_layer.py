@@ -18,14 +18,16 @@ convex model:
   (:mod:`convexnn.formulations.sdp`). ``method_options`` passes extra keyword arguments to them
   (e.g. ``{"on_violation": "warn"}`` for ``"svd"``).
 
-After ``fit``: ``network_`` (the read-back non-convex network), ``certificate_`` (primal, dual,
-gap, relative_gap, scope), ``history_`` (per-checkpoint objective, gap, seconds), ``to_torch()``.
+After ``fit``: the attributes every estimator shares (:mod:`convexnn.estimators._base`):
+``network_`` (the read-back non-convex network), ``certificate_`` (primal, dual, gap,
+relative_gap, scope), ``history_`` (:class:`~convexnn.estimators._base.FitHistory`: objective,
+gap, seconds per checkpoint), ``fit_info_``, ``n_iter_``, ``stop_reason_``, ``reg_``; and
+``to_torch()``, ``save(path)``.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import time
 import warnings
@@ -33,10 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import (
@@ -48,15 +47,16 @@ from .._validation import (
     to_tensor,
 )
 from ..losses import get_loss
-from ..model_io import read_estimator_meta
-from ..networks import TwoLayerNetwork, load_network
+from ..networks import TwoLayerNetwork
 from ..pipelines.two_layer import fit_two_layer
 from ..results import FitResult
+from ._base import ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
 from ._params import METHODS, backend, check_two_layer_params
+from .io import load_estimator
 
 __all__ = ["ConvexReLURegressor", "ConvexReLUClassifier", "load_estimator", "METHODS"]
 
-class _ConvexTwoLayer(BaseEstimator):
+class _ConvexTwoLayer(ConvexEstimator):
     """Shared fitting logic; see the module docstring."""
 
     _loss_default = "squared"
@@ -135,21 +135,16 @@ class _ConvexTwoLayer(BaseEstimator):
                     f"the {self.solver!r} solver failed on this problem "
                     f"({type(err).__name__}: {err}); the default solver='auto' "
                     "(descent for ReLU, FISTA for gated) needs no external solver") from err
-            self.reg_ = extras["reg"]
             self.patterns_ = extras["patterns"]
-            self.stop_reason_ = extras["stop_reason"]
-            self.n_iter_ = extras["n_iter"]
             self.search_ = extras["search"]
             self.solver_ = extras["solver"]
+            self._set_fitted(res, n_features=Xa.shape[1], reg=extras["reg"],
+                             seconds=time.perf_counter() - t0,
+                             stop_reason=extras["stop_reason"], n_iter=extras["n_iter"])
         else:
             res = self._fit_method(Xa, Y, dtype, device)
-            self.reg_ = float(self.reg)
-        self.fit_time_ = time.perf_counter() - t0
-        self.network_ = res.network
-        self.certificate_ = res.certificate
-        self.history_ = res.history.as_dict()
-        self.fit_info_ = res.info
-        self.n_features_in_ = Xa.shape[1]
+            self._set_fitted(res, n_features=Xa.shape[1], reg=float(self.reg),
+                             seconds=time.perf_counter() - t0)
         self._warn_certificate()
         return self
 
@@ -197,25 +192,16 @@ class _ConvexTwoLayer(BaseEstimator):
                           ConvergenceWarning, stacklevel=3)
 
     # ----------------------------------------------------------------- predict
-    def _decision(self, X) -> np.ndarray:
-        check_is_fitted(self, "network_")
+    def _network_input(self, X) -> torch.Tensor:
         Xa = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
-        net = self.network_
-        with torch.no_grad():
-            Z = net.forward(to_tensor(Xa, net.first_layer_weights.dtype,
-                                      net.first_layer_weights.device))
-        return Z.detach().cpu().numpy()
-
-    def to_torch(self) -> torch.nn.Module:
-        """The fitted network as a torch module computing the same outputs as ``predict``."""
-        check_is_fitted(self, "network_")
-        return self.network_.to_torch()
+        W = self.network_.first_layer_weights
+        return to_tensor(Xa, W.dtype, W.device)
 
     def objective(self, X, y) -> float:
         """Non-convex training objective of the fitted network on (X, y)."""
         check_is_fitted(self, "network_")
         Xa, ya = check_X_y(X, y)
-        Y = self._encode_targets(ya, fitting=False)
+        Y = self._objective_targets(ya)
         return self.network_.objective(Xa, Y, float(self.reg_), self._loss_name())
 
     # --------------------------------------------------------------------- I/O
@@ -227,23 +213,13 @@ class _ConvexTwoLayer(BaseEstimator):
         check_is_fitted(self, "network_")
         if not isinstance(self.network_, TwoLayerNetwork):
             raise TypeError("save() supports two-layer networks only")
-        path = Path(path)
-        self.network_.save(path)
-        params = {k: v for k, v in self.get_params().items() if k != "gates"}
-        meta = {"class": type(self).__name__, "params": params,
-                "n_features_in": int(self.n_features_in_),
-                "certificate": self.certificate_.as_dict(),
-                "extra": self._extra_state()}
-        Path(str(path) + ".json").write_text(json.dumps(meta, default=str))
+        super().save(path)
 
-    def _extra_state(self) -> dict:
-        return {"reg": float(self.reg_)}
-
-    def _load_extra(self, extra: dict) -> None:
-        self.reg_ = float(extra.get("reg", self.reg if self.reg is not None else math.nan))
+    def _saved_params(self) -> dict:
+        return {k: v for k, v in self.get_params().items() if k != "gates"}
 
 
-class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
+class ConvexReLURegressor(ConvexRegressorMixin, _ConvexTwoLayer):
     """Two-layer ReLU regression trained to the optimum of its convex program (squared loss).
 
     Parameters
@@ -269,36 +245,16 @@ class ConvexReLURegressor(RegressorMixin, _ConvexTwoLayer):
     device, dtype : torch device (``"cpu"``, ``"cuda"``) and ``"float32"`` / ``"float64"``.
     """
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def _encode_targets(self, y: np.ndarray, fitting: bool) -> np.ndarray:
-        ya = y.astype(np.float64)
-        if not np.isfinite(ya).all():
-            raise ValueError("y contains NaN or infinity")
-        if fitting:
-            self._y_1d = ya.ndim == 1
-        return ya[:, None] if ya.ndim == 1 else ya
-
     def fit(self, X, y):
         Xa, ya = check_X_y(X, y)
-        return self._fit(Xa, self._encode_targets(ya, fitting=True))
+        return self._fit(Xa, self._encode_targets(ya, Xa.shape[0]))
 
-    def predict(self, X) -> np.ndarray:
-        Z = self._decision(X)
-        return Z[:, 0] if getattr(self, "_y_1d", False) else Z
-
-    def _extra_state(self) -> dict:
-        return {**super()._extra_state(), "y_1d": bool(self._y_1d)}
-
-    def _load_extra(self, extra: dict) -> None:
-        super()._load_extra(extra)
-        self._y_1d = bool(extra["y_1d"])
+    def _objective_targets(self, y) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        return y[:, None] if y.ndim == 1 else y
 
 
-class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
+class ConvexReLUClassifier(ConvexClassifierMixin, _ConvexTwoLayer):
     """Two-layer ReLU classifier trained to the optimum of its convex program.
 
     ``loss``: ``"cross_entropy"`` (softmax over one output per class, default), ``"logistic"``
@@ -323,92 +279,9 @@ class ConvexReLUClassifier(ClassifierMixin, _ConvexTwoLayer):
                          warn_gap=warn_gap)
         self.loss = loss
 
-    def _loss_name(self) -> str:
-        if self.loss is not None:
-            return self.loss
-        return "logistic" if len(getattr(self, "classes_", ())) == 2 else "cross_entropy"
-
-    def _encode_targets(self, y: np.ndarray, fitting: bool) -> np.ndarray:
-        if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected; it is "
-                          "flattened", DataConversionWarning, stacklevel=3)
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D class labels, got shape {y.shape}")
-        if fitting:
-            if self.loss is not None:
-                get_loss(self.loss)  # unknown loss → clear error
-            check_classification_targets(y)  # continuous targets → "Unknown label type"
-            enc = LabelEncoder().fit(y)
-            self.classes_ = enc.classes_
-            if len(self.classes_) < 2:
-                raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier "
-                                 "needs at least two")
-            if self._loss_name() == "logistic" and len(self.classes_) != 2:
-                raise ValueError(f"loss='logistic' is binary; y has {len(self.classes_)} "
-                                 "classes (use loss='cross_entropy')")
-        idx = np.searchsorted(self.classes_, y)
-        if (idx >= len(self.classes_)).any() or (self.classes_[np.minimum(
-                idx, len(self.classes_) - 1)] != y).any():
-            raise ValueError("y contains labels not seen during fit")
-        if self._loss_name() == "logistic":
-            return (2.0 * idx - 1.0)[:, None]
-        return np.eye(len(self.classes_))[idx]
-
     def fit(self, X, y):
         Xa, ya = check_X_y(X, y, multi_output=False)
-        return self._fit(Xa, self._encode_targets(ya, fitting=True))
+        return self._fit(Xa, self._encode_labels(ya, Xa.shape[0], fitting=True))
 
-    def decision_function(self, X) -> np.ndarray:
-        """Scores: (n,) for binary problems (positive means ``classes_[1]``), else (n, c)."""
-        Z = self._decision(X)
-        if Z.shape[1] == 1:
-            return Z[:, 0]
-        return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities: the sigmoid / softmax of the network's outputs.
-
-        For ``loss="squared"`` the outputs regress one-hot targets and their softmax is only a
-        monotone score, not a calibrated probability.
-        """
-        Z = self._decision(X)
-        if self._loss_name() == "logistic":
-            p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
-            return np.stack([1 - p, p], axis=1)
-        Z = Z - Z.max(axis=1, keepdims=True)
-        E = np.exp(Z)
-        return E / E.sum(axis=1, keepdims=True)
-
-    def predict(self, X) -> np.ndarray:
-        Z = self._decision(X)
-        if self._loss_name() == "logistic":
-            return self.classes_[(Z[:, 0] >= 0).astype(int)]
-        return self.classes_[np.argmax(Z, axis=1)]
-
-    def _extra_state(self) -> dict:
-        return {**super()._extra_state(), "classes": self.classes_.tolist()}
-
-    def _load_extra(self, extra: dict) -> None:
-        super()._load_extra(extra)
-        self.classes_ = np.asarray(extra["classes"])
-
-
-def load_estimator(path: str | Path):
-    """Load an estimator saved by ``save`` (JSON + npz; no code is executed)."""
-    from ..certificates import Certificate
-    from ..model_io import other_family_loader
-
-    loader = other_family_loader(path)  # CNN estimators
-    if loader is not None:
-        return loader(path)
-    path = Path(path)
-    classes = {"ConvexReLURegressor": ConvexReLURegressor,
-               "ConvexReLUClassifier": ConvexReLUClassifier}
-    meta = read_estimator_meta(path, classes)  # checked: one ValueError naming the file
-    est = classes[meta["class"]](**meta["params"])
-    est.network_ = load_network(path)
-    est.n_features_in_ = meta["n_features_in"]
-    est.certificate_ = Certificate(**meta["certificate"])
-    est._load_extra(meta["extra"])
-    return est
+    def _objective_targets(self, y) -> np.ndarray:
+        return self._encode_labels(y, len(y), fitting=False)
