@@ -93,6 +93,12 @@ class _CVBase(BaseEstimator):
         check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict(X)
 
+    def to_torch(self):
+        """The refitted network as a torch module (``best_estimator_.to_torch()``); save the
+        model with ``best_estimator_.save(path)``."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.to_torch()
+
 
 class ConvexReLURegressorCV(RegressorMixin, _CVBase):
     """ReLU network regression (squared loss) with ``reg`` chosen by K-fold CV (R²).
