@@ -132,6 +132,26 @@ def _init_params(X: Tensor, c: int, m: int, rng: np.random.Generator, scale: flo
     return [W1, b1, W2, torch.zeros(c, dtype=dt, device=dev)]
 
 
+def _start_params(X: Tensor, c: int, n_neurons: int, rng: np.random.Generator, scale: float,
+                  init: list[Tensor] | None) -> list[Tensor]:
+    """``n_neurons`` data-aware neurons, or ``init`` (shapes checked) topped up with them."""
+    d = X.shape[1]
+    if init is not None:
+        params = [torch.as_tensor(p, dtype=X.dtype, device=X.device).clone() for p in init]
+        if [tuple(p.shape) for p in params] != [(params[0].shape[0], d), (params[0].shape[0],),
+                                                 (c, params[0].shape[0]), (c,)]:
+            raise ValueError(f"init: shapes {[tuple(p.shape) for p in params]} do not fit "
+                             f"{d} features and {c} outputs")
+        extra = n_neurons - params[0].shape[0]
+        if extra > 0:
+            new = _init_params(X, c, extra, rng, scale=scale)
+            params = [torch.cat([params[0], new[0]]), torch.cat([params[1], new[1]]),
+                      torch.cat([params[2], new[2]], 1), params[3]]
+    else:
+        params = _init_params(X, c, n_neurons, rng, scale=scale)
+    return params
+
+
 def reg_max(X: Tensor, Y: Tensor, loss: Loss, *, intercept: bool = True, offset: bool = True,
             n_starts: int = 256, random_state=None) -> float:
     """Estimate of the smallest reg whose optimum is the zero network (offset only):
@@ -178,19 +198,7 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
     lb = OffsetLoss(loss) if offset else loss
     scale = math.sqrt(max(float(reg), 1e-12))
-    if init is not None:
-        params = [torch.as_tensor(p, dtype=X.dtype, device=X.device).clone() for p in init]
-        if [tuple(p.shape) for p in params] != [(params[0].shape[0], d), (params[0].shape[0],),
-                                                 (c, params[0].shape[0]), (c,)]:
-            raise ValueError(f"init: shapes {[tuple(p.shape) for p in params]} do not fit "
-                             f"{d} features and {c} outputs")
-        extra = n_neurons - params[0].shape[0]
-        if extra > 0:
-            new = _init_params(X, c, extra, rng, scale=min(1.0, scale))
-            params = [torch.cat([params[0], new[0]]), torch.cat([params[1], new[1]]),
-                      torch.cat([params[2], new[2]], 1), params[3]]
-    else:
-        params = _init_params(X, c, n_neurons, rng, scale=min(1.0, scale))
+    params = _start_params(X, c, n_neurons, rng, min(1.0, scale), init)
     if not intercept:
         params[1] = torch.zeros_like(params[1])
     hist, rounds = History(), []
@@ -221,25 +229,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
         if vmax <= 1 + max(violation_tol, 1e-9):
             stop = "no violated neuron found"
             break
-        order = torch.argsort(vals, descending=True)
-        order = order[vals[order] > reg * (1 + max(violation_tol, 1e-9))][:add_per_round]
-        new_W1, new_b1, new_W2 = [], [], []
-        with torch.no_grad():
-            for k in order.tolist():
-                u = U[:, k]
-                F = torch.relu(Xs @ u)
-                g = Lam.T @ F
-                v = -g / torch.linalg.vector_norm(g).clamp_min(1e-300)
-                Fv = F[:, None] * v[None, :]
-                t = _line_search(Z, Fv, Y, lb, reg)
-                if t <= 0:
-                    continue
-                Z = Z + t * Fv
-                Lam = lb.grad(Z, Y)
-                st = math.sqrt(t)
-                new_W1.append(st * u[:d])
-                new_b1.append(st * u[d] if intercept else torch.zeros((), dtype=X.dtype))
-                new_W2.append(st * v)
+        new_W1, new_b1, new_W2 = _add_violated(Xs, Z, Lam, U, vals, Y, lb, reg, d, intercept,
+                                               add_per_round, violation_tol)
         if not new_W1:
             stop = "no descent along the violated neurons"
             break
@@ -257,6 +248,45 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
         params, f, its = adam_polish(params, X, Y, loss, reg, intercept=intercept,
                                      offset=offset, deadline=deadline, max_steps=polish_steps)
         total_its += its
+    net, f = _final_network(params, f, X, Y, lb, offset)
+    cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset,
+                           rng=rng, search_starts=search_starts)
+    hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
+    info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
+    return net, cert, hist, info
+
+
+def _add_violated(Xs: Tensor, Z: Tensor, Lam: Tensor, U: Tensor, vals: Tensor, Y: Tensor,
+                  lb: Loss, reg: float, d: int, intercept: bool, add_per_round: int,
+                  violation_tol: float) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """The most violated neurons (at most ``add_per_round``), each added along its descent
+    direction with an exact line search on the outputs Z; returns their (W1, b1, W2) rows."""
+    order = torch.argsort(vals, descending=True)
+    order = order[vals[order] > reg * (1 + max(violation_tol, 1e-9))][:add_per_round]
+    new_W1, new_b1, new_W2 = [], [], []
+    with torch.no_grad():
+        for k in order.tolist():
+            u = U[:, k]
+            F = torch.relu(Xs @ u)
+            g = Lam.T @ F
+            v = -g / torch.linalg.vector_norm(g).clamp_min(1e-300)
+            Fv = F[:, None] * v[None, :]
+            t = _line_search(Z, Fv, Y, lb, reg)
+            if t <= 0:
+                continue
+            Z = Z + t * Fv
+            Lam = lb.grad(Z, Y)
+            st = math.sqrt(t)
+            new_W1.append(st * u[:d])
+            new_b1.append(st * u[d] if intercept else torch.zeros((), dtype=Xs.dtype))
+            new_W2.append(st * v)
+    return new_W1, new_b1, new_W2
+
+
+def _final_network(params: list[Tensor], f: float, X: Tensor, Y: Tensor, lb: Loss,
+                   offset: bool) -> tuple[TwoLayerNetwork, float]:
+    """The zero network if it is at least as good, dead neurons dropped, the exact optimal
+    output offset; returns (network, objective before the offset refit)."""
     W1, b1, W2, b2 = params
     with torch.no_grad():
         f0 = float(lb.value(torch.zeros_like(Y), Y))
@@ -272,11 +302,7 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
         with torch.no_grad():
             b2 = lb.offset(torch.relu(X @ W1.T + b1) @ W2.T, Y)
     net = TwoLayerNetwork(W1, b1, W2, "relu", output_bias=b2.clone() if offset else None)
-    cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset,
-                           rng=rng, search_starts=search_starts)
-    hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
-    info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
-    return net, cert, hist, info
+    return net, f
 
 
 def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss: Loss, *,
