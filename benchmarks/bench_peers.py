@@ -342,6 +342,7 @@ def main() -> int:
     ap.add_argument("--reg", type=float, default=0.1, help="reg as a fraction of reg_max")
     ap.add_argument("--quick", action="store_true", help="skip the 20000 x 100 case")
     ap.add_argument("--no-path", action="store_true")
+    ap.add_argument("--cases", default=None, help="comma-separated case indices (0-3) to run")
     ap.add_argument("--n-regs", type=int, default=10)
     ap.add_argument("--adelie-gb", type=float, default=3.5,
                     help="largest n x Pd float64 matrix built for adelie (GB)")
@@ -351,7 +352,9 @@ def main() -> int:
     rows = []
     with threadpool_limits(1):
         all_cases = cases(args.quick)
-        for name, X, y, P in all_cases:
+        picked = all_cases if args.cases is None else \
+            [all_cases[int(i)] for i in args.cases.split(",")]
+        for name, X, y, P in picked:
             rows.append(one_lambda(name, X, y, P, args))
             print(table(rows[-1:]), flush=True)
         if not args.no_path:
