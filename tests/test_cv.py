@@ -62,9 +62,9 @@ def test_path_returns_valid_certified_networks_in_user_units():
 
 
 def test_regressor_cv_picks_the_best_mean_score_and_refits():
-    X, y = _data(80)
-    est = cn.ConvexReLURegressorCV(n_regs=3, cv=2, n_patterns=10, random_state=0).fit(X, y)
-    assert est.cv_scores_.shape == (2, 3)
+    X, y = _data(60)
+    est = cn.ConvexReLURegressorCV(n_regs=2, cv=2, n_patterns=10, random_state=0).fit(X, y)
+    assert est.cv_scores_.shape == (2, 2)
     assert est.reg_ == est.regs_[int(np.argmax(est.cv_scores_.mean(0)))]
     assert est.best_estimator_.reg == est.reg_
     np.testing.assert_allclose(est.predict(X), est.best_estimator_.predict(X))
@@ -74,7 +74,7 @@ def test_regressor_cv_picks_the_best_mean_score_and_refits():
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_classifier_cv(n_classes):
-    X, y = _data(90)
+    X, y = _data(60)
     labels = np.array(["a", "b", "c"])[np.digitize(y, np.quantile(y, np.linspace(
         0, 1, n_classes + 1)[1:-1]))]
     est = cn.ConvexReLUClassifierCV(regs=[3.0, 0.3], cv=2, n_patterns=10,
