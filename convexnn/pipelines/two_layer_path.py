@@ -68,7 +68,7 @@ def fit_path(X: np.ndarray, Y: np.ndarray, regs: Sequence[float], *, loss: str,
         net, cert, _, _ = descent.fit_relu_descent(
             Xt, Yt, float(regs[k]) / sy, base, n_neurons=width, intercept=fit_intercept,
             offset=fit_intercept, max_time=share, init=init, polish_steps=polish_steps,
-            random_state=None if random_state is None else random_state + i)
+            random_state=random_state + i if isinstance(random_state, int) else random_state)
         b2 = net.output_bias if net.output_bias is not None else torch.zeros(
             Yt.shape[1], dtype=Xt.dtype, device=Xt.device)
         init = [net.first_layer_weights, net.first_layer_bias, net.second_layer_weights, b2]
