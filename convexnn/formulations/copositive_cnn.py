@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..losses import Loss, get_loss
+from ..networks.cnn import LinearReadout
 from ..patterns.arrangements import ArrangementTooLarge, enumerate_patterns
 from ..results import FitResult
 from .copositive import ConeFaces, solve_exact_program
@@ -86,7 +87,7 @@ class GlobalPool(nn.Module):
 
 
 @dataclass
-class SumPoolCNN:
+class SumPoolCNN(LinearReadout):
     """conv (m filters, bias) → ReLU → global sum (or mean) pooling → Linear (no bias).
 
     ``weight`` is (m, C, k) for 1-D signals or (m, C, k, k) for images; objective
@@ -133,22 +134,6 @@ class SumPoolCNN:
         pre = conv(self._input(X), self.weight, self.bias, stride=self.stride,
                    padding=self.padding)
         return GlobalPool(self.pooling)(torch.relu(pre))
-
-    def forward(self, X) -> Tensor:
-        return self.features(X) @ self.linear_weight.T
-
-    __call__ = forward
-
-    def penalty(self) -> Tensor:
-        return (self.weight ** 2).sum() + (self.bias ** 2).sum() + (self.linear_weight ** 2).sum()
-
-    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
-        """Non-convex objective ``loss(f(X), Y) + (reg/2)·(||U||² + ||b||² + ||A||²)``."""
-        Z = self.forward(X)
-        Yt = Y if isinstance(Y, Tensor) else torch.as_tensor(np.asarray(Y))
-        Yt = Yt.to(dtype=Z.dtype, device=Z.device)
-        Yt = Yt[:, None] if Yt.ndim == 1 else Yt
-        return float((get_loss(loss).value(Z, Yt) + 0.5 * reg * self.penalty()).detach())
 
     def to_torch(self) -> nn.Module:
         """``Sequential(Conv1d/Conv2d, ReLU, GlobalPool, Linear(bias=False))``."""

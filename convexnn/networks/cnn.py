@@ -36,7 +36,8 @@ from ..losses import Loss, get_loss
 from ..patterns.patches import pooling_windows
 from .base import read_npz, save_npz
 
-__all__ = ["ConvNetwork", "CircularCNN", "ThreeLayerCNN", "GatedConvModule", "load_cnn"]
+__all__ = ["LinearReadout", "ConvNetwork", "CircularCNN", "ThreeLayerCNN", "GatedConvModule",
+           "load_cnn"]
 
 
 def _as_images(X, like: Tensor) -> Tensor:
@@ -78,8 +79,27 @@ class GatedConvModule(nn.Module):
         return self.net.forward(x)
 
 
+class LinearReadout:
+    """forward / penalty / objective of a convolutional network with a bias-free linear
+    readout: needs ``features(X)``, ``weight``, ``bias`` and ``linear_weight``."""
+
+    def forward(self, X) -> Tensor:
+        return self.features(X) @ self.linear_weight.T
+
+    __call__ = forward
+
+    def penalty(self) -> Tensor:
+        return (self.weight ** 2).sum() + (self.bias ** 2).sum() + (self.linear_weight ** 2).sum()
+
+    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
+        """Non-convex objective ``loss(f(X), Y) + (reg/2)·(||U||² + ||b||² + ||A||²)``."""
+        Z = self.forward(X)
+        return float((get_loss(loss).value(Z, _targets(Y, Z)) + 0.5 * reg * self.penalty())
+                     .detach())
+
+
 @dataclass
-class ConvNetwork:
+class ConvNetwork(LinearReadout):
     """Two-layer CNN read back from :class:`~convexnn.formulations.cnn.ConvTwoLayerProgram`."""
 
     weight: Tensor  # (m, C, k, k)
@@ -138,19 +158,6 @@ class ConvNetwork:
         val = torch.gather(pre.flatten(2)[:, :, idx], 3, kst)[..., 0]
         return (val * (gval >= 0).to(val.dtype)).flatten(1)
 
-    def forward(self, X) -> Tensor:
-        return self.features(X) @ self.linear_weight.T
-
-    __call__ = forward
-
-    def penalty(self) -> Tensor:
-        return (self.weight ** 2).sum() + (self.bias ** 2).sum() + (self.linear_weight ** 2).sum()
-
-    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
-        """Non-convex objective ``loss(f(X), Y) + (reg/2)·(||U||² + ||b||² + ||A||²)``."""
-        Z = self.forward(X)
-        return float((get_loss(loss).value(Z, _targets(Y, Z)) + 0.5 * reg * self.penalty())
-                     .detach())
 
     def to_torch(self) -> nn.Module:
         """``Sequential(Conv2d, ReLU, pool, Flatten, Linear)``; gated: :class:`GatedConvModule`."""
