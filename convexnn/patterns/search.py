@@ -1,16 +1,19 @@
-"""Local search for the activation patterns that most violate a dual constraint (used by the
-pattern search of :mod:`convexnn.formulations.two_layer`)."""
+"""Local search for the activation patterns that most violate a dual constraint: gates for the
+pattern search of :mod:`convexnn.formulations.two_layer` (:func:`search_gates`), neurons for
+the dual-guided descent of :mod:`convexnn.pipelines.descent` (:func:`search_neurons`, with its
+start points)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .sampling import DEFAULT_CHUNK
 
-__all__ = ["search_gates"]
+__all__ = ["search_gates", "search_neurons", "data_starts", "neuron_starts", "pattern_starts"]
 
 
 def search_gates(X: Tensor, directions: Tensor, starts: Tensor, *, iters: int = 25,
@@ -59,3 +62,59 @@ def search_gates(X: Tensor, directions: Tensor, starts: Tensor, *, iters: int = 
         gates.append(best_u)
         values.append(best_v)
     return torch.cat(gates, 1), torch.cat(values)
+
+
+def search_neurons(X: Tensor, Lam: Tensor, starts: Tensor, iters: int = 20
+                   ) -> tuple[Tensor, Tensor]:
+    """Ascent of φ(u) = ||Λᵀ (X u)_+|| on the unit sphere from each column of ``starts``.
+
+    Fixed point u ← Xᵀ D(u) Λ w / ||·|| with w = Λᵀ(Xu)_+ / ||Λᵀ(Xu)_+|| (on the cone of the
+    current pattern φ² is a quadratic form and this is its power step). Returns the best unit
+    vector of each start (d x K) and its φ (K,): a lower estimate of max_u φ(u).
+    """
+    U = starts / torch.linalg.vector_norm(starts, dim=0, keepdim=True).clamp_min(1e-300)
+    best_u, best_v = U.clone(), torch.full((U.shape[1],), -math.inf, dtype=X.dtype,
+                                           device=X.device)
+    for _ in range(iters + 1):
+        Z = X @ U
+        Q = Lam.T @ Z.clamp_min(0)  # (c, K)
+        val = torch.linalg.vector_norm(Q, dim=0)
+        better = val > best_v
+        best_v = torch.where(better, val, best_v)
+        best_u[:, better] = U[:, better]
+        Wd = Q / val.clamp_min(1e-300)
+        G = X.T @ ((Z >= 0).to(X.dtype) * (Lam @ Wd))
+        U = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
+    return best_u, best_v
+
+
+def data_starts(X: Tensor, k: int, rng: np.random.Generator) -> Tensor:
+    """k hyperplanes through the midpoint of two random samples (augmented: last row = bias)."""
+    n, d = X.shape
+    G = torch.as_tensor(rng.standard_normal((d, k)), dtype=X.dtype, device=X.device)
+    i = torch.as_tensor(rng.integers(0, n, size=k), device=X.device)
+    j = torch.as_tensor(rng.integers(0, n, size=k), device=X.device)
+    mid = 0.5 * (X[i] + X[j])
+    return torch.cat([G, -(mid * G.T).sum(1)[None]], 0)
+
+
+def neuron_starts(X: Tensor, W1: Tensor, b1: Tensor, k: int, rng: np.random.Generator,
+                   intercept: bool) -> tuple[Tensor, Tensor]:
+    """Search starts: k data hyperplanes and the current neurons (augmented by the bias row
+    when there is an intercept). Returns (starts, the neurons' own columns)."""
+    own = torch.cat([W1, b1[:, None]], 1).T if intercept else W1.T
+    data = data_starts(X, k, rng)
+    return torch.cat([data if intercept else data[:-1], own], 1), own
+
+
+def pattern_starts(Xs: Tensor, own: Tensor, Lam: Tensor) -> Tensor:
+    """±Xᵀ D_p Λ w_p for each neuron's own pattern D_p (w_p: its output direction, ±1 for one
+    output): the gradient directions of both output signs on the patterns already in use, so
+    the search also finds a pattern's *other* sign (a group the network does not use yet)."""
+    if own.shape[1] == 0:
+        return own
+    D = (Xs @ own >= 0).to(Xs.dtype)  # (n, m)
+    Q = Lam.T @ ((Xs @ own).clamp_min(0))  # (c, m)
+    w = Q / torch.linalg.vector_norm(Q, dim=0, keepdim=True).clamp_min(1e-300)
+    G = Xs.T @ (D * (Lam @ w))
+    return torch.cat([G, -G], 1)

@@ -41,66 +41,11 @@ from ..certificates import SCOPE_SAMPLED, Certificate, relative, scaled_dual
 from ..losses import Loss, OffsetLoss
 from ..networks import TwoLayerNetwork
 from ..patterns import PatternSet
+from ..patterns.search import data_starts, neuron_starts, pattern_starts, search_neurons
 from ..solvers.base import History
 from .local import adam_polish, lbfgs_network
 
 __all__ = ["fit_relu_descent", "certify_network", "search_neurons", "reg_max"]
-
-
-def search_neurons(X: Tensor, Lam: Tensor, starts: Tensor, iters: int = 20
-                   ) -> tuple[Tensor, Tensor]:
-    """Ascent of φ(u) = ||Λᵀ (X u)_+|| on the unit sphere from each column of ``starts``.
-
-    Fixed point u ← Xᵀ D(u) Λ w / ||·|| with w = Λᵀ(Xu)_+ / ||Λᵀ(Xu)_+|| (on the cone of the
-    current pattern φ² is a quadratic form and this is its power step). Returns the best unit
-    vector of each start (d x K) and its φ (K,): a lower estimate of max_u φ(u).
-    """
-    U = starts / torch.linalg.vector_norm(starts, dim=0, keepdim=True).clamp_min(1e-300)
-    best_u, best_v = U.clone(), torch.full((U.shape[1],), -math.inf, dtype=X.dtype,
-                                           device=X.device)
-    for _ in range(iters + 1):
-        Z = X @ U
-        Q = Lam.T @ Z.clamp_min(0)  # (c, K)
-        val = torch.linalg.vector_norm(Q, dim=0)
-        better = val > best_v
-        best_v = torch.where(better, val, best_v)
-        best_u[:, better] = U[:, better]
-        Wd = Q / val.clamp_min(1e-300)
-        G = X.T @ ((Z >= 0).to(X.dtype) * (Lam @ Wd))
-        U = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
-    return best_u, best_v
-
-
-def _data_starts(X: Tensor, k: int, rng: np.random.Generator) -> Tensor:
-    """k hyperplanes through the midpoint of two random samples (augmented: last row = bias)."""
-    n, d = X.shape
-    G = torch.as_tensor(rng.standard_normal((d, k)), dtype=X.dtype, device=X.device)
-    i = torch.as_tensor(rng.integers(0, n, size=k), device=X.device)
-    j = torch.as_tensor(rng.integers(0, n, size=k), device=X.device)
-    mid = 0.5 * (X[i] + X[j])
-    return torch.cat([G, -(mid * G.T).sum(1)[None]], 0)
-
-
-def _neuron_starts(X: Tensor, W1: Tensor, b1: Tensor, k: int, rng: np.random.Generator,
-                   intercept: bool) -> tuple[Tensor, Tensor]:
-    """Search starts: k data hyperplanes and the current neurons (augmented by the bias row
-    when there is an intercept). Returns (starts, the neurons' own columns)."""
-    own = torch.cat([W1, b1[:, None]], 1).T if intercept else W1.T
-    data = _data_starts(X, k, rng)
-    return torch.cat([data if intercept else data[:-1], own], 1), own
-
-
-def _pattern_starts(Xs: Tensor, own: Tensor, Lam: Tensor) -> Tensor:
-    """±Xᵀ D_p Λ w_p for each neuron's own pattern D_p (w_p: its output direction, ±1 for one
-    output): the gradient directions of both output signs on the patterns already in use, so
-    the search also finds a pattern's *other* sign (a group the network does not use yet)."""
-    if own.shape[1] == 0:
-        return own
-    D = (Xs @ own >= 0).to(Xs.dtype)  # (n, m)
-    Q = Lam.T @ ((Xs @ own).clamp_min(0))  # (c, m)
-    w = Q / torch.linalg.vector_norm(Q, dim=0, keepdim=True).clamp_min(1e-300)
-    G = Xs.T @ (D * (Lam @ w))
-    return torch.cat([G, -G], 1)
 
 
 def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float) -> float:
@@ -125,7 +70,7 @@ def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float) -> flo
 
 def _init_params(X: Tensor, c: int, m: int, rng: np.random.Generator, scale: float):
     dt, dev = X.dtype, X.device
-    G = _data_starts(X, m, rng)
+    G = data_starts(X, m, rng)
     G = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
     W1, b1 = (G[:-1].T * scale).contiguous(), (G[-1] * scale).contiguous()
     W2 = torch.as_tensor(rng.standard_normal((c, m)), dtype=dt, device=dev) * scale / math.sqrt(m)
@@ -163,7 +108,7 @@ def reg_max(X: Tensor, Y: Tensor, loss: Loss, *, intercept: bool = True, offset:
     with torch.no_grad():
         Lam = lb.grad(torch.zeros_like(Y), Y)
         Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
-        starts = _data_starts(X, n_starts, rng)
+        starts = data_starts(X, n_starts, rng)
         if not intercept:
             Xa, starts = Xa[:, :-1], starts[:-1]
         # starts in chunks: each search holds an n x (chunk) array, not n x n_starts
@@ -218,8 +163,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
             Z = torch.relu(X @ W1.T + b1) @ W2.T + b2
             Lam = lb.grad(Z, Y)
             Xs = Xa if intercept else Xa[:, :-1]
-            starts, own = _neuron_starts(X, W1, b1, search_starts, rng, intercept)
-            starts = torch.cat([starts, _pattern_starts(Xs, own, Lam)], 1)
+            starts, own = neuron_starts(X, W1, b1, search_starts, rng, intercept)
+            starts = torch.cat([starts, pattern_starts(Xs, own, Lam)], 1)
             U, vals = search_neurons(Xs, Lam, starts)
         vmax = float(vals.max()) / reg if vals.numel() else 0.0
         rounds.append({"objective": f, "max_violation": vmax, "neurons": int(W1.shape[0])})
@@ -345,7 +290,7 @@ def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss
             dual, scale = scaled_dual(lb, Lam, Y, h, reg)
             problem = ("ReLU vector output (coupled): program over the network's own activation "
                        "patterns, bounded through its gated relaxation")
-        starts, _ = _neuron_starts(X, net.first_layer_weights, net.first_layer_bias,
+        starts, _ = neuron_starts(X, net.first_layer_weights, net.first_layer_bias,
                                    search_starts, rng, intercept)
         _, vals = search_neurons(Xa, Lam, starts)
         hs = float(vals.max()) if vals.numel() else 0.0
