@@ -80,9 +80,11 @@ def test_fused_value_and_grad_match_value_and_grad(name, c):
     assert torch.allclose(G, loss.grad(Z, Y), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("smooth", [False, True])
 @pytest.mark.parametrize("name,c", [("squared", 1), ("logistic", 1), ("cross_entropy", 3)])
-def test_network_value_and_grad_match_autograd(name, c):
-    """The descent's hand-written objective and gradient equal autograd's."""
+def test_network_value_and_grad_match_autograd(name, c, smooth):
+    """The descent's hand-written objective and gradient equal autograd's (ReLU, and the
+    softplus smoothing with one width per neuron)."""
     from convexnn.pipelines.local import value_and_grad
 
     g = torch.Generator().manual_seed(3)
@@ -90,11 +92,16 @@ def test_network_value_and_grad_match_autograd(name, c):
     Y = _targets(name, 40, c, g)
     p = [torch.randn(s, generator=g, dtype=torch.float64).requires_grad_()
          for s in [(6, 4), (6,), (c, 6), (c,)]]
+    tau = torch.linspace(0.05, 0.5, 6, dtype=torch.float64) if smooth else None
     loss, reg = get_loss(name), 0.7
-    f = loss.value(torch.relu(X @ p[0].T + p[1]) @ p[2].T + p[3], Y) \
-        + 0.5 * reg * sum((q ** 2).sum() for q in p[:3])
+    A = X @ p[0].T + p[1]
+    H = torch.nn.functional.softplus(A / tau) * tau if smooth else torch.relu(A)
+    f = loss.value(H @ p[2].T + p[3], Y) + 0.5 * reg * sum((q ** 2).sum() for q in p[:3])
     f.backward()
-    f2, grads = value_and_grad([q.detach() for q in p], X, Y, loss, reg)
+    f2, grads = value_and_grad([q.detach() for q in p], X, Y, loss, reg, tau)
+    # smoothed: torch's softplus is linear beyond 20 (an e^-20 relative difference from the
+    # exact sigmoid derivative used by hand)
+    rtol = 1e-8 if smooth else 1e-12
     assert f2 == pytest.approx(float(f), rel=1e-13)
     for a, q in zip(grads, p):
-        assert torch.allclose(a, q.grad, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(a, q.grad, rtol=rtol, atol=rtol)

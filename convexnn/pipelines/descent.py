@@ -6,14 +6,18 @@ constraint is  max_{||u|| ≤ 1} ||Λᵀ (X u)_+|| ≤ β  at the optimal dual �
 program over the activation patterns it discovers by a *fully corrective conditional-gradient*
 method on the factored (network) form:
 
-1. L-BFGS on the network (weight decay, unregularised output offset) from a data-aware start;
+1. L-BFGS on the network (weight decay, unregularised output offset) from a data-aware start,
+   with each ReLU smoothed into a softplus of width ``smooth`` (relative to the neuron's scale):
+   the optimum puts samples on neurons' hyperplanes (kinks), where L-BFGS on the ReLU crawls;
 2. at Λ = ∇L(f(X)) search for the neurons that violate the dual constraint most
    (ascent of ||Λᵀ (X u)_+|| on the sphere from random data hyperplanes and the current
    neurons); each violated one is added along its descent direction with an exact line
    search (the objective is convex along that ray, so each addition strictly lowers it);
 3. L-BFGS again on the whole network; repeat until no violation is found or time runs out;
-4. a full-batch Adam polish (:func:`adam_polish`): the optimum puts samples on neurons'
-   hyperplanes (kinks), where L-BFGS crawls and momentum steps across.
+4. the annealed polish (:func:`anneal_polish`): L-BFGS as the smoothing shrinks to 1e-3,
+   1e-4 and then 0 (the ReLU itself), then again steps 2-3 while they still lower the
+   objective. Steps 1-4 run in float32 (``work_dtype``), a last L-BFGS in the data's
+   precision: half the time, the same objective (benchmarks/results/defaults.md).
 
 Every step lowers the objective, so the result is never worse than the first local optimum.
 The certificate (:func:`certify_network`) is the convex program's:
@@ -43,7 +47,7 @@ from ..networks import TwoLayerNetwork
 from ..patterns import PatternSet
 from ..patterns.search import data_starts, neuron_starts, pattern_starts, search_neurons
 from ..solvers.base import History
-from .local import adam_polish, lbfgs_network
+from .local import adam_polish, anneal_polish, lbfgs_network, neuron_scales, value_and_grad
 
 __all__ = ["fit_relu_descent", "certify_network", "search_neurons", "reg_max"]
 
@@ -55,11 +59,16 @@ def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float) -> flo
 
     if deriv(0.0) >= 0:
         return 0.0
+    # bracket [lo, hi] = [hi/4, hi] with deriv(lo) < 0 <= deriv(hi), growing or shrinking hi
     hi = 1.0
-    while deriv(hi) < 0 and hi < 1e12:
-        hi *= 4.0
-    lo = 0.0
-    for _ in range(16):  # t to ~1e-5 relative: L-BFGS refines it anyway
+    if deriv(hi) < 0:
+        while deriv(hi) < 0 and hi < 1e12:
+            hi *= 4.0
+    else:
+        while deriv(hi / 4.0) >= 0 and hi > 1e-12:
+            hi /= 4.0
+    lo = hi / 4.0
+    for _ in range(10):  # t to 0.3 % relative (hi ≤ 4t): L-BFGS refines it anyway
         mid = 0.5 * (lo + hi)
         if deriv(mid) < 0:
             lo = mid
@@ -123,23 +132,37 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
                      add_per_round: int = 10, search_starts: int = 64, random_state=None,
                      verbose: int = 0, violation_tol: float = 1e-3, round_tol: float = 1e-4,
                      polish_steps: int = 3000, lbfgs_wtol: float = 1e-4,
-                     init: list[Tensor] | None = None):
+                     init: list[Tensor] | None = None, smooth: float = 5e-3,
+                     polish: str = "anneal", polish_taus: tuple[float, ...] = (1e-3, 1e-4),
+                     polish_wtol: float = 1e-5, work_dtype: torch.dtype | None = torch.float32,
+                     post_rounds: int = 2):
     """Fit a ReLU network by dual-guided descent (module docstring); returns
     ``(network, certificate, history, info)``. ``loss`` is the plain loss (the offset is a
     parameter here); X holds the features (no ones column). Rounds stop when the search finds
     no neuron violating the dual constraint by more than ``violation_tol`` (relative to reg),
     when a round lowers the objective by less than ``max(tol, round_tol)`` (relative; the
     default 1e-4 keeps default fits within seconds on the bundled data), or at ``max_time``;
-    then at most ``polish_steps`` Adam steps. ``lbfgs_wtol``: L-BFGS's windowed stop.
+    then the polish: ``"anneal"`` (step 4 of the module docstring: smoothing ``polish_taus``,
+    windowed stop ``polish_wtol``, then at most ``post_rounds`` search rounds) or ``"adam"``
+    (at most ``polish_steps`` full-batch Adam steps, :func:`adam_polish`) or ``"none"``.
+    ``lbfgs_wtol``:
+    L-BFGS's windowed stop in the rounds; ``smooth``: their softplus width (0: the ReLU).
+    ``work_dtype``: the precision of steps 1-4 (None: the data's).
     ``init``: a warm start [W1, b1, W2, b2] (e.g. the fit at a nearby reg), topped up with
     data-aware neurons to ``n_neurons``.
-    Defaults (100 neurons, 3000 polish steps) from benchmarks/results/defaults.md: with 50
-    neurons and no polish the fit ended 0.003-0.8 % above Adam's best objective."""
+    Defaults from benchmarks/results/defaults.md: against the Adam polish (3000 steps) the
+    smoothed rounds and annealed polish reach the same or lower objectives in about half the
+    time, and float32 halves it again."""
+    if polish not in ("anneal", "adam", "none"):
+        raise ValueError(f"polish must be 'anneal', 'adam' or 'none', got {polish!r}")
     t0 = time.perf_counter()
     deadline = t0 + max_time
     rng = np.random.default_rng(random_state)
     n, d = X.shape
     c = Y.shape[1]
+    X_out, Y_out = X, Y  # the final ReLU stage and the certificate: in the data's precision
+    if work_dtype is not None and X.dtype != work_dtype:
+        X, Y = X.to(work_dtype), Y.to(work_dtype)
     Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
     lb = OffsetLoss(loss) if offset else loss
     scale = math.sqrt(max(float(reg), 1e-12))
@@ -148,57 +171,114 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
         params[1] = torch.zeros_like(params[1])
     hist, rounds = History(), []
     # the first descent gets at most half the budget: the dual search needs the rest
-    params, f, its = lbfgs_network(params, X, Y, loss, reg, intercept=intercept,
-                                   offset=offset, deadline=t0 + 0.5 * max_time,
-                                   wtol=lbfgs_wtol)
+    params, f, its = _descend(params, X, Y, loss, reg, intercept, offset,
+                              t0 + 0.5 * max_time, lbfgs_wtol, smooth)
     total_its = its
     stop = "max rounds"
+    grow = dict(lb=lb, reg=reg, intercept=intercept, rng=rng, search_starts=search_starts,
+                add_per_round=add_per_round, violation_tol=violation_tol)
     for r in range(max_rounds):
         hist.append(total_its, f, math.nan, math.nan, time.perf_counter() - t0)
         if time.perf_counter() >= deadline:
             stop = "max_time"
             break
-        W1, b1, W2, b2 = params
-        with torch.no_grad():
-            Z = torch.relu(X @ W1.T + b1) @ W2.T + b2
-            Lam = lb.grad(Z, Y)
-            Xs = Xa if intercept else Xa[:, :-1]
-            starts, own = neuron_starts(X, W1, b1, search_starts, rng, intercept)
-            starts = torch.cat([starts, pattern_starts(Xs, own, Lam)], 1)
-            U, vals = search_neurons(Xs, Lam, starts)
-        vmax = float(vals.max()) / reg if vals.numel() else 0.0
-        rounds.append({"objective": f, "max_violation": vmax, "neurons": int(W1.shape[0])})
+        grown, vmax, why = _grow(params, X, Xa, Y, **grow)
+        rounds.append({"objective": f, "max_violation": vmax, "neurons": int(params[0].shape[0])})
         if verbose:
             print(f"[descent {time.perf_counter() - t0:6.2f}s] round {r}: objective {f:.8g}, "
-                  f"{W1.shape[0]} neurons, max violation {vmax:.4g}·β")
-        if vmax <= 1 + max(violation_tol, 1e-9):
-            stop = "no violated neuron found"
+                  f"{params[0].shape[0]} neurons, max violation {vmax:.4g}·β")
+        if grown is None:
+            stop = why
             break
-        new_W1, new_b1, new_W2 = _add_violated(Xs, Z, Lam, U, vals, Y, lb, reg, d, intercept,
-                                               add_per_round, violation_tol)
-        if not new_W1:
-            stop = "no descent along the violated neurons"
-            break
-        params = [torch.cat([W1, torch.stack(new_W1)]), torch.cat([b1, torch.stack(new_b1)]),
-                  torch.cat([W2, torch.stack(new_W2, 1)], 1), b2]
-        params, f_new, its = lbfgs_network(params, X, Y, loss, reg, intercept=intercept,
-                                           offset=offset, deadline=deadline, wtol=lbfgs_wtol)
+        params, f_new, its = _descend(grown, X, Y, loss, reg, intercept, offset, deadline,
+                                      lbfgs_wtol, smooth)
         total_its += its
         improved = f - f_new
         f = f_new
         if improved <= max(tol, round_tol) * abs(f):
             stop = "objective stopped improving"
             break
-    if polish_steps:
-        params, f, its = adam_polish(params, X, Y, loss, reg, intercept=intercept,
-                                     offset=offset, deadline=deadline, max_steps=polish_steps)
+    pol = dict(intercept=intercept, offset=offset, deadline=deadline)
+    if polish == "anneal":
+        # annealed polish; then, while the search still finds violated neurons, add them and
+        # polish again (at most ``post_rounds`` times; kept only when the objective drops)
+        params, f, its = anneal_polish(params, X, Y, loss, reg, taus=tuple(polish_taus),
+                                       wtol=polish_wtol, relu_stage=X is X_out, **pol)
         total_its += its
+        for _ in range(post_rounds if max_rounds > 0 else 0):  # max_rounds=0: no search
+            if time.perf_counter() >= deadline:
+                break
+            grown, vmax, why = _grow(params, X, Xa, Y, **grow)
+            if grown is None:
+                break
+            cand, f_c, its = anneal_polish(grown, X, Y, loss, reg, taus=tuple(polish_taus[-1:]),
+                                           wtol=polish_wtol, relu_stage=X is X_out, **pol)
+            total_its += its
+            if verbose:
+                print(f"[descent {time.perf_counter() - t0:6.2f}s] post round: objective "
+                      f"{f:.8g} -> {f_c:.8g}, max violation {vmax:.4g}·β")
+            if f_c >= f * (1 - max(tol, 1e-7)):
+                break
+            params, f = cand, f_c
+    elif polish == "adam" and polish_steps:
+        params, f, its = adam_polish(params, X, Y, loss, reg, max_steps=polish_steps, **pol)
+        total_its += its
+    if X is not X_out:  # the last stage in the data's precision (none unpolished)
+        X, Y = X_out, Y_out
+        params = [p.to(X.dtype) for p in params]
+        if polish != "none":
+            params, f, its = lbfgs_network(params, X, Y, loss, reg, wtol=polish_wtol, **pol)
+            total_its += its
     net, f = _final_network(params, f, X, Y, lb, offset)
     cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset,
                            rng=rng, search_starts=search_starts)
     hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
     info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
     return net, cert, hist, info
+
+
+def _descend(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float,
+             intercept: bool, offset: bool, deadline: float, wtol: float, smooth: float
+             ) -> tuple[list[Tensor], float, int]:
+    """L-BFGS on the network, smoothed by ``smooth`` (relative to each neuron's scale) when
+    positive; returns (params, the ReLU objective, iterations)."""
+    tau = smooth * neuron_scales(params) if smooth > 0 else None
+    params, f, its = lbfgs_network(params, X, Y, loss, reg, intercept=intercept, offset=offset,
+                                   deadline=deadline, wtol=wtol, tau=tau)
+    if tau is not None:
+        with torch.no_grad():
+            f = value_and_grad(params, X, Y, loss, reg)[0]
+    return params, f, its
+
+
+def _grow(params: list[Tensor], X: Tensor, Xa: Tensor, Y: Tensor, *, lb: Loss, reg: float,
+          intercept: bool, rng: np.random.Generator, search_starts: int, add_per_round: int,
+          violation_tol: float) -> tuple[list[Tensor] | None, float, str]:
+    """One dual-guided step: search for the neurons violating the dual constraint at the
+    network ``params`` and add the most violated ones along their descent directions.
+    Returns (the grown params, or None with the reason when nothing was added; max
+    violation / reg; reason)."""
+    W1, b1, W2, b2 = params
+    d = X.shape[1]
+    with torch.no_grad():
+        Z = torch.relu(X @ W1.T + b1) @ W2.T + b2
+        Lam = lb.grad(Z, Y)
+        Xs = Xa if intercept else Xa[:, :-1]
+        starts, own = neuron_starts(X, W1, b1, search_starts, rng, intercept)
+        starts = torch.cat([starts, pattern_starts(Xs, own, Lam)], 1)
+        U, vals = search_neurons(Xs, Lam, starts)
+    vmax = float(vals.max()) / reg if vals.numel() else 0.0
+    if vmax <= 1 + max(violation_tol, 1e-9):
+        return None, vmax, "no violated neuron found"
+    # the line searches hold the network's output offset fixed (the plain loss: cheap, and
+    # descent along the ray is descent for the offset-minimised objective too)
+    plain = lb.base if isinstance(lb, OffsetLoss) else lb
+    new_W1, new_b1, new_W2 = _add_violated(Xs, Z, Lam, U, vals, Y, plain, reg, d, intercept,
+                                           add_per_round, violation_tol)
+    if not new_W1:
+        return None, vmax, "no descent along the violated neurons"
+    return [torch.cat([W1, torch.stack(new_W1)]), torch.cat([b1, torch.stack(new_b1)]),
+            torch.cat([W2, torch.stack(new_W2, 1)], 1), b2], vmax, "grown"
 
 
 def _add_violated(Xs: Tensor, Z: Tensor, Lam: Tensor, U: Tensor, vals: Tensor, Y: Tensor,

@@ -1,7 +1,10 @@
 """Local descent on a two-layer network's weights (the non-convex side of the descent fit).
 
 Objective: L(relu(X W1ᵀ + b1) W2ᵀ + b2) + (reg/2)(|W1|² + |b1|² + |W2|²), the output offset b2
-unregularised; parameters as the list [W1, b1, W2, b2].
+unregularised; parameters as the list [W1, b1, W2, b2]. With a smoothing ``tau`` (one value
+per neuron) the ReLU is replaced by the softplus τ·log(1 + e^{a/τ}), which is within τ·log 2 of
+it: L-BFGS converges on the smooth objective where it crawls on the ReLU's kinks, and
+:func:`anneal_polish` follows the smoothed optima as τ → 0.
 """
 
 from __future__ import annotations
@@ -19,18 +22,31 @@ from ..losses import Loss
 #: scipy L-BFGS-B's per-iteration relative-decrease test (the windowed test usually stops first)
 LBFGS_FTOL = 1e-10
 
-__all__ = ["lbfgs_network", "adam_polish", "value_and_grad"]
+__all__ = ["lbfgs_network", "adam_polish", "anneal_polish", "value_and_grad",
+           "neuron_scales"]
 
 
-def value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float
-                   ) -> tuple[float, list[Tensor]]:
+def neuron_scales(params: list[Tensor]) -> Tensor:
+    """||(w_j, b_j)|| of each neuron: τ_j = t·scale_j smooths every neuron alike in input
+    space (a distance t from its hyperplane), whatever its weights' scale."""
+    W1, b1 = params[0], params[1]
+    return torch.linalg.vector_norm(torch.cat([W1, b1[:, None]], 1), dim=1).clamp_min(1e-30)
+
+
+def value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float,
+                   tau: Tensor | None = None) -> tuple[float, list[Tensor]]:
     """The objective and its gradient by hand (no autograd: on small data the per-iteration
-    overhead is the cost, so few, fused tensor operations)."""
+    overhead is the cost, so few, fused tensor operations); ``tau``: per-neuron softplus
+    smoothing (module docstring), None for the ReLU itself."""
     W1, b1, W2, b2 = params
     A = torch.addmm(b1, X, W1.T)
-    H = A.clamp_min(0)
+    if tau is None:
+        H, S = A.clamp_min(0), A > 0
+    else:
+        Za = A / tau
+        H, S = torch.nn.functional.softplus(Za).mul_(tau), torch.sigmoid(Za)
     lv, G = loss.value_and_grad(torch.addmm(b2, H, W2.T), Y)
-    dH = (G @ W2).mul_(A > 0)
+    dH = (G @ W2).mul_(S)
     pen = (W1 * W1).sum() + (b1 * b1).sum() + (W2 * W2).sum()
     f = float(lv + 0.5 * reg * pen)
     return f, [torch.addmm(W1, dH.T, X, beta=reg), torch.add(dH.sum(0), b1, alpha=reg),
@@ -40,11 +56,13 @@ def value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: 
 def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
                   intercept: bool, offset: bool, deadline: float, max_iter: int = 5000,
                   ftol: float = LBFGS_FTOL, gtol: float = 1e-9, window: int = 30,
-                  wtol: float = 1e-5) -> tuple[list[Tensor], float, int]:
-    """Full-batch L-BFGS (scipy's L-BFGS-B, unbounded) on the network objective; stops by
-    scipy's relative-decrease ``ftol`` / gradient ``gtol`` tests, ``max_iter`` or the
-    ``deadline`` (time.perf_counter()). Frozen: b1 without ``intercept``, b2 without
-    ``offset``. Returns (params, objective, iterations)."""
+                  wtol: float = 1e-5, tau: Tensor | None = None
+                  ) -> tuple[list[Tensor], float, int]:
+    """Full-batch L-BFGS (scipy's L-BFGS-B, unbounded) on the network objective (smoothed by
+    ``tau`` when given); stops by scipy's relative-decrease ``ftol`` / gradient ``gtol``
+    tests, ``max_iter``, the ``deadline`` (time.perf_counter()) or when ``window``
+    iterations gained < ``wtol`` (relative). Frozen: b1 without ``intercept``, b2 without
+    ``offset``. Returns (params, objective of the program minimised, iterations)."""
     from scipy.optimize import minimize
 
     shapes = [p.shape for p in params]
@@ -64,7 +82,7 @@ def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: f
         return out
 
     def fun(z):
-        f, g = value_and_grad(unpack(z), X, Y, loss, reg)
+        f, g = value_and_grad(unpack(z), X, Y, loss, reg, tau)
         gz = torch.cat([gi.reshape(-1) for gi, fr in zip(g, free) if fr])
         return f, gz.detach().cpu().double().numpy()
 
@@ -131,3 +149,29 @@ def adam_polish(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: flo
         z.addcdiv_(m, denom, value=-step / (1 - b1 ** k))
     best = [t.view(shp).clone() for t, shp in zip(torch.split(best, sizes), shapes)]
     return best, best_f, k
+
+
+def anneal_polish(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
+                  intercept: bool, offset: bool, deadline: float,
+                  taus: tuple[float, ...] = (1e-3, 1e-4), wtol: float = 1e-5,
+                  relu_stage: bool = True) -> tuple[list[Tensor], float, int]:
+    """L-BFGS on the softplus-smoothed objective for each τ in ``taus`` (relative to each
+    neuron's scale, :func:`neuron_scales`), then (``relu_stage``) on the ReLU objective
+    itself, each from the last; returns the iterate with the best ReLU objective:
+    (params, objective, iterations).
+
+    The optimum puts samples on neurons' hyperplanes (kinks) where L-BFGS on the ReLU crawls;
+    on the smoothed objective it converges, and the smoothed optima approach the kinked one."""
+    best, best_f = params, value_and_grad(params, X, Y, loss, reg)[0]
+    its = 0
+    for t in (*taus, None) if relu_stage else taus:
+        if time.perf_counter() >= deadline:
+            break
+        tau = None if t is None else t * neuron_scales(params)
+        params, _, k = lbfgs_network(params, X, Y, loss, reg, intercept=intercept, offset=offset,
+                                     deadline=deadline, wtol=wtol, tau=tau)
+        its += k
+        f = value_and_grad(params, X, Y, loss, reg)[0]
+        if f < best_f:
+            best, best_f = params, f
+    return best, best_f, its

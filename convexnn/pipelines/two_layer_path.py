@@ -45,12 +45,12 @@ def reg_grid(X: np.ndarray, Y: np.ndarray, loss: str, *, n_regs: int = 8,
 def fit_path(X: np.ndarray, Y: np.ndarray, regs: Sequence[float], *, loss: str,
              fit_intercept: bool = True, n_neurons: int | None = None,
              max_time: float | None = None, dtype=torch.float64, device="cpu",
-             random_state=None, polish_steps: int = 3000
+             random_state=None, polish: str = "anneal"
              ) -> list[tuple[TwoLayerNetwork, Certificate]]:
     """Descent fits at each reg (largest first, each warm-started from the previous network);
     returns (network, certificate) per reg in the order given, in the user's units.
-    ``max_time`` bounds the whole path (default: DEFAULT_MAX_TIME per reg); ``polish_steps``:
-    the descent's final Adam steps."""
+    ``max_time`` bounds the whole path (default: DEFAULT_MAX_TIME per reg); ``polish``: the
+    descent's polish ("anneal", "adam" or "none", :func:`descent.fit_relu_descent`)."""
     regs = np.asarray(regs, dtype=np.float64)
     t0 = time.perf_counter()
     budget = DEFAULT_MAX_TIME * len(regs) if max_time is None else float(max_time)
@@ -67,7 +67,7 @@ def fit_path(X: np.ndarray, Y: np.ndarray, regs: Sequence[float], *, loss: str,
         share = max(left / (len(regs) - i), 1e-3)  # an equal share of what is left
         net, cert, _, _ = descent.fit_relu_descent(
             Xt, Yt, float(regs[k]) / sy, base, n_neurons=width, intercept=fit_intercept,
-            offset=fit_intercept, max_time=share, init=init, polish_steps=polish_steps,
+            offset=fit_intercept, max_time=share, init=init, polish=polish,
             random_state=random_state + i if isinstance(random_state, int) else random_state)
         b2 = net.output_bias if net.output_bias is not None else torch.zeros(
             Yt.shape[1], dtype=Xt.dtype, device=Xt.device)
@@ -80,11 +80,11 @@ def cv_path_scores(X: np.ndarray, Y: np.ndarray, regs: Sequence[float], folds,
                    score: Callable[[np.ndarray, np.ndarray], float], *, loss: str,
                    fit_intercept: bool = True, n_neurons: int | None = None,
                    max_time: float | None = None, random_state=None, verbose: int = 0,
-                   polish_steps: int = 300) -> np.ndarray:
+                   polish: str = "none") -> np.ndarray:
     """(n_folds, n_regs) held-out scores: one warm-started path per (train, test) index pair
     in ``folds``; ``score(Y_test, outputs)`` on the network's raw outputs (higher is better).
-    The fits use a short polish (``polish_steps``; benchmarks/results/cv.md: the same chosen
-    reg as with the full 3000 on diabetes and breast_cancer, in 0.6x the time)."""
+    The fits skip the polish by default (``polish``; the smoothed rounds' networks rank the
+    regs as the polished ones do: benchmarks/results/cv.md)."""
     folds = list(folds)
     t0 = time.perf_counter()
     scores = np.empty((len(folds), len(regs)))
@@ -93,7 +93,7 @@ def cv_path_scores(X: np.ndarray, Y: np.ndarray, regs: Sequence[float], folds,
             (max_time - (time.perf_counter() - t0)) / (len(folds) - f), 1e-3)
         path = fit_path(X[tr], Y[tr], regs, loss=loss, fit_intercept=fit_intercept,
                         n_neurons=n_neurons, max_time=left, random_state=random_state,
-                        polish_steps=polish_steps)
+                        polish=polish)
         Xte = torch.as_tensor(X[te], dtype=torch.float64)
         for k, (net, _) in enumerate(path):
             with torch.no_grad():
