@@ -11,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import convexnn as cn
+from convexnn.certificates import SCOPE_SAMPLED
 from convexnn.formulations.two_layer import TwoLayerProgram, solve
 from convexnn.losses import OffsetLoss, get_loss
 from convexnn.pipelines.descent import certify_network
@@ -188,19 +189,25 @@ def test_every_parameter_has_an_effect_or_is_rejected(capsys):
     def differs(est):
         return not np.allclose(est.predict(X), p0, rtol=1e-9, atol=1e-12)
 
+    # the program fits skip the pattern search (search_rounds=0) and the copositive relaxation
+    # samples its patterns: each check still fails if its parameter is ignored
+    prog = {"n_patterns": 8, "search_rounds": 0}
+    relax = fit(method="relaxation", n_patterns=8, method_options={"patterns": "sample"})
     checks = {
         "reg": lambda: differs(fit(reg=5.0)),
         "n_patterns": lambda: fit(n_patterns=3, search_rounds=0).network_.n_neurons <= 3,
-        "activation": lambda: fit(activation="gated").network_.activation == "gated",
-        "method": lambda: fit(method="relaxation", n_patterns=8).certificate_.problem
-        != base.certificate_.problem,
+        "activation": lambda: fit(activation="gated", search_rounds=0).network_.activation
+        == "gated",
+        "method": lambda: relax.certificate_.problem != base.certificate_.problem,
         "fit_intercept": lambda: fit(fit_intercept=False).network_.output_bias is None,
-        "gate_kind": lambda: not np.array_equal(fit(solver="admm", gate_kind="gaussian")
-                                                .patterns_, fit(solver="admm").patterns_),
+        "gate_kind": lambda: not np.array_equal(
+            fit(solver="admm", gate_kind="gaussian", **prog).patterns_,
+            fit(solver="admm", **prog).patterns_),
         "gates": lambda: fit(gates=np.r_[np.eye(2), np.zeros((1, 2))]).patterns_.shape
         == (3, 2),
-        "solver": lambda: fit(solver="admm").solver_ == "admm",
-        "tol": lambda: fit(solver="admm", tol=1e-1).n_iter_ < fit(solver="admm").n_iter_,
+        "solver": lambda: fit(solver="admm", **prog).solver_ == "admm",
+        "tol": lambda: fit(solver="admm", tol=1e-1, **prog).n_iter_
+        < fit(solver="admm", **prog).n_iter_,
         "max_iter": lambda: fit(solver="admm", max_iter=3, search_rounds=0).n_iter_ <= 3,
         "max_time": lambda: fit(max_time=1e-3).stop_reason_ == "max_time",
         "device": lambda: fit(device="cpu").network_.first_layer_weights.device.type == "cpu",
@@ -208,10 +215,10 @@ def test_every_parameter_has_an_effect_or_is_rejected(capsys):
         == torch.float32,
         "random_state": lambda: differs(fit(random_state=1)),
         "verbose": lambda: (fit(verbose=1), "descent" in capsys.readouterr().out)[1],
-        "cvxpy_solver": lambda: fit(solver="cvxpy", cvxpy_solver="CLARABEL").solver_
+        "cvxpy_solver": lambda: fit(solver="cvxpy", cvxpy_solver="CLARABEL", **prog).solver_
         == "cvxpy",
-        "method_options": lambda: fit(method="relaxation", n_patterns=8,
-                                      method_options={"patterns": "sample"}) is not None,
+        # the default ("auto") enumerates every pattern of these 2-d data: scope "all patterns"
+        "method_options": lambda: relax.certificate_.scope == SCOPE_SAMPLED,
         "search_rounds": lambda: len(fit(search_rounds=0).search_) == 0,
         "warn_gap": lambda: _warns(lambda: fit(warn_gap=0.0)),
     }
