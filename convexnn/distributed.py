@@ -149,6 +149,34 @@ def _check_block(X, Y) -> tuple[Tensor, Tensor]:
     return X, Y
 
 
+def _checked_blocks(X, Y, reg, group, caller: str) -> tuple[Tensor, Tensor]:
+    """This rank's block checked (:func:`_check_block`) on every rank, then agreed on: an
+    invalid block raises ValueError on every rank, so none is left waiting in a collective."""
+    if not dist.is_available() or not dist.is_initialized():
+        raise RuntimeError(f"{caller} needs an initialised torch.distributed "
+                           "process group (e.g. dist.init_process_group('gloo') or torchrun)")
+    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg > 0:
+        raise ValueError(f"reg must be a number > 0, got {reg!r}")
+    err = None
+    try:
+        X, Y = _check_block(X, Y)
+    except ValueError as e:
+        err = e
+    failed = torch.tensor([0.0 if err is None else 1.0], dtype=torch.float64)
+    dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=group)
+    if err is not None:
+        raise err
+    if failed.item():
+        raise ValueError("another rank's X or Y is invalid (that rank's error names the problem)")
+    shape = torch.tensor([X.shape[1], Y.shape[1], X.element_size()], dtype=torch.float64)
+    lo, hi = shape.clone(), shape.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=group)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=group)
+    if not torch.equal(lo, hi):
+        raise ValueError("feature or output dimensions or dtypes differ between ranks")
+    return X, Y
+
+
 def fit_gated_distributed(X: Tensor | np.ndarray, Y: Tensor | np.ndarray, reg: float, *,
                           loss="squared", n_patterns: int = 100,
                           gates: Tensor | np.ndarray | None = None,
@@ -167,29 +195,7 @@ def fit_gated_distributed(X: Tensor | np.ndarray, Y: Tensor | np.ndarray, reg: f
     "sampled patterns") and the solver result. Stopping is by ``tol`` or ``max_iter`` only
     (a wall-clock limit would differ between ranks and deadlock the collectives).
     """
-    if not dist.is_available() or not dist.is_initialized():
-        raise RuntimeError("fit_gated_distributed needs an initialised torch.distributed "
-                           "process group (e.g. dist.init_process_group('gloo') or torchrun)")
-    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not reg > 0:
-        raise ValueError(f"reg must be a number > 0, got {reg!r}")
-    # every rank checks its block, then all agree, so no rank is left waiting in a collective
-    err = None
-    try:
-        X, Y = _check_block(X, Y)
-    except ValueError as e:
-        err = e
-    failed = torch.tensor([0.0 if err is None else 1.0], dtype=torch.float64)
-    dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=group)
-    if err is not None:
-        raise err
-    if failed.item():
-        raise ValueError("another rank's X or Y is invalid (that rank's error names the problem)")
-    shape = torch.tensor([X.shape[1], Y.shape[1], X.element_size()], dtype=torch.float64)
-    lo, hi = shape.clone(), shape.clone()
-    dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=group)
-    dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=group)
-    if not torch.equal(lo, hi):
-        raise ValueError("feature or output dimensions or dtypes differ between ranks")
+    X, Y = _checked_blocks(X, Y, reg, group, "fit_gated_distributed")
     Xa = add_intercept(X) if fit_intercept else X
     if gates is None:
         rank = dist.get_rank(group)
