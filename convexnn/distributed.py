@@ -15,10 +15,14 @@ masks, predictions and duals stay where the data is. Line-search and stopping de
 all-reduced scalars, hence agree on every rank; x is re-broadcast from rank 0 at every
 certificate check so round-off cannot make the replicas drift.
 
-Scope: the gated-ReLU program (unconstrained group lasso / group nuclear norm), every loss.
-The cone-constrained ReLU program's per-sample constraints would need distributed multipliers
-and are not implemented here. The process group must be initialised by the caller (any backend;
-``gloo`` on CPU, ``nccl`` on GPUs), e.g. by ``torchrun``.
+The ReLU network (:func:`fit_relu_distributed`) runs the dual-guided descent of
+:mod:`convexnn.pipelines.descent` the same way: the network's objective and gradient, the neuron
+search's ||Λᵀ(Xu)_+|| and Xᵀ D(u) Λ w, the line searches and the output offset's Newton steps
+are sums over samples, all-reduced (d·m-sized messages); random starts come from rank 0; every
+stopping decision is taken on reduced values. Its certificate bounds the program over the
+network's own patterns through their gated relaxation (the cone constraints are per sample and
+would need distributed multipliers). The process group must be initialised by the caller
+(any backend; ``gloo`` on CPU, ``nccl`` on GPUs), e.g. by ``torchrun``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from .patterns import PatternSet, sample_gates
 from .solvers import fista
 from .solvers.base import SolverResult
 
-__all__ = ["ShardedGatedProgram", "fit_gated_distributed"]
+__all__ = ["ShardedGatedProgram", "fit_gated_distributed", "fit_relu_distributed"]
 
 
 def _sum(t: Tensor, group=None) -> Tensor:
@@ -225,3 +229,88 @@ def fit_gated_distributed(X: Tensor | np.ndarray, Y: Tensor | np.ndarray, reg: f
     dist.broadcast(x, 0, group=group)
     cert = prob.certificate(x)
     return prob.local.to_network(x), cert, res
+
+
+class _Shard:
+    """The collectives the descent needs (``sum``, ``broadcast``) and its certificate."""
+
+    def __init__(self, group=None):
+        self.group = group
+
+    def sum(self, t: Tensor) -> Tensor:
+        return _sum(t, self.group)
+
+    def broadcast(self, t: Tensor) -> Tensor:
+        t = t.clone()
+        dist.broadcast(t, 0, group=self.group)
+        return t
+
+    def certify(self, net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss, *,
+                intercept: bool, offset: bool, rng, search_starts: int) -> Certificate:
+        """The descent's certificate of ``net`` over all ranks' samples: the dual bound of the
+        gated relaxation over its own patterns (a lower bound on the ReLU program over them)
+        and the neuron search's estimate; identical on every rank."""
+        from .losses import OffsetLoss
+        from .patterns.search import neuron_starts, search_neurons
+
+        X, Y, net = X.double(), Y.double(), net.to(dtype=torch.float64)
+        lb = OffsetLoss(loss, reduce=self.sum) if offset else loss
+        Xa = add_intercept(X) if intercept else X
+        W1, b1 = net.first_layer_weights, net.first_layer_bias
+        base = TwoLayerNetwork(W1, b1, net.second_layer_weights, "relu")
+        with torch.no_grad():
+            Z = net.forward(X)
+            primal = float(self.sum(lb.value(Z, Y).reshape(1))[0]) + 0.5 * reg * float(
+                base.penalty())
+            Lam = lb.grad(Z, Y)
+            h = 0.0
+            if net.n_neurons:
+                W = torch.cat([W1, b1[:, None]], 1) if intercept else W1
+                gp = TwoLayerProgram(Xa, Y, PatternSet(W.T.contiguous()), reg, lb, "gated")
+                h = float(gp.dual_norms(self.sum(gp.rmatvec(Lam))[None]).max())
+            starts, _ = neuron_starts(X, W1, b1, search_starts, rng, intercept)
+            _, vals = search_neurons(Xa, Lam, self.broadcast(starts.contiguous()),
+                                     reduce=self.sum)
+            hs = float(vals.max()) if vals.numel() else 0.0
+
+            def dual_at(h_max: float) -> tuple[float, float]:
+                s = 1.0 if h_max <= reg else reg / h_max
+                conj = lb.conjugate(s * Lam, Y).reshape(1).to(torch.float64)
+                return -float(self.sum(conj)[0]), s
+
+            dual, scale = dual_at(h)
+            est, _ = dual_at(hs)
+        gap = max(primal - dual, 0.0)
+        return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
+                           scope=SCOPE_SAMPLED, n_patterns=net.n_neurons, dual_scale=scale,
+                           problem="ReLU: program over the network's own activation patterns, "
+                                   "bounded through its gated relaxation (row-sharded)",
+                           search_bound=min(est, primal), max_violation=hs / reg)
+
+
+def fit_relu_distributed(X: Tensor | np.ndarray, Y: Tensor | np.ndarray, reg: float, *,
+                         loss="squared", n_neurons: int | None = None,
+                         fit_intercept: bool = True, random_state: int | None = 0,
+                         search_rounds: int = 20, verbose: int = 0, group=None
+                         ) -> tuple[TwoLayerNetwork, Certificate, dict]:
+    """Fit the two-layer ReLU network (weight decay ``reg``, the papers' objective summed over
+    all ranks' samples) by the dual-guided descent, on samples spread over the ranks.
+
+    Call on every rank with that rank's block (as :func:`fit_gated_distributed`: tensors or
+    arrays, Y one-hot / ±1 / real as the loss needs; standardise X beforehand). Returns, on
+    every rank, the same network, its certificate over all samples (module docstring) and
+    ``info`` (``stop_reason``, ``n_iter``, ``rounds``). ``n_neurons``: the starting width
+    (default: the estimators' rule on the total number of samples). No time limit: every
+    stop is an iteration or tolerance test on reduced values."""
+    from .losses import get_loss
+    from .pipelines import descent
+    from .pipelines.two_layer import default_width
+
+    X, Y = _checked_blocks(X, Y, reg, group, "fit_relu_distributed")
+    n = int(_sum(torch.tensor([float(X.shape[0])], dtype=torch.float64), group).item())
+    width = n_neurons or default_width(n, X.shape[1])
+    net, cert, _, info = descent.fit_relu_descent(
+        X, Y, float(reg), get_loss(loss), n_neurons=width, intercept=fit_intercept,
+        offset=fit_intercept, max_rounds=search_rounds, random_state=random_state,
+        verbose=verbose if dist.get_rank(group) == 0 else 0, shard=_Shard(group))
+    return net, cert, info

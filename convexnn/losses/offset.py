@@ -22,29 +22,46 @@ class OffsetLoss(Loss):
     program without it plus the constraint 1ᵀΛ = 0. :meth:`project_dual` moves a candidate Λ
     onto that constraint inside L*'s domain; :meth:`grad` returns projected gradients.
     ``offset(Z, Y)`` is b* (squared: the mean residual; logistic and cross-entropy: Newton).
+
+    ``reduce``: for samples spread over processes, a function summing a tensor over all of them
+    (e.g. an all-reduce): the offset, the projection and the domain test then concern the
+    union of the samples (every decision is taken on reduced values, so it agrees on every
+    process), while values, gradients and conjugates stay this process's share. Not used by
+    :meth:`prox`.
     """
 
-    def __init__(self, base: Loss):
+    def __init__(self, base: Loss, reduce=None):
         self.base = base
         self.name = base.name
         self.smoothness = base.smoothness
+        self.reduce = reduce
+
+    def _sum(self, t: Tensor) -> Tensor:
+        return t if self.reduce is None else self.reduce(t)
+
+    def _count(self, Z: Tensor) -> float:
+        return float(self._sum(torch.tensor([float(Z.shape[0])], dtype=torch.float64,
+                                            device=Z.device))[0])
 
     def offset(self, Z: Tensor, Y: Tensor, iters: int = 50) -> Tensor:
         """b* = argmin_b L(Z + 1 bᵀ), shape (c,)."""
         if self.name == "squared":
-            return (Y - Z).mean(0)
+            if self.reduce is None:
+                return (Y - Z).mean(0)
+            return self.reduce((Y - Z).sum(0)) / self._count(Z)
+        n = self._count(Z)
         b = getattr(self, "_b_last", None)  # warm start: successive calls move Z little
         if b is None or b.shape != (Z.shape[1],) or b.dtype != Z.dtype or b.device != Z.device \
                 or not bool(torch.isfinite(b).all()):
             b = torch.zeros(Z.shape[1], dtype=Z.dtype, device=Z.device)
-        f = float(self.base.value(Z + b, Y))
+        f = self._value_sum(Z + b, Y)
         restart = True
         for _ in range(iters):
             W = Z + b
-            g = self.base.grad(W, Y).sum(0)
-            if float(g.abs().max()) <= 1e-13 * Z.shape[0]:
+            g = self._sum(self.base.grad(W, Y).sum(0))
+            if float(g.abs().max()) <= 1e-13 * n:
                 break
-            H = self._hessian(W, Y)
+            H = self._sum(self._hessian(W, Y))
             H = H + 1e-12 * (1.0 + float(H.diagonal().abs().max())) * torch.eye(
                 H.shape[0], dtype=H.dtype, device=H.device)
             if self.name == "cross_entropy":  # invariant along 1: fix that direction
@@ -57,7 +74,7 @@ class OffsetLoss(Loss):
                 break
             t, fn = 1.0, math.inf
             for _ in range(80):  # backtracking on the (convex) objective in b
-                fn = float(self.base.value(Z + b - t * step, Y))
+                fn = self._value_sum(Z + b - t * step, Y)
                 if fn <= f - 0.25 * t * dec:
                     break
                 t *= 0.5
@@ -65,12 +82,15 @@ class OffsetLoss(Loss):
                 if restart and bool((b != 0).any()):  # a stale warm start: once from 0
                     restart = False
                     b = torch.zeros_like(b)
-                    f = float(self.base.value(Z, Y))
+                    f = self._value_sum(Z, Y)
                     continue
                 break
             b, f = b - t * step, fn
         self._b_last = b
         return b
+
+    def _value_sum(self, W: Tensor, Y: Tensor) -> float:
+        return float(self._sum(self.base.value(W, Y).reshape(1))[0])
 
     def cvxpy(self, Z, Y):
         """min_b L(Z + 1bᵀ) inside a minimisation: the base loss with a free offset variable."""
@@ -100,25 +120,29 @@ class OffsetLoss(Loss):
     def project_dual(self, L: Tensor, Y: Tensor) -> Tensor:
         """Λ moved to 1ᵀΛ = 0 inside dom L* (a curvature-weighted shift; Λ itself when that
         fails, which :meth:`conjugate` then reports as +∞)."""
-        e = L.sum(0)
+        e = self._sum(L.sum(0))
         if self.name == "squared":
-            return L - e / L.shape[0]
+            return L - e / self._count(L)
         if self.name == "logistic":
             t = (-Y * L).clamp(0, 1)
             w = t * (1 - t)
-            if float(w.sum()) <= 0:
+            ws = self._sum(w.sum().reshape(1))[0]
+            if float(ws) <= 0:
                 return L
-            out = L - e * w / w.sum()
+            out = L - e * w / ws
         else:  # cross-entropy: P = Λ + Y on the simplex, shift P_i by H_i a (H_i 1 = 0)
             P = (L + Y).clamp_min(0)
-            H = torch.diag(P.sum(0)) - P.T @ P
+            H = self._sum(torch.diag(P.sum(0)) - P.T @ P)
             a = torch.linalg.lstsq(H, -e[:, None]).solution[:, 0]
             out = L + P * a - P * (P @ a)[:, None]
-        return out if bool(torch.isfinite(self.conjugate(out, Y))) else L
+        bad = torch.tensor([0.0 if bool(torch.isfinite(self.conjugate(out, Y))) else 1.0],
+                           dtype=torch.float64, device=L.device)
+        return out if float(self._sum(bad)[0]) == 0 else L
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
-        e = float(L.sum(0).abs().max())
-        if e > 64 * torch.finfo(L.dtype).eps * max(1.0, float(L.abs().sum())):
+        e = float(self._sum(L.sum(0)).abs().max())
+        mass = float(self._sum(L.abs().sum().reshape(1))[0])
+        if e > 64 * torch.finfo(L.dtype).eps * max(1.0, mass):
             return torch.tensor(math.inf, dtype=L.dtype, device=L.device)
         return self.base.conjugate(L, Y)
 

@@ -64,26 +64,28 @@ def search_gates(X: Tensor, directions: Tensor, starts: Tensor, *, iters: int = 
     return torch.cat(gates, 1), torch.cat(values)
 
 
-def search_neurons(X: Tensor, Lam: Tensor, starts: Tensor, iters: int = 20
+def search_neurons(X: Tensor, Lam: Tensor, starts: Tensor, iters: int = 20, reduce=None
                    ) -> tuple[Tensor, Tensor]:
     """Ascent of φ(u) = ||Λᵀ (X u)_+|| on the unit sphere from each column of ``starts``.
 
     Fixed point u ← Xᵀ D(u) Λ w / ||·|| with w = Λᵀ(Xu)_+ / ||Λᵀ(Xu)_+|| (on the cone of the
     current pattern φ² is a quadratic form and this is its power step). Returns the best unit
     vector of each start (d x K) and its φ (K,): a lower estimate of max_u φ(u).
+    ``reduce``: a sum over processes holding blocks of rows of X and Λ (None: one process).
     """
+    red = (lambda t: t) if reduce is None else reduce
     U = starts / torch.linalg.vector_norm(starts, dim=0, keepdim=True).clamp_min(1e-300)
     best_u, best_v = U.clone(), torch.full((U.shape[1],), -math.inf, dtype=X.dtype,
                                            device=X.device)
     for _ in range(iters + 1):
         Z = X @ U
-        Q = Lam.T @ Z.clamp_min(0)  # (c, K)
+        Q = red(Lam.T @ Z.clamp_min(0))  # (c, K)
         val = torch.linalg.vector_norm(Q, dim=0)
         better = val > best_v
         best_v = torch.where(better, val, best_v)
         best_u[:, better] = U[:, better]
         Wd = Q / val.clamp_min(1e-300)
-        G = X.T @ ((Z >= 0).to(X.dtype) * (Lam @ Wd))
+        G = red(X.T @ ((Z >= 0).to(X.dtype) * (Lam @ Wd)))
         U = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
     return best_u, best_v
 
@@ -107,14 +109,15 @@ def neuron_starts(X: Tensor, W1: Tensor, b1: Tensor, k: int, rng: np.random.Gene
     return torch.cat([data if intercept else data[:-1], own], 1), own
 
 
-def pattern_starts(Xs: Tensor, own: Tensor, Lam: Tensor) -> Tensor:
+def pattern_starts(Xs: Tensor, own: Tensor, Lam: Tensor, reduce=None) -> Tensor:
     """±Xᵀ D_p Λ w_p for each neuron's own pattern D_p (w_p: its output direction, ±1 for one
     output): the gradient directions of both output signs on the patterns already in use, so
     the search also finds a pattern's *other* sign (a group the network does not use yet)."""
     if own.shape[1] == 0:
         return own
     D = (Xs @ own >= 0).to(Xs.dtype)  # (n, m)
-    Q = Lam.T @ ((Xs @ own).clamp_min(0))  # (c, m)
+    red = (lambda t: t) if reduce is None else reduce
+    Q = red(Lam.T @ ((Xs @ own).clamp_min(0)))  # (c, m)
     w = Q / torch.linalg.vector_norm(Q, dim=0, keepdim=True).clamp_min(1e-300)
-    G = Xs.T @ (D * (Lam @ w))
+    G = red(Xs.T @ (D * (Lam @ w)))
     return torch.cat([G, -G], 1)

@@ -47,15 +47,18 @@ from ..networks import TwoLayerNetwork
 from ..patterns import PatternSet
 from ..patterns.search import data_starts, neuron_starts, pattern_starts, search_neurons
 from ..solvers.base import History
-from .local import adam_polish, anneal_polish, lbfgs_network, neuron_scales, value_and_grad
+from .local import adam_polish, anneal_polish, lbfgs_network, neuron_scales, objective
 
 __all__ = ["fit_relu_descent", "certify_network", "search_neurons", "reg_max"]
 
 
-def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float) -> float:
-    """argmin_{t ≥ 0} L_b(Z + t F) + reg·t (convex in t): bisection on the derivative."""
+def _line_search(Z: Tensor, F: Tensor, Y: Tensor, loss: Loss, reg: float, reduce=None
+                 ) -> float:
+    """argmin_{t ≥ 0} L_b(Z + t F) + reg·t (convex in t): bisection on the derivative
+    (``reduce``: its sum over the processes' blocks of samples)."""
     def deriv(t):
-        return float((loss.grad(Z + t * F, Y) * F).sum()) + reg
+        v = (loss.grad(Z + t * F, Y) * F).sum().reshape(1)
+        return float(v[0] if reduce is None else reduce(v)[0]) + reg
 
     if deriv(0.0) >= 0:
         return 0.0
@@ -135,7 +138,7 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
                      init: list[Tensor] | None = None, smooth: float = 5e-3,
                      polish: str = "anneal", polish_taus: tuple[float, ...] = (1e-3, 1e-4),
                      polish_wtol: float = 1e-5, work_dtype: torch.dtype | None = torch.float32,
-                     post_rounds: int = 2):
+                     post_rounds: int = 2, shard=None):
     """Fit a ReLU network by dual-guided descent (module docstring); returns
     ``(network, certificate, history, info)``. ``loss`` is the plain loss (the offset is a
     parameter here); X holds the features (no ones column). Rounds stop when the search finds
@@ -147,7 +150,11 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     (at most ``polish_steps`` full-batch Adam steps, :func:`adam_polish`) or ``"none"``.
     ``lbfgs_wtol``:
     L-BFGS's windowed stop in the rounds; ``smooth``: their softplus width (0: the ReLU).
-    ``work_dtype``: the precision of steps 1-4 (None: the data's).
+    ``work_dtype``: the precision of steps 1-4 (None: the data's). ``shard``: for samples
+    spread over processes (:mod:`convexnn.distributed`), an object with ``sum(t)`` (the sum
+    of a tensor over the processes), ``broadcast(t)`` (rank 0's tensor) and ``certify`` (as
+    :func:`certify_network`, of the whole data); no time limit then (every stop is decided on
+    reduced values, so all processes stop together).
     ``init``: a warm start [W1, b1, W2, b2] (e.g. the fit at a nearby reg), topped up with
     data-aware neurons to ``n_neurons``.
     Defaults from benchmarks/results/defaults.md: against the Adam polish (3000 steps) the
@@ -155,8 +162,12 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     time, and float32 halves it again."""
     if polish not in ("anneal", "adam", "none"):
         raise ValueError(f"polish must be 'anneal', 'adam' or 'none', got {polish!r}")
+    if shard is not None and polish == "adam":
+        raise ValueError("polish='adam' is not available for samples spread over processes")
     t0 = time.perf_counter()
-    deadline = t0 + max_time
+    # spread over processes, a clock could stop the ranks at different steps: no deadline
+    deadline = t0 + max_time if shard is None else math.inf
+    red = None if shard is None else shard.sum
     rng = np.random.default_rng(random_state)
     n, d = X.shape
     c = Y.shape[1]
@@ -164,19 +175,21 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     if work_dtype is not None and X.dtype != work_dtype:
         X, Y = X.to(work_dtype), Y.to(work_dtype)
     Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
-    lb = OffsetLoss(loss) if offset else loss
+    lb = OffsetLoss(loss, reduce=red) if offset else loss
     scale = math.sqrt(max(float(reg), 1e-12))
     params = _start_params(X, c, n_neurons, rng, min(1.0, scale), init)
     if not intercept:
         params[1] = torch.zeros_like(params[1])
+    if shard is not None:  # rank 0's start (drawn from its samples) everywhere
+        params = [shard.broadcast(p.contiguous()) for p in params]
     hist, rounds = History(), []
     # the first descent gets at most half the budget: the dual search needs the rest
     params, f, its = _descend(params, X, Y, loss, reg, intercept, offset,
-                              t0 + 0.5 * max_time, lbfgs_wtol, smooth)
+                              min(deadline, t0 + 0.5 * max_time), lbfgs_wtol, smooth, red)
     total_its = its
     stop = "max rounds"
     grow = dict(lb=lb, reg=reg, intercept=intercept, rng=rng, search_starts=search_starts,
-                add_per_round=add_per_round, violation_tol=violation_tol)
+                add_per_round=add_per_round, violation_tol=violation_tol, shard=shard)
     for r in range(max_rounds):
         hist.append(total_its, f, math.nan, math.nan, time.perf_counter() - t0)
         if time.perf_counter() >= deadline:
@@ -191,14 +204,14 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
             stop = why
             break
         params, f_new, its = _descend(grown, X, Y, loss, reg, intercept, offset, deadline,
-                                      lbfgs_wtol, smooth)
+                                      lbfgs_wtol, smooth, red)
         total_its += its
         improved = f - f_new
         f = f_new
         if improved <= max(tol, round_tol) * abs(f):
             stop = "objective stopped improving"
             break
-    pol = dict(intercept=intercept, offset=offset, deadline=deadline)
+    pol = dict(intercept=intercept, offset=offset, deadline=deadline, reduce=red)
     if polish == "anneal":
         # annealed polish; then, while the search still finds violated neurons, add them and
         # polish again (at most ``post_rounds`` times; kept only when the objective drops)
@@ -221,7 +234,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
                 break
             params, f = cand, f_c
     elif polish == "adam" and polish_steps:
-        params, f, its = adam_polish(params, X, Y, loss, reg, max_steps=polish_steps, **pol)
+        params, f, its = adam_polish(params, X, Y, loss, reg, intercept=intercept,
+                                     offset=offset, deadline=deadline, max_steps=polish_steps)
         total_its += its
     if X is not X_out:  # the last stage in the data's precision (none unpolished)
         X, Y = X_out, Y_out
@@ -229,35 +243,37 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
         if polish != "none":
             params, f, its = lbfgs_network(params, X, Y, loss, reg, wtol=polish_wtol, **pol)
             total_its += its
-    net, f = _final_network(params, f, X, Y, lb, offset)
-    cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset,
-                           rng=rng, search_starts=search_starts)
+    net, f = _final_network(params, f, X, Y, lb, offset, red)
+    certify = certify_network if shard is None else shard.certify
+    cert = certify(net, X, Y, reg, loss, intercept=intercept, offset=offset, rng=rng,
+                   search_starts=search_starts)
     hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
     info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
     return net, cert, hist, info
 
 
 def _descend(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float,
-             intercept: bool, offset: bool, deadline: float, wtol: float, smooth: float
-             ) -> tuple[list[Tensor], float, int]:
+             intercept: bool, offset: bool, deadline: float, wtol: float, smooth: float,
+             reduce=None) -> tuple[list[Tensor], float, int]:
     """L-BFGS on the network, smoothed by ``smooth`` (relative to each neuron's scale) when
     positive; returns (params, the ReLU objective, iterations)."""
     tau = smooth * neuron_scales(params) if smooth > 0 else None
     params, f, its = lbfgs_network(params, X, Y, loss, reg, intercept=intercept, offset=offset,
-                                   deadline=deadline, wtol=wtol, tau=tau)
+                                   deadline=deadline, wtol=wtol, tau=tau, reduce=reduce)
     if tau is not None:
         with torch.no_grad():
-            f = value_and_grad(params, X, Y, loss, reg)[0]
+            f = objective(params, X, Y, loss, reg, reduce=reduce)[0]
     return params, f, its
 
 
 def _grow(params: list[Tensor], X: Tensor, Xa: Tensor, Y: Tensor, *, lb: Loss, reg: float,
           intercept: bool, rng: np.random.Generator, search_starts: int, add_per_round: int,
-          violation_tol: float) -> tuple[list[Tensor] | None, float, str]:
+          violation_tol: float, shard=None) -> tuple[list[Tensor] | None, float, str]:
     """One dual-guided step: search for the neurons violating the dual constraint at the
     network ``params`` and add the most violated ones along their descent directions.
     Returns (the grown params, or None with the reason when nothing was added; max
-    violation / reg; reason)."""
+    violation / reg; reason). ``shard``: see :func:`fit_relu_descent`."""
+    red = None if shard is None else shard.sum
     W1, b1, W2, b2 = params
     d = X.shape[1]
     with torch.no_grad():
@@ -265,8 +281,10 @@ def _grow(params: list[Tensor], X: Tensor, Xa: Tensor, Y: Tensor, *, lb: Loss, r
         Lam = lb.grad(Z, Y)
         Xs = Xa if intercept else Xa[:, :-1]
         starts, own = neuron_starts(X, W1, b1, search_starts, rng, intercept)
-        starts = torch.cat([starts, pattern_starts(Xs, own, Lam)], 1)
-        U, vals = search_neurons(Xs, Lam, starts)
+        if shard is not None:  # drawn from rank 0's samples
+            starts = shard.broadcast(starts.contiguous())
+        starts = torch.cat([starts, pattern_starts(Xs, own, Lam, red)], 1)
+        U, vals = search_neurons(Xs, Lam, starts, reduce=red)
     vmax = float(vals.max()) / reg if vals.numel() else 0.0
     if vmax <= 1 + max(violation_tol, 1e-9):
         return None, vmax, "no violated neuron found"
@@ -274,7 +292,7 @@ def _grow(params: list[Tensor], X: Tensor, Xa: Tensor, Y: Tensor, *, lb: Loss, r
     # descent along the ray is descent for the offset-minimised objective too)
     plain = lb.base if isinstance(lb, OffsetLoss) else lb
     new_W1, new_b1, new_W2 = _add_violated(Xs, Z, Lam, U, vals, Y, plain, reg, d, intercept,
-                                           add_per_round, violation_tol)
+                                           add_per_round, violation_tol, red)
     if not new_W1:
         return None, vmax, "no descent along the violated neurons"
     return [torch.cat([W1, torch.stack(new_W1)]), torch.cat([b1, torch.stack(new_b1)]),
@@ -283,7 +301,8 @@ def _grow(params: list[Tensor], X: Tensor, Xa: Tensor, Y: Tensor, *, lb: Loss, r
 
 def _add_violated(Xs: Tensor, Z: Tensor, Lam: Tensor, U: Tensor, vals: Tensor, Y: Tensor,
                   lb: Loss, reg: float, d: int, intercept: bool, add_per_round: int,
-                  violation_tol: float) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+                  violation_tol: float, reduce=None
+                  ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
     """The most violated neurons (at most ``add_per_round``), each added along its descent
     direction with an exact line search on the outputs Z; returns their (W1, b1, W2) rows."""
     order = torch.argsort(vals, descending=True)
@@ -293,10 +312,10 @@ def _add_violated(Xs: Tensor, Z: Tensor, Lam: Tensor, U: Tensor, vals: Tensor, Y
         for k in order.tolist():
             u = U[:, k]
             F = torch.relu(Xs @ u)
-            g = Lam.T @ F
+            g = Lam.T @ F if reduce is None else reduce(Lam.T @ F)
             v = -g / torch.linalg.vector_norm(g).clamp_min(1e-300)
             Fv = F[:, None] * v[None, :]
-            t = _line_search(Z, Fv, Y, lb, reg)
+            t = _line_search(Z, Fv, Y, lb, reg, reduce)
             if t <= 0:
                 continue
             Z = Z + t * Fv
@@ -309,12 +328,13 @@ def _add_violated(Xs: Tensor, Z: Tensor, Lam: Tensor, U: Tensor, vals: Tensor, Y
 
 
 def _final_network(params: list[Tensor], f: float, X: Tensor, Y: Tensor, lb: Loss,
-                   offset: bool) -> tuple[TwoLayerNetwork, float]:
+                   offset: bool, reduce=None) -> tuple[TwoLayerNetwork, float]:
     """The zero network if it is at least as good, dead neurons dropped, the exact optimal
     output offset; returns (network, objective before the offset refit)."""
     W1, b1, W2, b2 = params
     with torch.no_grad():
-        f0 = float(lb.value(torch.zeros_like(Y), Y))
+        v0 = lb.value(torch.zeros_like(Y), Y).reshape(1)
+        f0 = float(v0[0] if reduce is None else reduce(v0)[0])
     if f0 <= f:  # the zero network (offset only) is at least as good: return it
         keep_none = torch.zeros(W1.shape[0], dtype=torch.bool, device=X.device)
         b2 = lb.offset(torch.zeros_like(Y), Y) if offset else b2

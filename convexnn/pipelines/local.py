@@ -23,7 +23,7 @@ from ..losses import Loss
 LBFGS_FTOL = 1e-10
 
 __all__ = ["lbfgs_network", "adam_polish", "anneal_polish", "value_and_grad",
-           "neuron_scales"]
+           "neuron_scales", "objective"]
 
 
 def neuron_scales(params: list[Tensor]) -> Tensor:
@@ -53,16 +53,37 @@ def value_and_grad(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: 
                torch.addmm(W2, G.T, H, beta=reg), G.sum(0)]
 
 
+def objective(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float,
+              tau: Tensor | None = None, reduce=None) -> tuple[float, list[Tensor]]:
+    """:func:`value_and_grad`, or with ``reduce`` (a sum over processes that each hold a block
+    of samples) the objective of all the blocks: the loss part and its gradient reduced in one
+    call, the weight decay added once."""
+    if reduce is None:
+        return value_and_grad(params, X, Y, loss, reg, tau)
+    f, g = value_and_grad(params, X, Y, loss, 0.0, tau)
+    sizes = [gi.numel() for gi in g]
+    flat = reduce(torch.cat([torch.tensor([f], dtype=X.dtype, device=X.device),
+                             *[gi.reshape(-1) for gi in g]]))
+    parts = torch.split(flat[1:], sizes)
+    W1, b1, W2 = params[:3]
+    pen = float((W1 * W1).sum() + (b1 * b1).sum() + (W2 * W2).sum())
+    grads = [pt.reshape(gi.shape) for pt, gi in zip(parts, g)]
+    for k in range(3):
+        grads[k] = grads[k] + reg * params[k]
+    return float(flat[0]) + 0.5 * reg * pen, grads
+
+
 def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
                   intercept: bool, offset: bool, deadline: float, max_iter: int = 5000,
                   ftol: float = LBFGS_FTOL, gtol: float = 1e-9, window: int = 30,
-                  wtol: float = 1e-5, tau: Tensor | None = None
+                  wtol: float = 1e-5, tau: Tensor | None = None, reduce=None
                   ) -> tuple[list[Tensor], float, int]:
     """Full-batch L-BFGS (scipy's L-BFGS-B, unbounded) on the network objective (smoothed by
     ``tau`` when given); stops by scipy's relative-decrease ``ftol`` / gradient ``gtol``
     tests, ``max_iter``, the ``deadline`` (time.perf_counter()) or when ``window``
     iterations gained < ``wtol`` (relative). Frozen: b1 without ``intercept``, b2 without
-    ``offset``. Returns (params, objective of the program minimised, iterations)."""
+    ``offset``; ``reduce``: see :func:`objective`. Returns (params, objective of the program
+    minimised, iterations)."""
     from scipy.optimize import minimize
 
     shapes = [p.shape for p in params]
@@ -82,7 +103,7 @@ def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: f
         return out
 
     def fun(z):
-        f, g = value_and_grad(unpack(z), X, Y, loss, reg, tau)
+        f, g = objective(unpack(z), X, Y, loss, reg, tau, reduce)
         gz = torch.cat([gi.reshape(-1) for gi, fr in zip(g, free) if fr])
         return f, gz.detach().cpu().double().numpy()
 
@@ -154,7 +175,7 @@ def adam_polish(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: flo
 def anneal_polish(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float, *,
                   intercept: bool, offset: bool, deadline: float,
                   taus: tuple[float, ...] = (1e-3, 1e-4), wtol: float = 1e-5,
-                  relu_stage: bool = True) -> tuple[list[Tensor], float, int]:
+                  relu_stage: bool = True, reduce=None) -> tuple[list[Tensor], float, int]:
     """L-BFGS on the softplus-smoothed objective for each τ in ``taus`` (relative to each
     neuron's scale, :func:`neuron_scales`), then (``relu_stage``) on the ReLU objective
     itself, each from the last; returns the iterate with the best ReLU objective:
@@ -162,16 +183,16 @@ def anneal_polish(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: f
 
     The optimum puts samples on neurons' hyperplanes (kinks) where L-BFGS on the ReLU crawls;
     on the smoothed objective it converges, and the smoothed optima approach the kinked one."""
-    best, best_f = params, value_and_grad(params, X, Y, loss, reg)[0]
+    best, best_f = params, objective(params, X, Y, loss, reg, reduce=reduce)[0]
     its = 0
     for t in (*taus, None) if relu_stage else taus:
         if time.perf_counter() >= deadline:
             break
         tau = None if t is None else t * neuron_scales(params)
         params, _, k = lbfgs_network(params, X, Y, loss, reg, intercept=intercept, offset=offset,
-                                     deadline=deadline, wtol=wtol, tau=tau)
+                                     deadline=deadline, wtol=wtol, tau=tau, reduce=reduce)
         its += k
-        f = value_and_grad(params, X, Y, loss, reg)[0]
+        f = objective(params, X, Y, loss, reg, reduce=reduce)[0]
         if f < best_f:
             best, best_f = params, f
     return best, best_f, its
