@@ -14,20 +14,18 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+import torch
 from sklearn.model_selection import check_cv
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_X_y
+from .._validation import check_X, check_X_y, to_tensor
 from ..pipelines.two_layer_path import cv_path_scores, reg_grid
+from ._base import ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
 from .two_layer import ConvexReLUClassifier, ConvexReLURegressor
 
 __all__ = ["ConvexReLURegressorCV", "ConvexReLUClassifierCV"]
 
 
-class _CVBase(BaseEstimator):
+class _CVBase(ConvexEstimator):
     _final = ConvexReLURegressor
 
     def __init__(self, regs=None, *, n_regs: int = 8, reg_ratio: float = 2e-3, cv=5,
@@ -89,18 +87,13 @@ class _CVBase(BaseEstimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.predict(X)
-
-    def to_torch(self):
-        """The refitted network as a torch module (``best_estimator_.to_torch()``); save the
-        model with ``best_estimator_.save(path)``."""
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.to_torch()
+    def _network_input(self, X) -> torch.Tensor:
+        Xa = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
+        W = self.network_.first_layer_weights
+        return to_tensor(Xa, W.dtype, W.device)
 
 
-class ConvexReLURegressorCV(RegressorMixin, _CVBase):
+class ConvexReLURegressorCV(ConvexRegressorMixin, _CVBase):
     """ReLU network regression (squared loss) with ``reg`` chosen by K-fold CV (R²).
 
     Parameters: ``regs`` (None: ``n_regs`` values geometric from reg_max/2 down by
@@ -109,17 +102,9 @@ class ConvexReLURegressorCV(RegressorMixin, _CVBase):
     ``max_time`` bounds the cross-validation (the refit has its own default budget).
     """
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
     def fit(self, X, y):
         Xa, ya = check_X_y(X, y, multi_output=True)
-        ya = ya.astype(np.float64)
-        if not np.isfinite(ya).all():
-            raise ValueError("y contains NaN or infinity")
-        Y = ya[:, None] if ya.ndim == 1 else ya
+        Y = self._encode_targets(ya, Xa.shape[0])
 
         def r2(Yt, Z):
             return 1.0 - ((Yt - Z) ** 2).sum() / max(((Yt - Yt.mean(0)) ** 2).sum(), 1e-300)
@@ -128,7 +113,7 @@ class ConvexReLURegressorCV(RegressorMixin, _CVBase):
         return self._refit(Xa, ya)
 
 
-class ConvexReLUClassifierCV(ClassifierMixin, _CVBase):
+class ConvexReLUClassifierCV(ConvexClassifierMixin, _CVBase):
     """ReLU network classification with ``reg`` chosen by stratified K-fold CV (accuracy).
 
     ``loss``: None (logistic for two classes, cross-entropy otherwise), ``"logistic"``,
@@ -148,32 +133,16 @@ class ConvexReLUClassifierCV(ClassifierMixin, _CVBase):
 
     def fit(self, X, y):
         Xa, ya = check_X_y(X, y, multi_output=False)
-        check_classification_targets(ya)
-        enc = LabelEncoder().fit(ya)
-        self.classes_ = enc.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier "
-                             "needs at least two")
-        loss = self.loss or ("logistic" if len(self.classes_) == 2 else "cross_entropy")
-        if loss not in ("logistic", "cross_entropy"):
-            raise ValueError(f"loss must be None, 'logistic' or 'cross_entropy', got {loss!r}")
-        if loss == "logistic" and len(self.classes_) != 2:
-            raise ValueError(f"loss='logistic' is binary; y has {len(self.classes_)} classes")
-        idx = enc.transform(ya)
-        Y = (2.0 * idx - 1.0)[:, None] if loss == "logistic" else np.eye(len(self.classes_))[idx]
+        if self.loss not in (None, "logistic", "cross_entropy"):
+            raise ValueError(f"loss must be None, 'logistic' or 'cross_entropy', got "
+                             f"{self.loss!r}")
+        Y = self._encode_labels(ya, Xa.shape[0], fitting=True)  # sets classes_
 
         def accuracy(Yt, Z):
             if Z.shape[1] == 1:
                 return float(((Z[:, 0] > 0) == (Yt[:, 0] > 0)).mean())  # 0 → classes_[0]
             return float((Z.argmax(1) == Yt.argmax(1)).mean())
 
-        self._search(Xa, Y, ya, loss, accuracy, classifier=True)
-        return self._refit(Xa, ya, loss=loss)
-
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.predict_proba(X)
-
-    def decision_function(self, X) -> np.ndarray:
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.decision_function(X)
+        ya = ya.ravel()
+        self._search(Xa, Y, ya, self._loss_name(), accuracy, classifier=True)
+        return self._refit(Xa, ya, loss=self._loss_name())
