@@ -6,6 +6,7 @@ import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import convexnn as cn
+from convexnn.estimators._base import FitHistory
 from convexnn.losses import get_loss
 from convexnn.pipelines import descent
 from convexnn.pipelines.local import value_and_grad
@@ -70,6 +71,13 @@ def test_regressor_cv_picks_the_best_mean_score_and_refits():
     np.testing.assert_allclose(est.predict(X), est.best_estimator_.predict(X))
     assert est.score(X, y) > 0.5
     assert est.certificate_ is est.best_estimator_.certificate_
+    # the fitted attributes of every estimator: the refit's (fit_time_ also counts the CV)
+    best = est.best_estimator_
+    assert type(est.history_) is FitHistory and len(est.history_) >= 1
+    for name in ("network_", "history_", "fit_info_", "n_iter_", "stop_reason_"):
+        assert getattr(est, name) is getattr(best, name), name
+    assert isinstance(est.n_iter_, int) and est.n_iter_ >= 1
+    assert est.fit_time_ > best.fit_time_ > 0
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])

@@ -6,12 +6,15 @@ previous network), score every reg on the held-out fold (R² / accuracy), pick t
 score and refit ``ConvexReLURegressor`` / ``ConvexReLUClassifier`` at that reg on all the data.
 
 After ``fit``: ``reg_`` (chosen), ``regs_`` (the grid, user units), ``cv_scores_``
-(n_folds x n_regs), ``best_estimator_`` and its ``network_``, ``certificate_``.
+(n_folds x n_regs), ``best_estimator_`` (the refit), and the attributes every estimator has
+(:mod:`convexnn.estimators._base`), taken from the refit: ``network_``, ``certificate_``,
+``history_``, ``fit_info_``, ``n_iter_``, ``stop_reason_``; ``fit_time_`` is the whole ``fit``.
 """
 
 from __future__ import annotations
 
 import numbers
+import time
 
 import numpy as np
 import torch
@@ -79,12 +82,17 @@ class _CVBase(ConvexEstimator):
             max_time=self.max_time, random_state=self.random_state, verbose=self.verbose)
         self.reg_ = float(self.regs_[int(np.argmax(self.cv_scores_.mean(0)))])
 
-    def _refit(self, X, y, **extra):
-        self.best_estimator_ = self._final(reg=self.reg_, **self._final_params(), **extra)
-        self.best_estimator_.fit(X, y)
-        self.network_ = self.best_estimator_.network_
-        self.certificate_ = self.best_estimator_.certificate_
+    def _refit(self, X, y, t0: float, **extra):
+        """Refit at ``reg_`` on all the data; the fitted attributes every estimator has
+        (:mod:`convexnn.estimators._base`) are the refit's, except ``fit_time_`` (the whole
+        ``fit``, cross-validation included) and ``reg_`` (the chosen reg)."""
+        best = self._final(reg=self.reg_, **self._final_params(), **extra)
+        self.best_estimator_ = best.fit(X, y)
+        for name in ("network_", "certificate_", "history_", "fit_info_", "n_iter_",
+                     "stop_reason_"):
+            setattr(self, name, getattr(best, name))
         self.n_features_in_ = X.shape[1]
+        self.fit_time_ = time.perf_counter() - t0
         return self
 
     def _network_input(self, X) -> torch.Tensor:
@@ -103,6 +111,7 @@ class ConvexReLURegressorCV(ConvexRegressorMixin, _CVBase):
     """
 
     def fit(self, X, y):
+        t0 = time.perf_counter()
         Xa, ya = check_X_y(X, y, multi_output=True)
         Y = self._encode_targets(ya, Xa.shape[0])
 
@@ -110,7 +119,7 @@ class ConvexReLURegressorCV(ConvexRegressorMixin, _CVBase):
             return 1.0 - ((Yt - Z) ** 2).sum() / max(((Yt - Yt.mean(0)) ** 2).sum(), 1e-300)
 
         self._search(Xa, Y, ya if ya.ndim == 1 else None, "squared", r2, classifier=False)
-        return self._refit(Xa, ya)
+        return self._refit(Xa, ya, t0)
 
 
 class ConvexReLUClassifierCV(ConvexClassifierMixin, _CVBase):
@@ -132,6 +141,7 @@ class ConvexReLUClassifierCV(ConvexClassifierMixin, _CVBase):
         self.loss = loss
 
     def fit(self, X, y):
+        t0 = time.perf_counter()
         Xa, ya = check_X_y(X, y, multi_output=False)
         if self.loss not in (None, "logistic", "cross_entropy"):
             raise ValueError(f"loss must be None, 'logistic' or 'cross_entropy', got "
@@ -145,4 +155,4 @@ class ConvexReLUClassifierCV(ConvexClassifierMixin, _CVBase):
 
         ya = ya.ravel()
         self._search(Xa, Y, ya, self._loss_name(), accuracy, classifier=True)
-        return self._refit(Xa, ya, loss=self._loss_name())
+        return self._refit(Xa, ya, t0, loss=self._loss_name())
