@@ -9,6 +9,8 @@ After ``fit``: ``reg_`` (chosen), ``regs_`` (the grid, user units), ``cv_scores_
 (n_folds x n_regs), ``best_estimator_`` (the refit), and the attributes every estimator has
 (:mod:`convexnn.estimators._base`), taken from the refit: ``network_``, ``certificate_``,
 ``history_``, ``fit_info_``, ``n_iter_``, ``stop_reason_``; ``fit_time_`` is the whole ``fit``.
+``to_torch()``, ``save(path)`` and :func:`convexnn.load_estimator` as for every estimator (the
+file keeps ``reg_``, ``regs_``, ``cv_scores_``; the loaded ``best_estimator_`` holds the network).
 """
 
 from __future__ import annotations
@@ -95,6 +97,47 @@ class _CVBase(ConvexEstimator):
         self.fit_time_ = time.perf_counter() - t0
         return self
 
+    # --------------------------------------------------------------------- I/O
+    def _saved_params(self) -> dict:
+        """JSON-ready parameters: ``regs`` as a list; ``cv`` a number of folds (a splitter
+        object is saved as the number of folds it made)."""
+        params = super()._saved_params()
+        if self.regs is not None:
+            params["regs"] = np.asarray(self.regs, dtype=np.float64).tolist()
+        if isinstance(self.cv, numbers.Integral):
+            params["cv"] = int(self.cv)
+        elif self.cv is not None:
+            params["cv"] = int(self.cv_scores_.shape[0])
+        return params
+
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), "regs": self.regs_.tolist(),
+                "cv_scores": self.cv_scores_.tolist()}
+
+    def _load_extra(self, extra: dict) -> None:
+        """CV state, checked (a ``ValueError`` on a bad file), and ``best_estimator_``: the
+        refit's class at ``reg_`` holding the loaded network."""
+        super()._load_extra(extra)
+        regs = np.asarray(extra["regs"], dtype=np.float64)
+        scores = np.asarray(extra["cv_scores"], dtype=np.float64)
+        if regs.ndim != 1 or regs.size == 0 or not (np.isfinite(regs).all() and
+                                                    (regs > 0).all()):
+            raise ValueError("extra.regs must be a non-empty list of positive numbers")
+        if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] != regs.size:
+            raise ValueError(f"extra.cv_scores must have shape (n_folds, {regs.size}), got "
+                             f"{scores.shape}")
+        if self.reg_ not in regs:
+            raise ValueError(f"extra.reg {self.reg_!r} is not one of extra.regs")
+        self.regs_, self.cv_scores_ = regs, scores
+        best = self._final(reg=self.reg_, **self._final_params(), **self._refit_options(extra))
+        best.network_, best.certificate_ = self.network_, self.certificate_
+        best.n_features_in_ = self.n_features_in_
+        best._load_extra(extra)
+        self.best_estimator_ = best
+
+    def _refit_options(self, extra: dict) -> dict:
+        return {}
+
     def _network_input(self, X) -> torch.Tensor:
         Xa = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
         W = self.network_.first_layer_weights
@@ -156,3 +199,6 @@ class ConvexReLUClassifierCV(ConvexClassifierMixin, _CVBase):
         ya = ya.ravel()
         self._search(Xa, Y, ya, self._loss_name(), accuracy, classifier=True)
         return self._refit(Xa, ya, t0, loss=self._loss_name())
+
+    def _refit_options(self, extra: dict) -> dict:
+        return {"loss": self.loss or self._default_loss(len(extra["classes"]))}
