@@ -1,11 +1,15 @@
 """Warm-started regularisation paths and the ConvexReLU*CV estimators."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from sklearn.model_selection import KFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import convexnn as cn
+from convexnn.estimators._base import FitHistory
 from convexnn.losses import get_loss
 from convexnn.pipelines import descent
 from convexnn.pipelines.local import value_and_grad
@@ -70,6 +74,13 @@ def test_regressor_cv_picks_the_best_mean_score_and_refits():
     np.testing.assert_allclose(est.predict(X), est.best_estimator_.predict(X))
     assert est.score(X, y) > 0.5
     assert est.certificate_ is est.best_estimator_.certificate_
+    # the fitted attributes of every estimator: the refit's (fit_time_ also counts the CV)
+    best = est.best_estimator_
+    assert type(est.history_) is FitHistory and len(est.history_) >= 1
+    for name in ("network_", "history_", "fit_info_", "n_iter_", "stop_reason_"):
+        assert getattr(est, name) is getattr(best, name), name
+    assert isinstance(est.n_iter_, int) and est.n_iter_ >= 1
+    assert est.fit_time_ > best.fit_time_ > 0
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -84,6 +95,61 @@ def test_classifier_cv(n_classes):
     assert set(est.predict(X)) <= set(labels)
     assert est.predict_proba(X).shape == (len(X), n_classes)
     assert est.score(X, labels) > 0.6
+
+
+def _fitted_cv(kind: str, n: int = 40):
+    """A tiny fitted CV estimator of each kind, its X and targets."""
+    X, y = _data(n)
+    if kind.startswith("regressor"):
+        target = y if kind == "regressor" else np.c_[y, np.maximum(X[:, 0], 0)]
+        cv = 2 if kind == "regressor" else KFold(2)  # a splitter is saved as its fold count
+        est = cn.ConvexReLURegressorCV(regs=[1.0, 0.1], cv=cv, n_patterns=8, random_state=0)
+        return est.fit(X, target), X, target
+    k = 2 if kind == "binary" else 3
+    labels = np.array(["a", "b", "c"])[np.digitize(y, np.quantile(y, np.linspace(
+        0, 1, k + 1)[1:-1]))]
+    est = cn.ConvexReLUClassifierCV(regs=[3.0, 0.3], cv=2, n_patterns=8, random_state=0)
+    return est.fit(X, labels), X, labels
+
+
+# the vector-output refit certifies only a loose bound (warn_gap): not what this test checks
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["regressor", "regressor_2d", "binary", "multiclass"])
+def test_cv_torch_export_probabilities_and_save_load(kind, tmp_path):
+    est, X, target = _fitted_cv(kind)
+    out = est.to_torch()(torch.as_tensor(X)).detach().numpy()
+    outputs = ["predict"]
+    if kind.startswith("regressor"):
+        np.testing.assert_allclose(est.predict(X), out[:, 0] if target.ndim == 1 else out,
+                                   rtol=0, atol=1e-10)
+    else:
+        outputs += ["decision_function", "predict_proba"]
+        Z = {1: lambda o: o[:, 0], 2: lambda o: o[:, 1] - o[:, 0]}.get(out.shape[1],
+                                                                       lambda o: o)(out)
+        np.testing.assert_allclose(est.decision_function(X), Z, rtol=0, atol=1e-10)
+        P = est.predict_proba(X)
+        assert P.shape == (len(X), len(est.classes_)) and (P >= 0).all()
+        np.testing.assert_allclose(P.sum(1), 1.0, rtol=0, atol=1e-12)
+        assert np.array_equal(est.classes_[P.argmax(1)], est.predict(X))
+    est.save(tmp_path / "m.npz")
+    back = cn.load_estimator(tmp_path / "m.npz")
+    assert type(back) is type(est)
+    assert back.get_params() == {**est.get_params(), "cv": 2}
+    for name in outputs:
+        assert np.array_equal(getattr(back, name)(X), getattr(est, name)(X)), name
+    assert back.reg_ == est.reg_ and back.certificate_ == est.certificate_
+    assert np.array_equal(back.regs_, est.regs_)
+    assert np.array_equal(back.cv_scores_, est.cv_scores_)
+    best = back.best_estimator_
+    assert type(best) is type(est.best_estimator_)
+    assert best.get_params() == est.best_estimator_.get_params()
+    assert np.array_equal(best.predict(X), est.predict(X))
+    if kind == "regressor":  # a tampered CV state is refused with the file's name
+        meta = json.loads((tmp_path / "m.npz.json").read_text())
+        meta["extra"]["regs"] = [5.0, 0.5]
+        (tmp_path / "m.npz.json").write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match="m.npz.json.*not one of extra.regs"):
+            cn.load_estimator(tmp_path / "m.npz")
 
 
 @pytest.mark.parametrize("kw, match", [({"regs": [1.0, -1.0]}, "regs"),

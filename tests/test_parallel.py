@@ -332,8 +332,9 @@ def test_regressor_fit_predict_torch():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 2))
     y = np.maximum(X[:, 0], 0) - np.maximum(X[:, 1] - 0.5, 0) + 0.05 * rng.standard_normal(30)
-    est = ConvexParallelReLURegressor(depth=3, width=2, reg=1e-2, n_patterns=12, max_rounds=2,
-                                      max_new=10, n_starts=16, random_state=0).fit(X, y)
+    est = ConvexParallelReLURegressor(depth=3, width=2, reg=1e-2, n_patterns=12,
+                                      search_rounds=2, max_new=10, n_starts=16,
+                                      random_state=0).fit(X, y)
     assert est.network_.depth == 3
     pred = est.predict(X)
     out = est.to_torch()(torch.as_tensor(X)).detach().numpy()[:, 0]
@@ -354,7 +355,7 @@ def test_classifier(multiclass):
     if not multiclass:
         X, y = X[y != 2], y[y != 2]
     X, y = X[::3], y[::3]
-    est = ConvexParallelReLUClassifier(reg=1e-1, n_patterns=6, max_rounds=1, max_new=8,
+    est = ConvexParallelReLUClassifier(reg=1e-1, n_patterns=6, search_rounds=1, max_new=8,
                                        n_starts=16, random_state=0).fit(X, y)
     assert est.score(X, y) >= 0.9
     P = est.predict_proba(X)
@@ -373,7 +374,7 @@ def test_float32_agrees_with_float64():
     y = np.maximum(X @ np.array([1.0, -1.0, 0.5]), 0) + 0.05 * rng.standard_normal(30)
     objs = []
     for dt in ("float64", "float32"):
-        est = ConvexParallelReLURegressor(reg=0.05, n_patterns=10, method="sampled", dtype=dt,
+        est = ConvexParallelReLURegressor(reg=0.05, n_patterns=10, patterns="sample", dtype=dt,
                                           random_state=0).fit(X, y)
         assert est.network_.first_layer_weights.dtype == getattr(torch, dt)
         assert est.certificate_.relative_gap < (1e-6 if dt == "float64" else 1e-3)
@@ -385,7 +386,7 @@ def test_rank_approximation_reports_guarantee():
     rng = np.random.default_rng(1)
     X = rng.standard_normal((25, 3))
     y = X[:, 0] + 0.1 * rng.standard_normal(25)
-    est = ConvexParallelReLURegressor(reg=0.1, n_patterns=8, rank=2, method="sampled",
+    est = ConvexParallelReLURegressor(reg=0.1, n_patterns=8, rank=2, patterns="sample",
                                       random_state=0).fit(X, y)
     ap = est.fit_info_["approximation"]
     assert ap["rank"] == 2 and ap["kappa"] >= 1 and ap["patterns_exhaustive"] is False
@@ -396,13 +397,29 @@ def test_rank_approximation_reports_guarantee():
 
 @pytest.mark.parametrize("kw,msg", [({"reg": 0.0}, "reg"), ({"depth": 4}, "depth"),
                                     ({"width": 0}, "width"), ({"n_patterns": -1}, "n_patterns"),
-                                    ({"method": "adam"}, "method"), ({"solver": "x"}, "solver"),
-                                    ({"max_rounds": -1}, "max_rounds"),
+                                    ({"patterns": "adam"}, "patterns"), ({"solver": "x"}, "solver"),
+                                    ({"search_rounds": -1}, "search_rounds"),
                                     ({"max_new": 0}, "max_new"), ({"max_time": 0}, "max_time")])
 def test_bad_params(kw, msg):
     X = np.random.default_rng(0).standard_normal((10, 2))
     with pytest.raises(ValueError, match=msg):
         ConvexParallelReLURegressor(**kw).fit(X, X[:, 0])
+
+
+def test_deprecated_aliases_warn_and_fit_as_the_new_names():
+    """method= / max_rounds= (former names of patterns= / search_rounds=) still work: one
+    FutureWarning each and the same fit as the current names."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((12, 2))
+    y = np.maximum(X[:, 0], 0)
+    common = {"reg": 0.1, "n_patterns": 4, "n_starts": 4, "random_state": 0}
+    with pytest.warns(FutureWarning) as rec:
+        old = ConvexParallelReLURegressor(method="cg", max_rounds=0, **common).fit(X, y)
+    warned = " ".join(str(w.message) for w in rec if issubclass(w.category, FutureWarning))
+    assert "'method' is deprecated" in warned and "'max_rounds' is deprecated" in warned
+    new = ConvexParallelReLURegressor(patterns="search", search_rounds=0, **common).fit(X, y)
+    assert old.fit_info_["n_rounds"] == new.fit_info_["n_rounds"] == 1
+    assert np.array_equal(old.predict(X), new.predict(X))
 
 
 def test_bad_input():
@@ -532,16 +549,16 @@ def _zero_objective(Y, loss):
 
 
 def test_estimator_default_reg_and_exhaustive_method():
-    """reg=None: 0.1 x the searched reg_max; method="exhaustive": global scope."""
+    """reg=None: 0.1 x the searched reg_max; patterns="enumerate": global scope."""
     from convexnn.pipelines.parallel import reg_max
 
     x = np.linspace(-1, 1, 6)[:, None]
     y = np.sin(3 * x[:, 0])
-    est = ConvexParallelReLURegressor(method="exhaustive", random_state=0).fit(x, y)
+    est = ConvexParallelReLURegressor(patterns="enumerate", random_state=0).fit(x, y)
     Xa = add_intercept(torch.tensor(x, dtype=DT))
     rmax = reg_max(Xa, torch.tensor(y[:, None], dtype=DT), random_state=0)
     assert abs(est.reg_ - 0.1 * rmax) <= 1e-9 * rmax
     assert est.certificate_.scope == "global" and est.certificate_.relative_gap <= 1e-5
     # below the (searched) reg_max a found sub-network proves the zero network is not optimal
-    below = ConvexParallelReLURegressor(method="exhaustive", reg=0.99 * rmax).fit(x, y)
+    below = ConvexParallelReLURegressor(patterns="enumerate", reg=0.99 * rmax).fit(x, y)
     assert below.certificate_.primal < 0.5 * float((y**2).sum()) * (1 - 1e-6)

@@ -6,28 +6,31 @@ previous network), score every reg on the held-out fold (R² / accuracy), pick t
 score and refit ``ConvexReLURegressor`` / ``ConvexReLUClassifier`` at that reg on all the data.
 
 After ``fit``: ``reg_`` (chosen), ``regs_`` (the grid, user units), ``cv_scores_``
-(n_folds x n_regs), ``best_estimator_`` and its ``network_``, ``certificate_``.
+(n_folds x n_regs), ``best_estimator_`` (the refit), and the attributes every estimator has
+(:mod:`convexnn.estimators._base`), taken from the refit: ``network_``, ``certificate_``,
+``history_``, ``fit_info_``, ``n_iter_``, ``stop_reason_``; ``fit_time_`` is the whole ``fit``.
+``to_torch()``, ``save(path)`` and :func:`convexnn.load_estimator` as for every estimator (the
+file keeps ``reg_``, ``regs_``, ``cv_scores_``; the loaded ``best_estimator_`` holds the network).
 """
 
 from __future__ import annotations
 
 import numbers
+import time
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+import torch
 from sklearn.model_selection import check_cv
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_X_y
+from .._validation import check_X, check_X_y, to_tensor
 from ..pipelines.two_layer_path import cv_path_scores, reg_grid
+from ._base import ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
 from .two_layer import ConvexReLUClassifier, ConvexReLURegressor
 
 __all__ = ["ConvexReLURegressorCV", "ConvexReLUClassifierCV"]
 
 
-class _CVBase(BaseEstimator):
+class _CVBase(ConvexEstimator):
     _final = ConvexReLURegressor
 
     def __init__(self, regs=None, *, n_regs: int = 8, reg_ratio: float = 2e-3, cv=5,
@@ -81,26 +84,67 @@ class _CVBase(BaseEstimator):
             max_time=self.max_time, random_state=self.random_state, verbose=self.verbose)
         self.reg_ = float(self.regs_[int(np.argmax(self.cv_scores_.mean(0)))])
 
-    def _refit(self, X, y, **extra):
-        self.best_estimator_ = self._final(reg=self.reg_, **self._final_params(), **extra)
-        self.best_estimator_.fit(X, y)
-        self.network_ = self.best_estimator_.network_
-        self.certificate_ = self.best_estimator_.certificate_
+    def _refit(self, X, y, t0: float, **extra):
+        """Refit at ``reg_`` on all the data; the fitted attributes every estimator has
+        (:mod:`convexnn.estimators._base`) are the refit's, except ``fit_time_`` (the whole
+        ``fit``, cross-validation included) and ``reg_`` (the chosen reg)."""
+        best = self._final(reg=self.reg_, **self._final_params(), **extra)
+        self.best_estimator_ = best.fit(X, y)
+        for name in ("network_", "certificate_", "history_", "fit_info_", "n_iter_",
+                     "stop_reason_"):
+            setattr(self, name, getattr(best, name))
         self.n_features_in_ = X.shape[1]
+        self.fit_time_ = time.perf_counter() - t0
         return self
 
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.predict(X)
+    # --------------------------------------------------------------------- I/O
+    def _saved_params(self) -> dict:
+        """JSON-ready parameters: ``regs`` as a list; ``cv`` a number of folds (a splitter
+        object is saved as the number of folds it made)."""
+        params = super()._saved_params()
+        if self.regs is not None:
+            params["regs"] = np.asarray(self.regs, dtype=np.float64).tolist()
+        if isinstance(self.cv, numbers.Integral):
+            params["cv"] = int(self.cv)
+        elif self.cv is not None:
+            params["cv"] = int(self.cv_scores_.shape[0])
+        return params
 
-    def to_torch(self):
-        """The refitted network as a torch module (``best_estimator_.to_torch()``); save the
-        model with ``best_estimator_.save(path)``."""
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.to_torch()
+    def _extra_state(self) -> dict:
+        return {**super()._extra_state(), "regs": self.regs_.tolist(),
+                "cv_scores": self.cv_scores_.tolist()}
+
+    def _load_extra(self, extra: dict) -> None:
+        """CV state, checked (a ``ValueError`` on a bad file), and ``best_estimator_``: the
+        refit's class at ``reg_`` holding the loaded network."""
+        super()._load_extra(extra)
+        regs = np.asarray(extra["regs"], dtype=np.float64)
+        scores = np.asarray(extra["cv_scores"], dtype=np.float64)
+        if regs.ndim != 1 or regs.size == 0 or not (np.isfinite(regs).all() and
+                                                    (regs > 0).all()):
+            raise ValueError("extra.regs must be a non-empty list of positive numbers")
+        if scores.ndim != 2 or scores.shape[0] == 0 or scores.shape[1] != regs.size:
+            raise ValueError(f"extra.cv_scores must have shape (n_folds, {regs.size}), got "
+                             f"{scores.shape}")
+        if self.reg_ not in regs:
+            raise ValueError(f"extra.reg {self.reg_!r} is not one of extra.regs")
+        self.regs_, self.cv_scores_ = regs, scores
+        best = self._final(reg=self.reg_, **self._final_params(), **self._refit_options(extra))
+        best.network_, best.certificate_ = self.network_, self.certificate_
+        best.n_features_in_ = self.n_features_in_
+        best._load_extra(extra)
+        self.best_estimator_ = best
+
+    def _refit_options(self, extra: dict) -> dict:
+        return {}
+
+    def _network_input(self, X) -> torch.Tensor:
+        Xa = check_X(X, n_features=self.n_features_in_, owner=type(self).__name__)
+        W = self.network_.first_layer_weights
+        return to_tensor(Xa, W.dtype, W.device)
 
 
-class ConvexReLURegressorCV(RegressorMixin, _CVBase):
+class ConvexReLURegressorCV(ConvexRegressorMixin, _CVBase):
     """ReLU network regression (squared loss) with ``reg`` chosen by K-fold CV (R²).
 
     Parameters: ``regs`` (None: ``n_regs`` values geometric from reg_max/2 down by
@@ -109,26 +153,19 @@ class ConvexReLURegressorCV(RegressorMixin, _CVBase):
     ``max_time`` bounds the cross-validation (the refit has its own default budget).
     """
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
     def fit(self, X, y):
+        t0 = time.perf_counter()
         Xa, ya = check_X_y(X, y, multi_output=True)
-        ya = ya.astype(np.float64)
-        if not np.isfinite(ya).all():
-            raise ValueError("y contains NaN or infinity")
-        Y = ya[:, None] if ya.ndim == 1 else ya
+        Y = self._encode_targets(ya, Xa.shape[0])
 
         def r2(Yt, Z):
             return 1.0 - ((Yt - Z) ** 2).sum() / max(((Yt - Yt.mean(0)) ** 2).sum(), 1e-300)
 
         self._search(Xa, Y, ya if ya.ndim == 1 else None, "squared", r2, classifier=False)
-        return self._refit(Xa, ya)
+        return self._refit(Xa, ya, t0)
 
 
-class ConvexReLUClassifierCV(ClassifierMixin, _CVBase):
+class ConvexReLUClassifierCV(ConvexClassifierMixin, _CVBase):
     """ReLU network classification with ``reg`` chosen by stratified K-fold CV (accuracy).
 
     ``loss``: None (logistic for two classes, cross-entropy otherwise), ``"logistic"``,
@@ -147,33 +184,21 @@ class ConvexReLUClassifierCV(ClassifierMixin, _CVBase):
         self.loss = loss
 
     def fit(self, X, y):
+        t0 = time.perf_counter()
         Xa, ya = check_X_y(X, y, multi_output=False)
-        check_classification_targets(ya)
-        enc = LabelEncoder().fit(ya)
-        self.classes_ = enc.classes_
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier "
-                             "needs at least two")
-        loss = self.loss or ("logistic" if len(self.classes_) == 2 else "cross_entropy")
-        if loss not in ("logistic", "cross_entropy"):
-            raise ValueError(f"loss must be None, 'logistic' or 'cross_entropy', got {loss!r}")
-        if loss == "logistic" and len(self.classes_) != 2:
-            raise ValueError(f"loss='logistic' is binary; y has {len(self.classes_)} classes")
-        idx = enc.transform(ya)
-        Y = (2.0 * idx - 1.0)[:, None] if loss == "logistic" else np.eye(len(self.classes_))[idx]
+        if self.loss not in (None, "logistic", "cross_entropy"):
+            raise ValueError(f"loss must be None, 'logistic' or 'cross_entropy', got "
+                             f"{self.loss!r}")
+        Y = self._encode_labels(ya, Xa.shape[0], fitting=True)  # sets classes_
 
         def accuracy(Yt, Z):
             if Z.shape[1] == 1:
                 return float(((Z[:, 0] > 0) == (Yt[:, 0] > 0)).mean())  # 0 → classes_[0]
             return float((Z.argmax(1) == Yt.argmax(1)).mean())
 
-        self._search(Xa, Y, ya, loss, accuracy, classifier=True)
-        return self._refit(Xa, ya, loss=loss)
+        ya = ya.ravel()
+        self._search(Xa, Y, ya, self._loss_name(), accuracy, classifier=True)
+        return self._refit(Xa, ya, t0, loss=self._loss_name())
 
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.predict_proba(X)
-
-    def decision_function(self, X) -> np.ndarray:
-        check_is_fitted(self, "best_estimator_")
-        return self.best_estimator_.decision_function(X)
+    def _refit_options(self, extra: dict) -> dict:
+        return {"loss": self.loss or self._default_loss(len(extra["classes"]))}

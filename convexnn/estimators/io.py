@@ -17,9 +17,11 @@ import torch
 from ..model_io import (
     MissingModelFileError,
     ModelFileError,
+    check_estimator_meta,
     check_meta_against,
     estimator_family,
     read_estimator_meta,
+    read_network_file,
 )
 
 __all__ = ["load_estimator"]
@@ -51,9 +53,42 @@ def _load_two_layer(path: str | Path):
     from ..networks import load_network
     from .two_layer import ConvexReLUClassifier, ConvexReLURegressor
 
+    cv = _cv_class(path)
+    if cv is not None:
+        return _load_cv(path, cv)
     classes = {c.__name__: c for c in (ConvexReLURegressor, ConvexReLUClassifier)}
     meta = read_estimator_meta(path, classes)  # checked: one ValueError naming the file
     return _restore(classes[meta["class"]], meta, load_network(path))
+
+
+def _cv_class(path: str | Path):
+    """The CV estimator class named in ``path``.json, or None (any other or no file)."""
+    from .cv import ConvexReLUClassifierCV, ConvexReLURegressorCV
+
+    try:
+        meta = json.loads(Path(str(path) + ".json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    name = meta.get("class") if isinstance(meta, dict) else None
+    return {c.__name__: c for c in (ConvexReLURegressorCV, ConvexReLUClassifierCV)}.get(name)
+
+
+def _load_cv(path: str | Path, cls):
+    """A ``ConvexReLU*CV`` file: a two-layer network, checked as the refit's class (the
+    metadata checks tell a classifier by its name ending in "Classifier") with the CV class's
+    parameters; the CV state (``regs``, ``cv_scores``) is checked by ``cls._load_extra``."""
+    from ..networks import load_network
+
+    jpath = Path(str(path) + ".json")
+    meta = _read_json(path)
+    _, arrays = read_network_file(path)
+    checked_as = cls.__name__.removesuffix("CV")
+    check_estimator_meta(jpath, {**meta, "class": checked_as}, arrays, {checked_as: cls})
+    try:
+        return _restore(cls, meta, load_network(path))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelFileError(f"{jpath}: not a loadable convexnn CV estimator "
+                             f"({type(err).__name__}: {err})") from err
 
 
 def load_cnn_estimator(path: str | Path):
