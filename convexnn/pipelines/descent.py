@@ -212,31 +212,11 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
             stop = "objective stopped improving"
             break
     pol = dict(intercept=intercept, offset=offset, deadline=deadline, reduce=red)
-    if polish == "anneal":
-        # annealed polish; then, while the search still finds violated neurons, add them and
-        # polish again (at most ``post_rounds`` times; kept only when the objective drops)
-        params, f, its = anneal_polish(params, X, Y, loss, reg, taus=tuple(polish_taus),
-                                       wtol=polish_wtol, relu_stage=X is X_out, **pol)
-        total_its += its
-        for _ in range(post_rounds if max_rounds > 0 else 0):  # max_rounds=0: no search
-            if time.perf_counter() >= deadline:
-                break
-            grown, vmax, why = _grow(params, X, Xa, Y, **grow)
-            if grown is None:
-                break
-            cand, f_c, its = anneal_polish(grown, X, Y, loss, reg, taus=tuple(polish_taus[-1:]),
-                                           wtol=polish_wtol, relu_stage=X is X_out, **pol)
-            total_its += its
-            if verbose:
-                print(f"[descent {time.perf_counter() - t0:6.2f}s] post round: objective "
-                      f"{f:.8g} -> {f_c:.8g}, max violation {vmax:.4g}·β")
-            if f_c >= f * (1 - max(tol, 1e-7)):
-                break
-            params, f = cand, f_c
-    elif polish == "adam" and polish_steps:
-        params, f, its = adam_polish(params, X, Y, loss, reg, intercept=intercept,
-                                     offset=offset, deadline=deadline, max_steps=polish_steps)
-        total_its += its
+    params, f, its = _polish(params, f, X, Xa, Y, loss, reg, polish, pol, grow,
+                             polish_taus=tuple(polish_taus), polish_wtol=polish_wtol,
+                             relu_stage=X is X_out, post_rounds=post_rounds if max_rounds else 0,
+                             polish_steps=polish_steps, tol=tol, verbose=verbose, t0=t0)
+    total_its += its
     if X is not X_out:  # the last stage in the data's precision (none unpolished)
         X, Y = X_out, Y_out
         params = [p.to(X.dtype) for p in params]
@@ -250,6 +230,42 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
     info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
     return net, cert, hist, info
+
+
+def _polish(params: list[Tensor], f: float, X: Tensor, Xa: Tensor, Y: Tensor, loss: Loss,
+            reg: float, polish: str, pol: dict, grow: dict, *, polish_taus: tuple[float, ...],
+            polish_wtol: float, relu_stage: bool, post_rounds: int, polish_steps: int,
+            tol: float, verbose: int, t0: float) -> tuple[list[Tensor], float, int]:
+    """Step 4 of the module docstring (or the Adam polish, or none); returns (params, ReLU
+    objective, iterations). ``pol``: the L-BFGS keywords; ``grow``: :func:`_grow`'s."""
+    total = 0
+    if polish == "anneal":
+        # annealed polish; then, while the search still finds violated neurons, add them and
+        # polish again (at most ``post_rounds`` times; kept only when the objective drops)
+        params, f, its = anneal_polish(params, X, Y, loss, reg, taus=polish_taus,
+                                       wtol=polish_wtol, relu_stage=relu_stage, **pol)
+        total += its
+        for _ in range(post_rounds):
+            if time.perf_counter() >= pol["deadline"]:
+                break
+            grown, vmax, why = _grow(params, X, Xa, Y, **grow)
+            if grown is None:
+                break
+            cand, f_c, its = anneal_polish(grown, X, Y, loss, reg, taus=tuple(polish_taus[-1:]),
+                                           wtol=polish_wtol, relu_stage=relu_stage, **pol)
+            total += its
+            if verbose:
+                print(f"[descent {time.perf_counter() - t0:6.2f}s] post round: objective "
+                      f"{f:.8g} -> {f_c:.8g}, max violation {vmax:.4g}·β")
+            if f_c >= f * (1 - max(tol, 1e-7)):
+                break
+            params, f = cand, f_c
+    elif polish == "adam" and polish_steps:
+        params, f, its = adam_polish(params, X, Y, loss, reg, intercept=pol["intercept"],
+                                     offset=pol["offset"], deadline=pol["deadline"],
+                                     max_steps=polish_steps)
+        total += its
+    return params, f, total
 
 
 def _descend(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: float,
