@@ -270,7 +270,8 @@ def test_parallel_parameters(kind, capsys):
         and _rejects(fit, "max_new", max_new=1),
         "max_rounds": lambda: _alias(lambda **kw: fit(**{**search, "search_rounds": 4, **kw}),
                                      "max_rounds", 0, "search_rounds", 0, X),
-        "max_time": lambda: fit(max_time=1e-4).stop_reason_ == "max_time",
+        "max_time": lambda: fit(max_time=1e-4).stop_reason_ == "max_time"
+        and _rejects(fit, "max_time", solver="cvxpy", max_time=5.0),
         "method": lambda: _alias(lambda **kw: fit(**{**base_kw, "patterns": "search", **kw}),
                                  "method", "sampled", "patterns", "sample", X),
         "n_patterns": lambda: fit(n_patterns=2).fit_info_["n_sampled_blocks"]
@@ -291,7 +292,8 @@ def test_parallel_parameters(kind, capsys):
         and _rejects(fit, "search_rounds", search_rounds=1),
         "solver": lambda: fit(solver="cvxpy").stop_reason_ == "converged"
         and base.stop_reason_ != "converged",
-        "tol": lambda: fit(tol=1e-2).n_iter_ < base.n_iter_,
+        "tol": lambda: fit(tol=1e-2).n_iter_ < base.n_iter_
+        and _rejects(fit, "tol", solver="cvxpy", tol=1e-2),
         "verbose": lambda: _prints(capsys, lambda: fit(verbose=1), "objective"),
         "width": lambda: fit(width=3).network_.first_layer_weights.shape[1] == 3
         and _rejects(fit, "width", width=3, depth=2),
@@ -326,6 +328,8 @@ _PARALLEL_UNUSED = [
     ({"patterns": "enumerate", "gate_kind": "data"}, "gate_kind"),
     ({"max_iter": 5}, "max_iter"), ({"patterns": "sample", "max_iter": 5}, "max_iter"),
     ({"depth": 2, "width": 3}, "width"),
+    ({"solver": "cvxpy", "tol": 1e-3}, "tol"),
+    ({"solver": "cvxpy", "patterns": "sample", "max_time": 5.0}, "max_time"),
 ]
 
 

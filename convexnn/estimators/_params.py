@@ -237,5 +237,8 @@ def _reject_unused_parallel(est, patterns: str) -> None:
     if patterns != "sample" or est.solver != "al":
         _reject_unused(est, ("max_iter",), f"{why}, solver={est.solver!r}: only "
                        "patterns='sample' with solver='al' has an iteration limit")
+    if est.solver == "cvxpy":  # CVXPY runs to its own stopping rule
+        _reject_unused(est, ("tol",) + (("max_time",) if patterns != "search" else ()),
+                       f"solver='cvxpy', {why}: CVXPY runs to its own stopping rule")
     if est.depth == 2 and est.width != 1:  # one neuron per sub-network
         _reject_unused(est, ("width",), "depth=2: one neuron per sub-network")

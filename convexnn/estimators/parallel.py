@@ -21,8 +21,9 @@ was ``max_rounds``; the old names are deprecated aliases (``FutureWarning``).
 A non-default value of a parameter the configuration does not read is a ``ValueError`` naming
 it: ``search_rounds`` / ``max_new`` (and ``n_starts`` unless ``reg=None``) outside
 ``patterns="search"``, ``max_blocks`` outside ``"enumerate"``, ``n_patterns`` / ``gate_kind``
-with ``"enumerate"``, ``max_iter`` except with ``patterns="sample", solver="al"``, and
-``width`` > 1 with ``depth=2``.
+with ``"enumerate"``, ``max_iter`` except with ``patterns="sample", solver="al"``,
+``width`` > 1 with ``depth=2``, and with ``solver="cvxpy"`` ``tol`` (and ``max_time`` outside
+``"search"``).
 
 ``reg=None`` (default): 0.1 · reg_max (regression) or 0.01 · reg_max (classification), the
 fractions the two-layer estimators use, with reg_max the smallest ``reg`` whose optimum is the
