@@ -126,6 +126,20 @@ def test_two_layer_classifier_parameters(capsys):
     assert _prints(capsys, lambda: fit(verbose=1), "descent")
 
 
+
+@pytest.mark.parametrize("params,name", [
+    ({"max_iter": 5}, "max_iter"),  # the default ReLU path (dual-guided descent)
+    ({"method": "relaxation", "tol": 1e-3}, "tol"),
+    ({"method": "relaxation", "max_iter": 5}, "max_iter"),
+    ({"method": "relaxation", "max_time": 5.0}, "max_time"),
+    ({"method": "svd", "verbose": 1}, "verbose"),
+])
+def test_two_layer_rejects_parameters_its_path_ignores(params, name):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((20, 2))
+    with pytest.raises(ValueError, match=f"{name}=.* is not used"):
+        cn.ConvexReLURegressor(reg=0.1, **params).fit(X, X[:, 0])
+
 # ------------------------------------------------------------------------------- CNN
 def _digits(n: int = 16):
     d = load_digits()

@@ -39,11 +39,14 @@ def backend(method: str):
 
 
 _DEFAULTS = {"n_patterns": None, "gate_kind": "data", "gates": None, "solver": "auto",
-             "cvxpy_solver": None, "method_options": None, "search_rounds": None}
-#: the parameters each path reads (a non-default value of any other one is an error)
+             "cvxpy_solver": None, "method_options": None, "search_rounds": None,
+             "tol": 1e-6, "max_iter": 10000, "max_time": None, "verbose": 0}
+#: the parameters each path reads (a non-default value of any other one is an error); a
+#: registered method reads those its function takes
 _USES = {
-    "descent": {"n_patterns", "search_rounds"},
-    "program": {"n_patterns", "gate_kind", "gates", "solver", "search_rounds", "cvxpy_solver"},
+    "descent": {"n_patterns", "search_rounds", "tol", "max_time", "verbose"},
+    "program": {"n_patterns", "gate_kind", "gates", "solver", "search_rounds", "cvxpy_solver",
+                "tol", "max_iter", "max_time", "verbose"},
 }
 
 
