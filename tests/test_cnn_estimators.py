@@ -101,9 +101,10 @@ def test_regressor_and_errors():
 
 
 @pytest.mark.parametrize("program,kw", [
-    ("cone", {"pooling": "max", "patterns": "enumerate", "kernel_size": 1}),
+    # enumerate: n_patterns at its default; circular: kernel_size at its default (both unused)
+    ("cone", {"pooling": "max", "patterns": "enumerate", "kernel_size": 1, "n_patterns": 100}),
     ("shared", {"pool_size": 2}),
-    ("circular", {"n_circular": 2}),
+    ("circular", {"n_circular": 2, "kernel_size": 3}),
     ("three_layer", {"n_outer": 2, "n_patterns": 2, "kernel_size": 3}),
 ])
 def test_every_program_reachable_with_flat_input_and_io(program, kw, tmp_path):

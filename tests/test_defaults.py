@@ -192,7 +192,8 @@ def test_every_parameter_has_an_effect_or_is_rejected(capsys):
     # the program fits skip the pattern search (search_rounds=0) and the copositive relaxation
     # samples its patterns: each check still fails if its parameter is ignored
     prog = {"n_patterns": 8, "search_rounds": 0}
-    relax = fit(method="relaxation", n_patterns=8, method_options={"patterns": "sample"})
+    relax = fit(method="relaxation", n_patterns=8, method_options={"patterns": "sample"},
+                max_time=None)  # the relaxation has no time limit (max_time is rejected)
     checks = {
         "reg": lambda: differs(fit(reg=5.0)),
         "n_patterns": lambda: fit(n_patterns=3, search_rounds=0).network_.n_neurons <= 3,

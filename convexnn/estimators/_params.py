@@ -39,11 +39,14 @@ def backend(method: str):
 
 
 _DEFAULTS = {"n_patterns": None, "gate_kind": "data", "gates": None, "solver": "auto",
-             "cvxpy_solver": None, "method_options": None, "search_rounds": None}
-#: the parameters each path reads (a non-default value of any other one is an error)
+             "cvxpy_solver": None, "method_options": None, "search_rounds": None,
+             "tol": 1e-6, "max_iter": 10000, "max_time": None, "verbose": 0}
+#: the parameters each path reads (a non-default value of any other one is an error); a
+#: registered method reads those its function takes
 _USES = {
-    "descent": {"n_patterns", "search_rounds"},
-    "program": {"n_patterns", "gate_kind", "gates", "solver", "search_rounds", "cvxpy_solver"},
+    "descent": {"n_patterns", "search_rounds", "tol", "max_time", "verbose"},
+    "program": {"n_patterns", "gate_kind", "gates", "solver", "search_rounds", "cvxpy_solver",
+                "tol", "max_iter", "max_time", "verbose"},
 }
 
 
@@ -134,8 +137,20 @@ def check_two_layer_params(est) -> None:
 CNN_METHODS = ("cone", "shared", "circular", "three_layer")
 
 
+def _reject_unused(est, names, why: str) -> None:
+    """A non-default value (the ``__init__`` default) of any of ``names`` is an error naming
+    it: the configuration ``why`` does not read it."""
+    defaults = inspect.signature(type(est).__init__).parameters
+    for name in names:
+        value, default = est._param(name), defaults[name].default
+        if value is not default and value != default:
+            raise ValueError(f"{est._param_label(name)}={value!r} is not used by this "
+                             f"configuration ({why}); leave it at its default")
+
+
 def check_cnn_params(est) -> None:
-    """The CNN estimators' parameters (after :func:`check_common_params`)."""
+    """The CNN estimators' parameters (after :func:`check_common_params`); a non-default value
+    of a parameter the chosen program does not read is an error naming it."""
     from ..patterns.patches import POOLINGS
 
     if est.reg is None:
@@ -159,6 +174,23 @@ def check_cnn_params(est) -> None:
     if method != "cone" and est.activation != "relu":
         raise ValueError(f"method={method!r} is a ReLU program; use activation='relu' "
                          "(gated CNNs: method='cone')")
+    if method == "circular":
+        _reject_unused(est, ("kernel_size", "stride", "padding", "pooling", "pool_size",
+                             "fit_intercept"), "method='circular': full-size circular filters, "
+                       "no pooling, no bias")
+    if method == "three_layer":
+        _reject_unused(est, ("pooling", "pool_size"), "method='three_layer' has no pooling")
+    if method != "circular":
+        _reject_unused(est, ("n_circular",), f"method={method!r}")
+    if method != "three_layer":
+        _reject_unused(est, ("n_outer",), f"method={method!r}")
+    if est.pooling == "none":
+        _reject_unused(est, ("pool_size",), "pooling='none'")
+    if est.patterns == "enumerate":
+        _reject_unused(est, ("n_patterns", "gate_kind"), "patterns='enumerate'")
+    if est.solver == "cvxpy":
+        _reject_unused(est, ("max_iter", "max_time"), "solver='cvxpy' runs to its own "
+                       "stopping rule")
 
 
 # ------------------------------------------------------------------------- parallel
@@ -190,3 +222,26 @@ def check_parallel_params(est) -> None:
     if patterns not in PARALLEL_PATTERNS:
         raise ValueError(f"{est._param_label('patterns')} must be one of "
                          f"{tuple(PARALLEL_PATTERNS)}, got {patterns!r}")
+    _reject_unused_parallel(est, patterns)
+
+
+def _reject_unused_parallel(est, patterns: str) -> None:
+    """Non-default values of the parameters ``patterns``, ``solver`` and ``depth`` leave unread
+    are errors naming them."""
+    why = f"patterns={patterns!r}"
+    if patterns != "search":
+        # n_starts also sizes the search that estimates reg_max (reg=None)
+        _reject_unused(est, ("search_rounds", "max_new")
+                       + (("n_starts",) if est.reg is not None else ()), why)
+    if patterns != "enumerate":
+        _reject_unused(est, ("max_blocks",), why)
+    else:
+        _reject_unused(est, ("n_patterns", "gate_kind"), why + ": every block is used")
+    if patterns != "sample" or est.solver != "al":
+        _reject_unused(est, ("max_iter",), f"{why}, solver={est.solver!r}: only "
+                       "patterns='sample' with solver='al' has an iteration limit")
+    if est.solver == "cvxpy":  # CVXPY runs to its own stopping rule
+        _reject_unused(est, ("tol",) + (("max_time",) if patterns != "search" else ()),
+                       f"solver='cvxpy', {why}: CVXPY runs to its own stopping rule")
+    if est.depth == 2 and est.width != 1:  # one neuron per sub-network
+        _reject_unused(est, ("width",), "depth=2: one neuron per sub-network")

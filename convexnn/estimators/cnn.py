@@ -13,9 +13,15 @@
 * ``"shared"``: filters fixed at the gate directions and shared by every output (ReLU only).
 * ``"circular"``: ``n_circular`` circular convolutions with full-size filters, one ReLU, the
   ℓ1-in-Fourier program (single-channel inputs; ``kernel_size``/``stride``/``padding``/
-  ``pooling`` are not used). Exact for ``n_circular=1`` and a scalar output.
+  ``pooling``/``fit_intercept`` are not used). Exact for ``n_circular=1`` and a scalar output.
 * ``"three_layer"``: conv → ReLU → hidden unit → ReLU → Linear with the ℓ1 path regulariser,
-  ``n_outer`` sampled outer patterns.
+  ``n_outer`` sampled outer patterns (no pooling).
+
+A non-default value of a parameter the chosen configuration does not read (above; ``n_circular``
+/ ``n_outer`` outside their method, ``pool_size`` with ``pooling="none"``, ``n_patterns`` /
+``gate_kind`` with ``patterns="enumerate"``, ``max_iter`` / ``max_time`` with
+``solver="cvxpy"``) is a ``ValueError`` naming it; so is an ``input_shape`` that differs from
+the shape of image inputs.
 
 X is images (N, C, H, W) / (N, H, W), or 2-D (N, d) reshaped to ``input_shape`` ((C, H, W) or
 (H, W); default (1, 1, d): d one-pixel-high columns, so only ``kernel_size=1`` fits). The
@@ -104,6 +110,7 @@ class _ConvexCNNBase(ConvexEstimator):
             if y is None:
                 raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                                  "target y is None")
+            self._check_image_shape(Xa)
             self._flat = False
             self.n_features_in_ = int(np.prod(Xa.shape[1:]))
             return Xa, y
@@ -112,6 +119,16 @@ class _ConvexCNNBase(ConvexEstimator):
             Xa = validate_data(self, X, dtype=np.float64, reset=False)
             return reshape_flat(Xa, self.input_shape_), None
         return check_images(X, shape=self.input_shape_), None
+
+    def _check_image_shape(self, images: np.ndarray) -> None:
+        """``input_shape`` reshapes 2-D X; given with images, it must be their shape."""
+        if self.input_shape is None:
+            return
+        shape = reshape_flat(images.reshape(len(images), -1), self.input_shape).shape[1:]
+        if shape != images.shape[1:]:
+            raise ValueError(f"input_shape={self.input_shape!r} does not match the images' "
+                             f"shape {images.shape[1:]} (input_shape reshapes 2-D X; leave it "
+                             "None for images)")
 
     def _fit(self, X: np.ndarray, Yenc: np.ndarray, loss: str, t0: float):
         dt, dev = resolve_dtype(self.dtype), resolve_device(self.device)

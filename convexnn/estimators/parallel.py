@@ -18,11 +18,18 @@ sub-network; ``depth=2``: f(x) = Σ_k (w_kᵀx + b_k)_+ v_k) with objective
 ``patterns`` was ``method`` (``"cg"``, ``"sampled"``, ``"exhaustive"``) and ``search_rounds``
 was ``max_rounds``; the old names are deprecated aliases (``FutureWarning``).
 ``fit_intercept=True`` gives every first-layer neuron a bias (a ones column).
+A non-default value of a parameter the configuration does not read is a ``ValueError`` naming
+it: ``search_rounds`` / ``max_new`` (and ``n_starts`` unless ``reg=None``) outside
+``patterns="search"``, ``max_blocks`` outside ``"enumerate"``, ``n_patterns`` / ``gate_kind``
+with ``"enumerate"``, ``max_iter`` except with ``patterns="sample", solver="al"``,
+``width`` > 1 with ``depth=2``, and with ``solver="cvxpy"`` ``tol`` (and ``max_time`` outside
+``"search"``).
 
 ``reg=None`` (default): 0.1 · reg_max (regression) or 0.01 · reg_max (classification), the
 fractions the two-layer estimators use, with reg_max the smallest ``reg`` whose optimum is the
 zero network, estimated by the pattern search at the zero network
-(:func:`convexnn.pipelines.parallel.reg_max`); the value used is ``reg_``. The defaults
+(:func:`convexnn.pipelines.parallel.reg_max`, ``n_starts`` starts per direction); the value
+used is ``reg_``. The defaults
 (``n_patterns=8``, ``search_rounds=4``, ``n_starts=64``, 8 new blocks per direction and round,
 intermediate rounds solved to 1e-4) take 9–29 s of CPU on one thread on scikit-learn's
 bundled datasets (standardised features; benchmarks/results/parallel.md).
@@ -127,7 +134,8 @@ class _ParallelBase(ConvexEstimator):
               "max_new": 16 * Yt.shape[1] if self.max_new is None else int(self.max_new)}
         reg = float(self.reg) if self.reg is not None else \
             self._REG_FRACTION * reg_max(Xt, Yt, loss, depth=int(self.depth),
-                                         width=int(self.width), random_state=self.random_state)
+                                         width=int(self.width), random_state=self.random_state,
+                                         n_starts=int(self.n_starts))
         res = fit_parallel(Xt, Yt, reg=reg, depth=int(self.depth),
                            width=int(self.width), n_patterns=int(self.n_patterns), loss=loss,
                            random_state=self.random_state, intercept=intercept, rank=self.rank,
