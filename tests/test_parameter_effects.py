@@ -359,3 +359,38 @@ def test_parallel_rejects_parameters_its_configuration_ignores(params, name):
     X, y, _ = _parallel_data()
     with pytest.raises(ValueError, match=f"{name}.*not used"):
         cn.ConvexParallelReLURegressor(**params).fit(X, y)
+
+
+def test_cv_estimators_every_parameter_has_an_effect(capsys):
+    """ConvexReLU*CV: each parameter, set away from its default, changes the fit."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2))
+    y = np.maximum(X @ [1.0, -1.0], 0) + 0.1 * rng.standard_normal(40)
+    base_kw = {"n_regs": 2, "cv": 2, "random_state": 0}
+
+    def fit(**kw):
+        return cn.ConvexReLURegressorCV(**{**base_kw, **kw}).fit(X, y)
+
+    base = fit()
+    checks = {
+        "regs": lambda: np.allclose(np.sort(fit(regs=[2.0, 0.5]).regs_), [0.5, 2.0]),
+        "n_regs": lambda: fit(n_regs=3).regs_.shape == (3,),
+        "reg_ratio": lambda: fit(reg_ratio=0.5).regs_.min() / fit(reg_ratio=0.5).regs_.max()
+        == pytest.approx(0.5),
+        "cv": lambda: fit(cv=3).cv_scores_.shape[0] == 3,
+        "fit_intercept": lambda: fit(fit_intercept=False).network_.output_bias is None,
+        "n_patterns": lambda: fit(n_patterns=3).best_estimator_.n_patterns == 3,
+        "max_time": lambda: fit(max_time=1e-3).stop_reason_ == "max_time",
+        "random_state": lambda: not np.allclose(fit(random_state=1).predict(X), base.predict(X)),
+        "verbose": lambda: (fit(verbose=1), len(capsys.readouterr().out) > 0)[1],
+    }
+    assert set(checks) == set(base.get_params())
+    failed = [name for name, check in checks.items() if not check()]
+    assert failed == []
+    clf_kw = {"n_regs": 2, "cv": 2, "random_state": 0}
+    yc = (y > np.median(y)).astype(int)
+    ce = cn.ConvexReLUClassifierCV(loss="cross_entropy", **clf_kw).fit(X, yc)
+    lg = cn.ConvexReLUClassifierCV(**clf_kw).fit(X, yc)
+    assert set(lg.get_params()) == set(base.get_params()) | {"loss"}
+    assert ce.network_.second_layer_weights.shape[0] == 2
+    assert lg.network_.second_layer_weights.shape[0] == 1

@@ -78,17 +78,23 @@ class _CVBase(ConvexEstimator):
                                fit_intercept=self.fit_intercept,
                                random_state=self.random_state))
         folds = check_cv(self.cv, y_split, classifier=classifier)
+        # max_time bounds the whole fit: the paths get their share of the fits (one per fold
+        # and reg), the refit what is left (:meth:`_refit`)
+        n_fits = folds.get_n_splits(X, y_split) * len(self.regs_)
+        budget = None if self.max_time is None else self.max_time * n_fits / (n_fits + 1)
         self.cv_scores_ = cv_path_scores(
             X, Y, self.regs_, folds.split(X, y_split), score, loss=loss,
             fit_intercept=self.fit_intercept, n_neurons=self.n_patterns,
-            max_time=self.max_time, random_state=self.random_state, verbose=self.verbose)
+            max_time=budget, random_state=self.random_state, verbose=self.verbose)
         self.reg_ = float(self.regs_[int(np.argmax(self.cv_scores_.mean(0)))])
 
     def _refit(self, X, y, t0: float, **extra):
         """Refit at ``reg_`` on all the data; the fitted attributes every estimator has
         (:mod:`convexnn.estimators._base`) are the refit's, except ``fit_time_`` (the whole
         ``fit``, cross-validation included) and ``reg_`` (the chosen reg)."""
-        best = self._final(reg=self.reg_, **self._final_params(), **extra)
+        left = None if self.max_time is None else max(
+            self.max_time - (time.perf_counter() - t0), 1e-3)
+        best = self._final(reg=self.reg_, max_time=left, **self._final_params(), **extra)
         self.best_estimator_ = best.fit(X, y)
         for name in ("network_", "certificate_", "history_", "fit_info_", "n_iter_",
                      "stop_reason_"):
@@ -150,7 +156,8 @@ class ConvexReLURegressorCV(ConvexRegressorMixin, _CVBase):
     Parameters: ``regs`` (None: ``n_regs`` values geometric from reg_max/2 down by
     ``reg_ratio``), ``cv`` (folds or a scikit-learn splitter), and ``fit_intercept``,
     ``n_patterns``, ``random_state``, ``verbose`` as in :class:`ConvexReLURegressor`;
-    ``max_time`` bounds the cross-validation (the refit has its own default budget).
+    ``max_time`` bounds the whole fit (cross-validation and refit; None: each fit has the
+    default budget).
     """
 
     def fit(self, X, y):
