@@ -37,6 +37,7 @@ from ..patterns import PatternSet, sample_gates
 from ..results import FitResult
 from ..solvers.base import History
 from . import descent
+from .local import threads_for
 
 __all__ = ["fit_two_layer", "REG_FRACTION", "DEFAULT_MAX_TIME", "default_width", "standardise",
            "network_to_user", "certificate_to_user"]
@@ -128,12 +129,13 @@ def fit_two_layer(X: np.ndarray, Y: np.ndarray, *, reg: float | None, loss: str,
         reg_s = float(reg) / sy
     left = max(budget - (time.perf_counter() - t0), 1e-3)
     if solver == "descent":
-        net, cert, hist, info = descent.fit_relu_descent(
-            Xt, Yt, reg_s, base, n_neurons=n_patterns or default_width(*Xt.shape),
-            intercept=fit_intercept,
-            offset=fit_intercept, max_time=left, tol=tol,
-            max_rounds=20 if search_rounds is None else search_rounds,
-            random_state=random_state, verbose=verbose)
+        width = n_patterns or default_width(*Xt.shape)
+        with threads_for(Xt.numel() * width):
+            net, cert, hist, info = descent.fit_relu_descent(
+                Xt, Yt, reg_s, base, n_neurons=width, intercept=fit_intercept,
+                offset=fit_intercept, max_time=left, tol=tol,
+                max_rounds=20 if search_rounds is None else search_rounds,
+                random_state=random_state, verbose=verbose)
         patterns, search = None, info["rounds"]
     else:
         net, cert, hist, info, patterns = _fit_program(

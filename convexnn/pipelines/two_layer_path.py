@@ -19,6 +19,7 @@ from ..certificates import Certificate
 from ..losses import get_loss
 from ..networks import TwoLayerNetwork
 from . import descent
+from .local import threads_for
 from .two_layer import (
     DEFAULT_MAX_TIME,
     certificate_to_user,
@@ -65,10 +66,11 @@ def fit_path(X: np.ndarray, Y: np.ndarray, regs: Sequence[float], *, loss: str,
     for i, k in enumerate(order):
         left = budget - (time.perf_counter() - t0)
         share = max(left / (len(regs) - i), 1e-3)  # an equal share of what is left
-        net, cert, _, _ = descent.fit_relu_descent(
-            Xt, Yt, float(regs[k]) / sy, base, n_neurons=width, intercept=fit_intercept,
-            offset=fit_intercept, max_time=share, init=init, polish=polish,
-            random_state=random_state + i if isinstance(random_state, int) else random_state)
+        with threads_for(Xt.numel() * width):
+            net, cert, _, _ = descent.fit_relu_descent(
+                Xt, Yt, float(regs[k]) / sy, base, n_neurons=width, intercept=fit_intercept,
+                offset=fit_intercept, max_time=share, init=init, polish=polish,
+                random_state=random_state + i if isinstance(random_state, int) else random_state)
         b2 = net.output_bias if net.output_bias is not None else torch.zeros(
             Yt.shape[1], dtype=Xt.dtype, device=Xt.device)
         init = [net.first_layer_weights, net.first_layer_bias, net.second_layer_weights, b2]
