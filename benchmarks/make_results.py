@@ -7,8 +7,8 @@ Run: python benchmarks/make_results.py
 
 from pathlib import Path
 
-ORDER = ["defaults", "cv", "speed", "peers", "two_layer", "exact", "copositive", "cnn", "parallel",
-         "sdp"]
+ORDER = ["defaults", "cv", "speed", "peers", "distributed", "two_layer", "exact", "copositive",
+         "cnn", "parallel", "sdp"]
 TITLES = {
     "defaults": ("Issues 18 and 19 — two-layer estimators at their defaults vs scikit-learn; "
                  "the default ReLU fit vs Adam"),
@@ -17,6 +17,7 @@ TITLES = {
     "speed": "Issue 20 — speed and scale: solver selection, memory, regularisation path",
     "cv": "Issue 20 — reg by cross-validation: ConvexReLU*CV vs GridSearchCV",
     "peers": "Issue 20 — the gated program and its path vs scnn and adelie",
+    "distributed": "Issue 20 — 1 vs 2 processes (torch.distributed): gated program, ReLU descent",
     "exact": "Issue 21 — exact column generation vs CVXPY + Clarabel; pruning",
     "copositive": "Issue 3 — copositive programs: exact global optimum vs Adam vs relaxation",
     "cnn": "Issue 4 — convex CNNs on digits",
