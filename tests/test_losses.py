@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -105,3 +107,18 @@ def test_network_value_and_grad_match_autograd(name, c, smooth):
     assert f2 == pytest.approx(float(f), rel=1e-13)
     for a, q in zip(grads, p):
         assert torch.allclose(a, q.grad, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("name,c", [("logistic", 1), ("cross_entropy", 3)])
+def test_float32_gradients_are_in_the_conjugate_domain(name, c):
+    """A float32 gradient is a dual point (finite conjugate, equal to float64's to float32
+    precision); a point clearly outside the domain is still refused."""
+    g = torch.Generator().manual_seed(5)
+    Y = _targets(name, 200, c, g)
+    Z = 3 * torch.randn(200, c, generator=g, dtype=torch.float64)
+    loss = get_loss(name)
+    G32 = loss.grad(Z.float(), Y.float())
+    v32 = float(loss.conjugate(G32, Y.float()))
+    v64 = float(loss.conjugate(loss.grad(Z, Y), Y))
+    assert math.isfinite(v32) and v32 == pytest.approx(v64, rel=1e-4, abs=1e-3)
+    assert loss.conjugate(G32 + 1e-3, Y.float()) == math.inf

@@ -10,6 +10,12 @@ from torch import Tensor
 __all__ = ["Loss", "SquaredLoss", "LogisticLoss", "CrossEntropyLoss"]
 
 
+def _domain_tol(L: Tensor, tol: float) -> float:
+    """The conjugates' domain tolerance: ``tol`` in float64, the rounding of L's own precision
+    (64 ulp) when coarser: a float32 gradient's rows sum to 1 only to ~1e-7."""
+    return max(tol, 64 * torch.finfo(L.dtype).eps)
+
+
 def _xlogx(t: Tensor) -> Tensor:
     return torch.where(t > 0, t * torch.log(t.clamp_min(1e-300)), torch.zeros_like(t))
 
@@ -94,7 +100,8 @@ class LogisticLoss(Loss):
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         t = -Y * L
-        if bool((t < -1e-12).any()) or bool((t > 1 + 1e-12).any()):
+        tol = _domain_tol(L, 1e-12)
+        if bool((t < -tol).any()) or bool((t > 1 + tol).any()):
             return torch.tensor(math.inf, dtype=L.dtype, device=L.device)
         t = t.clamp(0.0, 1.0)
         return (_xlogx(t) + _xlogx(1 - t)).sum()
@@ -149,7 +156,8 @@ class CrossEntropyLoss(Loss):
 
     def conjugate(self, L: Tensor, Y: Tensor) -> Tensor:
         P = L + Y
-        if bool((P < -1e-12).any()) or bool(((P.sum(dim=1) - 1).abs() > 1e-8).any()):
+        if bool((P < -_domain_tol(L, 1e-12)).any()) or bool(
+                ((P.sum(dim=1) - 1).abs() > _domain_tol(L, 1e-8)).any()):
             return torch.tensor(math.inf, dtype=L.dtype, device=L.device)
         return _xlogx(P.clamp_min(0.0)).sum()
 
