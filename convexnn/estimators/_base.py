@@ -22,7 +22,8 @@ from __future__ import annotations
 import inspect
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,11 +37,25 @@ from ..results import FitResult
 from ..solvers.base import History
 from ._cnn_data import check_class_labels, check_targets
 
-__all__ = ["ConvexEstimator", "ConvexClassifierMixin", "ConvexRegressorMixin", "FitHistory",
-           "DEPRECATED"]
+__all__ = ["backend_errors", "ConvexEstimator", "ConvexClassifierMixin", "ConvexRegressorMixin",
+           "FitHistory", "DEPRECATED"]
 
 #: default of a deprecated alias parameter (a value that no user passes)
 DEPRECATED = "deprecated"
+
+
+@contextmanager
+def backend_errors(what: str, hint: str = "") -> Iterator[None]:
+    """A solver backend's failure (CVXPY, Clarabel, SCS, ...) as one RuntimeError naming
+    ``what`` and ``hint`` (what to change), never the raw third-party exception; bad input
+    (ValueError / TypeError) and MemoryError pass through unchanged."""
+    try:
+        yield
+    except (ValueError, TypeError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any backend's own exception type
+        raise RuntimeError(f"{what} failed on this problem ({type(err).__name__}: {err})"
+                           f"{hint}") from err
 
 
 class FitHistory(History):

@@ -50,7 +50,7 @@ from ..losses import get_loss
 from ..networks import TwoLayerNetwork
 from ..pipelines.two_layer import fit_two_layer
 from ..results import FitResult
-from ._base import ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
+from ._base import ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin, backend_errors
 from ._params import METHODS, backend, check_two_layer_params
 from .io import load_estimator
 
@@ -119,7 +119,9 @@ class _ConvexTwoLayer(ConvexEstimator):
                                      f" x patterns), got {G.shape}")
                 if not np.isfinite(G).all():
                     raise ValueError("gates contain NaN or infinity")
-            try:
+            with backend_errors(f"the {self.solver!r} solver",
+                                "; the default solver='auto' (descent for ReLU, FISTA for "
+                                "gated) needs no external solver"):
                 res, extras = fit_two_layer(
                     Xa, Y, reg=self.reg, loss=self._loss_name(), activation=self.activation,
                     solver=self.solver, n_patterns=self.n_patterns, gates=self.gates,
@@ -128,13 +130,6 @@ class _ConvexTwoLayer(ConvexEstimator):
                     search_rounds=self.search_rounds, dtype=dtype, device=device,
                     random_state=self.random_state, verbose=self.verbose,
                     cvxpy_solver=self.cvxpy_solver)
-            except (ValueError, TypeError, MemoryError):
-                raise
-            except Exception as err:  # a backend's failure, never a raw third-party error
-                raise RuntimeError(
-                    f"the {self.solver!r} solver failed on this problem "
-                    f"({type(err).__name__}: {err}); the default solver='auto' "
-                    "(descent for ReLU, FISTA for gated) needs no external solver") from err
             self.patterns_ = extras["patterns"]
             self.search_ = extras["search"]
             self.solver_ = extras["solver"]
@@ -171,14 +166,9 @@ class _ConvexTwoLayer(ConvexEstimator):
         if unknown:
             raise ValueError(f"method {self.method!r} does not take options "
                              f"{sorted(unknown)}; it takes {sorted(accepted)}")
-        try:
+        with backend_errors(f"method {self.method!r}"):
             return fn(Xaug, Yt, float(self.reg), loss.name, intercept=bool(self.fit_intercept),
                       **{**kwargs, **options})
-        except (ValueError, TypeError, MemoryError):
-            raise
-        except Exception as err:
-            raise RuntimeError(f"method {self.method!r} failed on this problem "
-                               f"({type(err).__name__}: {err})") from err
 
     def _warn_certificate(self) -> None:
         cert = self.certificate_
