@@ -395,3 +395,31 @@ def test_cv_estimators_every_parameter_has_an_effect(capsys):
     assert set(lg.get_params()) == set(base.get_params()) | {"loss"}
     assert ce.network_.second_layer_weights.shape[0] == 2
     assert lg.network_.second_layer_weights.shape[0] == 1
+
+
+class _ThirdPartyError(Exception):
+    """Stands for a backend's own exception type (e.g. cvxpy's SolverError)."""
+
+
+@pytest.mark.parametrize("module,name,make", [
+    ("two_layer", "fit_two_layer", lambda: cn.ConvexReLURegressor(solver="cvxpy", reg=0.1)),
+    ("cnn", "solve", lambda: cn.ConvexCNNRegressor(kernel_size=3, reg=0.1, n_patterns=2,
+                                                   solver="cvxpy", input_shape=(3, 3))),
+    ("parallel", "fit_parallel", lambda: cn.ConvexParallelReLURegressor(
+        reg=0.1, n_patterns=4, patterns="sample", solver="cvxpy")),
+])
+def test_a_backend_failure_is_one_clear_error(monkeypatch, module, name, make):
+    """Every estimator turns a backend's own exception into one RuntimeError naming the solver
+    and what to change, never the third-party exception itself."""
+    import importlib
+
+    def boom(*a, **k):
+        raise _ThirdPartyError("Solver 'CLARABEL' failed")
+
+    monkeypatch.setattr(importlib.import_module(f"convexnn.estimators.{module}"), name, boom)
+    X = np.random.default_rng(0).standard_normal((20, 9)) if module == "cnn" else \
+        np.random.default_rng(0).standard_normal((20, 3))
+    y = X[:, 0]
+    with pytest.raises(RuntimeError, match="'cvxpy' solver failed on this problem.*auto") as e:
+        make().fit(X, y)
+    assert isinstance(e.value.__cause__, _ThirdPartyError)

@@ -43,7 +43,13 @@ from sklearn.utils.validation import validate_data
 from .._validation import resolve_device, resolve_dtype, to_tensor
 from ..pipelines.cnn import build_program, solve
 from ..results import FitResult
-from ._base import DEPRECATED, ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
+from ._base import (
+    DEPRECATED,
+    ConvexClassifierMixin,
+    ConvexEstimator,
+    ConvexRegressorMixin,
+    backend_errors,
+)
 from ._cnn_data import check_images, is_flat, reshape_flat
 from ._params import CNN_METHODS, check_cnn_params
 
@@ -141,9 +147,11 @@ class _ConvexCNNBase(ConvexEstimator):
             n_patterns=int(self.n_patterns), gate_kind=self.gate_kind,
             random_state=self.random_state, n_circular=int(self.n_circular),
             n_outer=int(self.n_outer))
-        x, cert, res = solve(prog, solver=self.solver, tol=float(self.tol),
-                             max_iter=int(self.max_iter), max_time=self.max_time,
-                             verbose=int(self.verbose))
+        with backend_errors(f"the CNN program's {self.solver!r} solver",
+                            "; solver='auto' needs no external solver"):
+            x, cert, res = solve(prog, solver=self.solver, tol=float(self.tol),
+                                 max_iter=int(self.max_iter), max_time=self.max_time,
+                                 verbose=int(self.verbose))
         n_patterns = int(prog.patterns.n_patterns)
         self.fit_result_ = FitResult(prog.to_network(x), cert, res.history,
                                      {"stop_reason": res.stop_reason, "n_iter": res.n_iter,

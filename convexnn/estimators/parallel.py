@@ -63,7 +63,13 @@ from .._validation import (
     to_tensor,
 )
 from ..pipelines.parallel import fit_parallel, reg_max
-from ._base import DEPRECATED, ConvexClassifierMixin, ConvexEstimator, ConvexRegressorMixin
+from ._base import (
+    DEPRECATED,
+    ConvexClassifierMixin,
+    ConvexEstimator,
+    ConvexRegressorMixin,
+    backend_errors,
+)
 from ._params import PARALLEL_PATTERNS, check_parallel_params
 
 __all__ = ["ConvexParallelReLURegressor", "ConvexParallelReLUClassifier"]
@@ -136,14 +142,17 @@ class _ParallelBase(ConvexEstimator):
             self._REG_FRACTION * reg_max(Xt, Yt, loss, depth=int(self.depth),
                                          width=int(self.width), random_state=self.random_state,
                                          n_starts=int(self.n_starts))
-        res = fit_parallel(Xt, Yt, reg=reg, depth=int(self.depth),
-                           width=int(self.width), n_patterns=int(self.n_patterns), loss=loss,
-                           random_state=self.random_state, intercept=intercept, rank=self.rank,
-                           method=method, solver=self.solver, tol=float(self.tol),
-                           max_iter=int(self.max_iter), max_time=self.max_time,
-                           verbose=int(self.verbose), gate_kind=self.gate_kind,
-                           cg_options=cg if method == "cg" else None,
-                           max_blocks=int(self.max_blocks))
+        with backend_errors(f"the parallel program's {self.solver!r} solver",
+                            "; solver='auto' needs no external solver"):
+            res = fit_parallel(Xt, Yt, reg=reg, depth=int(self.depth),
+                               width=int(self.width), n_patterns=int(self.n_patterns),
+                               loss=loss, random_state=self.random_state, intercept=intercept,
+                               rank=self.rank, method=method, solver=self.solver,
+                               tol=float(self.tol), max_iter=int(self.max_iter),
+                               max_time=self.max_time, verbose=int(self.verbose),
+                               gate_kind=self.gate_kind,
+                               cg_options=cg if method == "cg" else None,
+                               max_blocks=int(self.max_blocks))
         self._set_fitted(res, n_features=X.shape[1], reg=reg,
                          seconds=time.perf_counter() - t0)
         self.loss_ = loss
