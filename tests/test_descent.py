@@ -99,3 +99,19 @@ def test_every_polish_lowers_or_keeps_the_rounds_objective(polish):
     rounds = [r["objective"] for r in info["rounds"]]
     assert cert.primal <= min(rounds) * (1 + 1e-6)
     assert np.isfinite(cert.relative_gap)
+
+
+def test_estimator_tol_scales_the_descent_stops():
+    """tol reaches the default descent: a loose tol stops much sooner at a (slightly) higher
+    objective; a tight one is not worse than the loose one (beyond the default the non-convex
+    path, not the tolerance, decides where it stops)."""
+    import convexnn as cn
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    y = np.maximum(X @ [1.0, -1.0, 0.5], 0) + 0.05 * rng.standard_normal(80)
+    fits = {t: cn.ConvexReLURegressor(reg=0.1, tol=t, random_state=0, warn_gap=None).fit(X, y)
+            for t in (1e-3, 1e-6, 1e-8)}
+    assert fits[1e-3].n_iter_ < 0.5 * fits[1e-6].n_iter_
+    loose = fits[1e-3].certificate_.primal
+    assert fits[1e-6].certificate_.primal < loose and fits[1e-8].certificate_.primal < loose

@@ -131,9 +131,13 @@ def fit_two_layer(X: np.ndarray, Y: np.ndarray, *, reg: float | None, loss: str,
     if solver == "descent":
         width = n_patterns or default_width(*Xt.shape)
         with threads_for(Xt.numel() * width):
+            # tol scales every stop of the descent (the default 1e-6: rounds and their
+            # L-BFGS to 1e-4, the polish's L-BFGS windows to 1e-5)
+            k = tol / 1e-6
             net, cert, hist, info = descent.fit_relu_descent(
                 Xt, Yt, reg_s, base, n_neurons=width, intercept=fit_intercept,
-                offset=fit_intercept, max_time=left, tol=tol,
+                offset=fit_intercept, max_time=left, tol=tol, round_tol=1e-4 * k,
+                lbfgs_wtol=1e-4 * k, polish_wtol=1e-5 * k,
                 max_rounds=20 if search_rounds is None else search_rounds,
                 random_state=random_state, verbose=verbose)
         patterns, search = None, info["rounds"]
