@@ -75,17 +75,16 @@ def search_neurons(X: Tensor, Lam: Tensor, starts: Tensor, iters: int = 20, redu
     """
     red = (lambda t: t) if reduce is None else reduce
     U = starts / torch.linalg.vector_norm(starts, dim=0, keepdim=True).clamp_min(1e-300)
-    best_u, best_v = U.clone(), torch.full((U.shape[1],), -math.inf, dtype=X.dtype,
-                                           device=X.device)
+    best_u, best_v = U, torch.full((U.shape[1],), -math.inf, dtype=X.dtype, device=X.device)
     for _ in range(iters + 1):
         Z = X @ U
         Q = red(Lam.T @ Z.clamp_min(0))  # (c, K)
         val = torch.linalg.vector_norm(Q, dim=0)
         better = val > best_v
         best_v = torch.where(better, val, best_v)
-        best_u[:, better] = U[:, better]
+        best_u = torch.where(better[None, :], U, best_u)
         Wd = Q / val.clamp_min(1e-300)
-        G = red(X.T @ ((Z >= 0).to(X.dtype) * (Lam @ Wd)))
+        G = red(X.T @ (Lam @ Wd).mul_(Z >= 0))
         U = G / torch.linalg.vector_norm(G, dim=0, keepdim=True).clamp_min(1e-300)
     return best_u, best_v
 

@@ -16,10 +16,19 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
 from ..losses import Loss
+
+_BLAS: list[ThreadpoolController] = []  # scanned once: a scan costs ~2 ms per L-BFGS call
+
+
+def _one_blas_thread():
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
 
 #: scipy L-BFGS-B's per-iteration relative-decrease test (the windowed test usually stops first)
 LBFGS_FTOL = 1e-10
@@ -139,7 +148,7 @@ def lbfgs_network(params: list[Tensor], X: Tensor, Y: Tensor, loss: Loss, reg: f
 
     z0 = torch.cat([p.reshape(-1) for p, fr in zip(params, free) if fr]).cpu().double().numpy()
     # scipy's L-BFGS-B makes many tiny BLAS calls: threads only add contention there
-    with torch.no_grad(), threadpool_limits(1, user_api="blas"):
+    with torch.no_grad(), _one_blas_thread():
         res = minimize(fun, z0, jac=True, method="L-BFGS-B", callback=stop,
                        options={"maxiter": max_iter, "ftol": ftol, "gtol": gtol,
                                 "maxcor": 20})
