@@ -87,10 +87,34 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
     logistic and cross-entropy losses.
     """
     from .._validation import check_reg
-    from ..formulations.copositive import ConeFaces, fit_exact
 
     check_reg(reg)
     lo = get_loss(loss)
+    net, Xt, Yt = _checked_inputs(network, X, Y, intercept)
+    Xa = torch.cat([Xt, torch.ones(Xt.shape[0], 1, dtype=Xt.dtype)], 1) if intercept else Xt
+    Xn = Xa.numpy()
+    _check_label_encoding(lo, Yt)
+    primal = net.objective(Xt, Yt, reg, lo)
+    F = net.forward(Xt)
+    if net.output_bias is not None:  # compare with every network that has a free offset
+        lo = OffsetLoss(lo)
+        F = F - net.output_bias
+    lam = lo.grad(F, Yt)
+    cnt = count_patterns(Xn)
+    details: dict = {"n_patterns_bound": cnt["bound"], "rank": cnt["rank"]}
+    if cnt["bound"] <= max_patterns:
+        lower, s, upper, better = _exact_bound(Xn, Yt, lam, lo, reg, intercept, solve, tol,
+                                               max_time, max_patterns, details)
+        method, scope = "exact enumeration + exact cone-constrained PCA oracle", SCOPE_GLOBAL
+    else:
+        lower, s = _norm_bound(Xa, Yt, lam, lo, reg, details)
+        upper = better = None
+        method, scope = "norm bound (arrangement too large to enumerate)", SCOPE_NORM_BOUND
+    return _assemble_certificate(primal, lower, s, method, scope, upper, better, details, tol)
+
+
+def _checked_inputs(network: TwoLayerNetwork, X, Y, intercept: bool):
+    """(float64 CPU network, X, Y as an n x c column block), or a clear error."""
     if not isinstance(network, TwoLayerNetwork):
         raise TypeError("network must be a convexnn TwoLayerNetwork (use "
                         "TwoLayerNetwork.from_torch for an nn.Sequential)")
@@ -112,9 +136,11 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
         raise ValueError("X or Y contains NaN or infinity")
     if not intercept and bool((net.first_layer_bias != 0).any()):
         raise ValueError("the network has a first-layer bias: call with intercept=True")
-    Xa = torch.cat([Xt, torch.ones(Xt.shape[0], 1, dtype=Xt.dtype)], 1) if intercept else Xt
-    Xn = Xa.numpy()
+    return net, Xt, Yt
 
+
+def _check_label_encoding(lo: Loss, Yt: torch.Tensor) -> None:
+    """The classification losses need their own target encoding (one-hot, ±1)."""
     if lo.name == "cross_entropy" and not (bool(((Yt == 0) | (Yt == 1)).all())
                                            and bool((Yt.sum(1) == 1).all())):
         raise ValueError("loss='cross_entropy' needs one-hot Y (n x classes, rows of 0/1 "
@@ -122,43 +148,51 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
     if lo.name == "logistic" and not bool((Yt.abs() == 1).all()):
         raise ValueError("loss='logistic' needs Y in {-1, +1}; got other values "
                          "(encode 0/1 labels as 2*y - 1)")
-    primal = net.objective(Xt, Yt, reg, lo)
-    F = net.forward(Xt)
-    if net.output_bias is not None:  # compare with every network that has a free offset
-        lo = OffsetLoss(lo)
-        F = F - net.output_bias
-    lam = lo.grad(F, Yt)
-    cnt = count_patterns(Xn)
-    details: dict = {"n_patterns_bound": cnt["bound"], "rank": cnt["rank"]}
-    better = None
-    upper = None
-    if cnt["bound"] <= max_patterns:
-        pats = enumerate_patterns(Xn, max_patterns=max_patterns)
-        faces = ConeFaces(Xn, pats.gates, exhaustive=True)
-        h = float(faces.oracle(lam.numpy())[0].max())
-        lower, s = scaled_dual(lo, lam, Yt, h, reg)
-        method, scope = "exact enumeration + exact cone-constrained PCA oracle", SCOPE_GLOBAL
-        details.update({"n_patterns": pats.n_patterns, "h_over_reg": h / reg,
-                        "lower_bound_from_network": lower})
-        if solve:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = fit_exact(Xn, Yt.numpy(), reg, lo, intercept=intercept,
-                                tol=min(tol, 1e-6) / 4, max_time=max_time,
-                                max_patterns=max_patterns)
-            details["lower_bound_from_exact_solve"] = res.certificate.dual
-            if res.certificate.dual > lower:
-                lower, s = res.certificate.dual, res.certificate.dual_scale
-            upper = res.certificate.primal
-            better = res.network
-    else:
-        Xop = float(torch.linalg.matrix_norm(Xa, ord=2))
-        h = min(float(torch.linalg.matrix_norm(lam, ord=2)) * Xop,
-                float((torch.linalg.vector_norm(lam, dim=1)
-                       * torch.linalg.vector_norm(Xa, dim=1)).sum()))
-        lower, s = scaled_dual(lo, lam, Yt, h, reg)
-        method, scope = "norm bound (arrangement too large to enumerate)", SCOPE_NORM_BOUND
-        details["h_bound_over_reg"] = h / reg
+
+
+def _exact_bound(Xn: np.ndarray, Yt: torch.Tensor, lam: torch.Tensor, lo: Loss, reg: float,
+                 intercept: bool, solve: bool, tol: float, max_time: float | None,
+                 max_patterns: int, details: dict):
+    """(lower, dual scale, optimum upper bound, better network): h by the exact oracle over
+    every pattern, improved by the exact solve when ``solve`` (fills ``details``)."""
+    from ..formulations.copositive import ConeFaces, fit_exact
+
+    pats = enumerate_patterns(Xn, max_patterns=max_patterns)
+    faces = ConeFaces(Xn, pats.gates, exhaustive=True)
+    h = float(faces.oracle(lam.numpy())[0].max())
+    lower, s = scaled_dual(lo, lam, Yt, h, reg)
+    details.update({"n_patterns": pats.n_patterns, "h_over_reg": h / reg,
+                    "lower_bound_from_network": lower})
+    if not solve:
+        return lower, s, None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = fit_exact(Xn, Yt.numpy(), reg, lo, intercept=intercept,
+                        tol=min(tol, 1e-6) / 4, max_time=max_time,
+                        max_patterns=max_patterns)
+    details["lower_bound_from_exact_solve"] = res.certificate.dual
+    if res.certificate.dual > lower:
+        lower, s = res.certificate.dual, res.certificate.dual_scale
+    return lower, s, res.certificate.primal, res.network
+
+
+def _norm_bound(Xa: torch.Tensor, Yt: torch.Tensor, lam: torch.Tensor, lo: Loss, reg: float,
+                details: dict):
+    """(lower, dual scale) from h ≤ min(||Λ||₂ ||X̃||₂, Σ_i ||λ_i|| ||x̃_i||) (fills ``details``)."""
+    Xop = float(torch.linalg.matrix_norm(Xa, ord=2))
+    h = min(float(torch.linalg.matrix_norm(lam, ord=2)) * Xop,
+            float((torch.linalg.vector_norm(lam, dim=1)
+                   * torch.linalg.vector_norm(Xa, dim=1)).sum()))
+    lower, s = scaled_dual(lo, lam, Yt, h, reg)
+    details["h_bound_over_reg"] = h / reg
+    return lower, s
+
+
+def _assemble_certificate(primal: float, lower: float, s: float, method: str, scope: str,
+                          upper: float | None, better, details: dict,
+                          tol: float) -> GlobalCertificate:
+    """The certificate: the trivial bound 0 if the dual one is negative, the gap, the
+    vacuous-bound warning (reported at certify's caller) and the optimality verdict."""
     if math.isfinite(lower) and lower < 0:  # loss + penalty ≥ 0: 0 is the better proven bound
         details["lower_bound_from_dual"] = lower
         lower, method = 0.0, method + "; dual bound negative, replaced by the trivial bound 0"
@@ -168,7 +202,7 @@ def certify(network: TwoLayerNetwork, X, Y, reg: float, loss: str | Loss = "squa
         warnings.warn(f"certify(): the lower bound {lower:.4g} is vacuous for this network "
                       f"(objective {primal:.4g}) with {method}; no useful global bound can be "
                       "had here (high-rank data: see README, 'What the certificate means')",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)
     if rel <= tol:
         is_opt = True
     elif upper is not None and upper < primal * (1 - 1e-12) - 1e-15:

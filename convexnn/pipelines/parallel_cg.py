@@ -60,10 +60,7 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
     that of the read-back network for the program over the final blocks; ``info["pricing"]``
     reports the last search and ``info["rounds"]`` the trajectory (objective, blocks, seconds
     per round)."""
-    if reg <= 0:
-        raise ValueError(f"reg must be > 0, got {reg}")
-    if max_rounds < 0 or n_init_blocks < 0 or (max_new is not None and max_new < 1):
-        raise ValueError("max_rounds and n_init_blocks must be >= 0 and max_new >= 1")
+    _check_args(reg, max_rounds, n_init_blocks, max_new)
     t0 = time.perf_counter()
     lo = get_loss(loss)
     rng = random_state if isinstance(random_state, np.random.Generator) \
@@ -73,53 +70,89 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
     max_new = 20 * 2 * c if max_new is None else int(max_new)
     search = {"width": width, "depth": depth, "n_starts": n_starts, "n_steps": n_steps,
               "random_state": rng, "intercept_column": icol}
-
-    def master(prog: ParallelProgram, x0: Tensor | None = None):
-        return _master(prog, solver, round_tol, prune, x0 if warm_start else None)
-
-    def program(blk: ParallelBlocks) -> ParallelProgram:
-        p = ParallelProgram(X, Y, blk, reg, lo, depth=depth, intercept=intercept)
-        p.block_source = "column-generation"
-        return p
-
-    prog = program(_initial_blocks(X, n_init_blocks, width, depth, c, rng, gate_kind, icol))
-    x, res = master(prog)
+    prog = _program(X, Y, _initial_blocks(X, n_init_blocks, width, depth, c, rng, gate_kind, icol),
+                    reg, lo, depth, intercept)
+    x, res = _master(prog, solver, round_tol, prune, None)
     hist = History()
     rounds: list[dict] = []
     prev: tuple[Tensor, Tensor, Tensor] | None = None
-    reason = StopReason.MAX_ITER
     for rnd in range(max_rounds + 1):
-        net_pred = prog.network_predict(prog.linear(x))
-        obj = float(lo.value(net_pred, Y) + prog.penalty(x))
-        # warm starts: the network's own sub-networks and last round's best candidates
-        act, init = _active_starts(prog, x, c, prev)
-        cand = price(X, lo.grad(net_pred, Y), init=init, **search)
+        obj, act, cand = _evaluate(prog, x, X, Y, lo, c, prev, search)
         ratio = cand.best / reg
         elapsed = time.perf_counter() - t0
         rounds.append(_round_record(rnd, obj, prog, act, ratio, res, cand, elapsed, verbose))
         hist.append(rnd, obj, float("nan"), float("nan"), elapsed)
-        if ratio <= 1 + price_tol:
-            reason = StopReason.CONVERGED
+        reason = _stop_reason(ratio, price_tol, rnd, max_rounds, max_time, elapsed)
+        if reason is not None:
             break
-        if rnd == max_rounds:
-            reason = StopReason.MAX_ITER
-            break
-        if max_time is not None and elapsed >= max_time:
-            reason = StopReason.MAX_TIME
-            break
-        keep_keys = candidate_keys(X, prog.blocks.gates[act], prog.sig[act],
-                                   prog.blocks.outputs[act], prog.eps[act])
-        pick, _ = select_blocks(X, cand, keep_keys, reg, price_tol, max_new)
-        top = min(cand.values.numel(), 4 * max_new)
-        prev = (cand.gates[:top], cand.signs[:top],
-                direction_index(cand.outputs[:top], cand.eps[:top], c))
-        if not pick:  # violations found, but all of them already in S (round-off level)
+        prev, grown = _next_blocks(X, prog, x, act, cand, reg, price_tol, max_new, c)
+        if grown is None:  # violations found, but all of them already in S (round-off level)
             reason = StopReason.STALLED
             break
-        blocks, x0 = _grown(prog, x, act, cand, torch.as_tensor(pick, device=X.device))
-        prog = program(blocks)
-        x, res = master(prog, x0)
-    # final: the last program to full accuracy over its non-negligible blocks
+        prog = _program(X, Y, grown[0], reg, lo, depth, intercept)
+        x, res = _master(prog, solver, round_tol, prune, grown[1] if warm_start else None)
+    return _final_fit(prog, x, X, Y, lo, reg, c, search, solver, tol, prune, price_tol, reason,
+                      rounds, hist, t0)
+
+
+def _check_args(reg: float, max_rounds: int, n_init_blocks: int, max_new: int | None) -> None:
+    if reg <= 0:
+        raise ValueError(f"reg must be > 0, got {reg}")
+    if max_rounds < 0 or n_init_blocks < 0 or (max_new is not None and max_new < 1):
+        raise ValueError("max_rounds and n_init_blocks must be >= 0 and max_new >= 1")
+
+
+def _program(X: Tensor, Y: Tensor, blk: ParallelBlocks, reg: float, lo: Loss, depth: int,
+             intercept: bool) -> ParallelProgram:
+    """The program over the blocks ``blk``."""
+    p = ParallelProgram(X, Y, blk, reg, lo, depth=depth, intercept=intercept)
+    p.block_source = "column-generation"
+    return p
+
+
+def _evaluate(prog: ParallelProgram, x: Tensor, X: Tensor, Y: Tensor, lo: Loss, c: int,
+              prev: tuple | None, search: dict):
+    """(objective, active blocks, search result) at the network read back from ``x``."""
+    net_pred = prog.network_predict(prog.linear(x))
+    obj = float(lo.value(net_pred, Y) + prog.penalty(x))
+    # warm starts: the network's own sub-networks and last round's best candidates
+    act, init = _active_starts(prog, x, c, prev)
+    cand = price(X, lo.grad(net_pred, Y), init=init, **search)
+    return obj, act, cand
+
+
+def _stop_reason(ratio: float, price_tol: float, rnd: int, max_rounds: int,
+                 max_time: float | None, elapsed: float) -> StopReason | None:
+    """Why the loop stops after this round's search (None: it goes on)."""
+    if ratio <= 1 + price_tol:
+        return StopReason.CONVERGED
+    if rnd == max_rounds:
+        return StopReason.MAX_ITER
+    if max_time is not None and elapsed >= max_time:
+        return StopReason.MAX_TIME
+    return None
+
+
+def _next_blocks(X: Tensor, prog: ParallelProgram, x: Tensor, act: Tensor, cand, reg: float,
+                 price_tol: float, max_new: int, c: int):
+    """(search starts for the next round: this round's best candidates, (blocks, warm start)
+    of the next program or None when every violated block is already in S)."""
+    keep_keys = candidate_keys(X, prog.blocks.gates[act], prog.sig[act],
+                               prog.blocks.outputs[act], prog.eps[act])
+    pick, _ = select_blocks(X, cand, keep_keys, reg, price_tol, max_new)
+    top = min(cand.values.numel(), 4 * max_new)
+    prev = (cand.gates[:top], cand.signs[:top],
+            direction_index(cand.outputs[:top], cand.eps[:top], c))
+    if not pick:
+        return prev, None
+    return prev, _grown(prog, x, act, cand, torch.as_tensor(pick, device=X.device))
+
+
+def _final_fit(prog: ParallelProgram, x: Tensor, X: Tensor, Y: Tensor, lo: Loss, reg: float,
+               c: int, search: dict, solver: str, tol: float, prune: float, price_tol: float,
+               reason: StopReason, rounds: list[dict], hist: History, t0: float) -> FitResult:
+    """The last program re-solved to ``tol`` over its non-negligible blocks, searched once
+    more at the returned network, and the :class:`FitResult`."""
     prog = prog.subset(prog.group_norms(x) > 0) if prog.B else prog
     prog, x, cert, res = solve_pruned(prog, solver=solver, tol=tol, prune=prune)
     # one more search at the returned network, so that the reported value is about it
@@ -131,7 +164,7 @@ def fit_parallel_cg(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: 
     info = {"method": "column generation", "stop_reason": reason, "n_rounds": len(rounds),
             "rounds": rounds, "n_blocks": prog.B, "n_subnetworks": net.n_subnetworks,
             "seconds": time.perf_counter() - t0, "program": cert.problem,
-            "pricing": _pricing_info(found, n_starts, n_steps, price_tol),
+            "pricing": _pricing_info(found, search["n_starts"], search["n_steps"], price_tol),
             "_program": prog, "_x": x, "_multipliers": res.extras.get("multipliers")}
     return FitResult(network=net, certificate=cert, history=hist, info=info)
 

@@ -48,9 +48,7 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     the certificate. ``prune``: reduce the final atoms to at most n·c + 1 with the same
     predictions and objective (:mod:`.prune`).
     """
-    Xn, Yn = as_numpy(X), as_numpy(Y)
-    if Yn.ndim == 1:
-        Yn = Yn[:, None]
+    Xn, Yn = _as_arrays(X, Y)
     lo = get_loss(loss)
     n, d = Xn.shape
     c = Yn.shape[1]
@@ -58,29 +56,17 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     if pool is None and faces is None:
         faces = ConeFaces(Xn, patterns.gates, exhaustive=patterns.exhaustive)
     max_add = max_add if max_add is not None else max(10, 2 * c, n // 4)  # cells per round
-    U = np.zeros((0, d)) if U0 is None else np.asarray(U0, dtype=np.float64)
-    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-300) if len(U) else U
-    G = np.zeros((len(U), c))
+    U, G = _unit_atoms(U0, d, c)
     hist = History()
     reason = StopReason.MAX_ITER
     cert = None
     exhaustive = patterns is not None and bool(patterns.exhaustive) and pool is None
     for it in range(max_iter + 1):
-        Phi = features(U) if features is not None else np.maximum(Xn @ U.T, 0.0)
-        if len(U):
-            G = solve_master(Phi, Yn, reg, lo, G0=G if G.shape[0] == len(U) else None,
-                             backend=master)
-            gn = np.linalg.norm(G, axis=1)
-            keep = gn > 1e-10 * max(gn.max(), 1e-300)
-            U, G, Phi = U[keep], G[keep], Phi[:, keep]
+        U, G, Phi = _master_step(_features(Xn, U, features), Yn, reg, lo, U, G, master)
         primal, lam = atoms_objective(Phi, G, Yn, reg, lo)
         if pool is not None:
-            pg = pool(it)
-            gates = np.concatenate([pg, U.T], 1) if len(U) else pg
-            faces = ConeFaces(Xn, gates)
-        h, Umax = faces.oracle(lam if dual_rows is None else dual_rows(lam))
-        h_max = float(h.max()) if h.size else 0.0
-        dual, s = scaled_dual(lo, torch.as_tensor(lam), torch.as_tensor(Yn), h_max, reg)
+            faces = _pool_faces(Xn, pool(it), U)
+        h, Umax, h_max, dual, s = _dual_bound(faces, lam, Yn, lo, reg, dual_rows)
         gap = max(primal - dual, 0.0)
         rel = relative(gap, primal)
         el = time.perf_counter() - t0
@@ -88,17 +74,9 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
         if verbose:
             print(f"[{label}] it={it:4d} atoms={len(U):4d} obj={primal:.10e} gap={gap:.3e} "
                   f"rel={rel:.3e} h_max/β={h_max / reg:.6f} t={el:.2f}s")
-        cert = Certificate(primal=primal, dual=dual, gap=gap, relative_gap=rel,
-                           scope=SCOPE_GLOBAL if exhaustive else SCOPE_SAMPLED,
-                           problem=problem or _problem_text(exhaustive),
-                           n_patterns=faces.P, dual_scale=s)
-        if rel <= tol:
-            reason = StopReason.GAP
-            break
-        if it == max_iter:
-            break
-        if max_time is not None and el >= max_time:
-            reason = StopReason.MAX_TIME
+        cert = _certificate(primal, dual, gap, rel, s, exhaustive, problem, faces.P)
+        reason = _stop_reason(rel, tol, it, max_iter, max_time, el)
+        if reason is not None:
             break
         new = _new_atoms(h, Umax, U, reg, max_add)
         if len(new) == 0:
@@ -107,10 +85,79 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
         U = np.concatenate([U, new], 0)
         G = np.concatenate([G, np.zeros((len(new), c))], 0)
     if prune and len(U):
-        Phi = features(U) if features is not None else np.maximum(Xn @ U.T, 0.0)
-        U, G, cert = prune_solution(U, G, Phi, Yn, reg, lo, cert)
+        U, G, cert = prune_solution(U, G, _features(Xn, U, features), Yn, reg, lo, cert)
     return {"U": U, "G": G, "certificate": cert, "history": hist, "stop_reason": reason,
             "h_max": h_max, "faces": faces, "seconds": time.perf_counter() - t0}
+
+
+def _as_arrays(X, Y) -> tuple[np.ndarray, np.ndarray]:
+    """X and Y as numpy arrays, Y as an n x c column block."""
+    Xn, Yn = as_numpy(X), as_numpy(Y)
+    if Yn.ndim == 1:
+        Yn = Yn[:, None]
+    return Xn, Yn
+
+
+def _unit_atoms(U0: np.ndarray | None, d: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The starting atoms ``U0`` scaled to unit norm (none by default) and zero weights."""
+    U = np.zeros((0, d)) if U0 is None else np.asarray(U0, dtype=np.float64)
+    U = U / np.maximum(np.linalg.norm(U, axis=1, keepdims=True), 1e-300) if len(U) else U
+    return U, np.zeros((len(U), c))
+
+
+def _features(Xn: np.ndarray, U: np.ndarray, features: Callable | None) -> np.ndarray:
+    """The n x K features of the unit atoms U: ``features(U)``, by default (X Uᵀ)_+."""
+    return features(U) if features is not None else np.maximum(Xn @ U.T, 0.0)
+
+
+def _master_step(Phi: np.ndarray, Yn: np.ndarray, reg: float, lo: Loss, U: np.ndarray,
+                 G: np.ndarray, master: str):
+    """(U, G, Phi) after the master solve over the atoms (warm-started from G when it fits),
+    without the atoms whose weights vanished."""
+    if len(U):
+        G = solve_master(Phi, Yn, reg, lo, G0=G if G.shape[0] == len(U) else None,
+                         backend=master)
+        gn = np.linalg.norm(G, axis=1)
+        keep = gn > 1e-10 * max(gn.max(), 1e-300)
+        U, G, Phi = U[keep], G[keep], Phi[:, keep]
+    return U, G, Phi
+
+
+def _pool_faces(Xn: np.ndarray, pg: np.ndarray, U: np.ndarray) -> ConeFaces:
+    """The oracle over this round's pool ``pg`` plus the atoms' own patterns (sampled mode)."""
+    gates = np.concatenate([pg, U.T], 1) if len(U) else pg
+    return ConeFaces(Xn, gates)
+
+
+def _dual_bound(faces: ConeFaces, lam: np.ndarray, Yn: np.ndarray, lo: Loss, reg: float,
+                dual_rows: Callable | None):
+    """(h, maximisers, max h, dual bound, dual scale): the exact oracle on Λ (or
+    ``dual_rows(Λ)``), then Λ scaled to dual feasibility."""
+    h, Umax = faces.oracle(lam if dual_rows is None else dual_rows(lam))
+    h_max = float(h.max()) if h.size else 0.0
+    dual, s = scaled_dual(lo, torch.as_tensor(lam), torch.as_tensor(Yn), h_max, reg)
+    return h, Umax, h_max, dual, s
+
+
+def _certificate(primal: float, dual: float, gap: float, rel: float, s: float,
+                 exhaustive: bool, problem: str | None, n_patterns: int) -> Certificate:
+    """This round's certificate (scope global only over all patterns, no pool)."""
+    return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=rel,
+                       scope=SCOPE_GLOBAL if exhaustive else SCOPE_SAMPLED,
+                       problem=problem or _problem_text(exhaustive),
+                       n_patterns=n_patterns, dual_scale=s)
+
+
+def _stop_reason(rel: float, tol: float, it: int, max_iter: int, max_time: float | None,
+                 el: float) -> StopReason | None:
+    """Why the loop stops after this round's certificate (None: it goes on)."""
+    if rel <= tol:
+        return StopReason.GAP
+    if it == max_iter:
+        return StopReason.MAX_ITER
+    if max_time is not None and el >= max_time:
+        return StopReason.MAX_TIME
+    return None
 
 
 def _problem_text(exhaustive: bool) -> str:
