@@ -147,8 +147,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     then the polish: ``"anneal"`` (step 4 of the module docstring: smoothing ``polish_taus``,
     windowed stop ``polish_wtol``, then at most ``post_rounds`` search rounds) or ``"adam"``
     (at most ``polish_steps`` full-batch Adam steps, :func:`adam_polish`) or ``"none"``.
-    ``lbfgs_wtol``:
-    L-BFGS's windowed stop in the rounds; ``smooth``: their softplus width (0: the ReLU).
+    ``lbfgs_wtol``: L-BFGS's windowed stop in the rounds; ``smooth``: their softplus width
+    (0: the ReLU).
     ``work_dtype``: the precision of steps 1-4 (None: the data's). ``shard``: for samples
     spread over processes (:mod:`convexnn.distributed`), an object with ``sum(t)`` (the sum
     of a tensor over the processes), ``broadcast(t)`` (rank 0's tensor) and ``certify`` (as
