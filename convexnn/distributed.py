@@ -232,7 +232,7 @@ def fit_gated_distributed(X: Tensor | np.ndarray, Y: Tensor | np.ndarray, reg: f
 
 
 class _Shard:
-    """The collectives the descent needs (``sum``, ``broadcast``) and its certificate."""
+    """The collectives the descent and its certificate need (``sum``, ``broadcast``)."""
 
     def __init__(self, group=None):
         self.group = group
@@ -244,48 +244,6 @@ class _Shard:
         t = t.clone()
         dist.broadcast(t, 0, group=self.group)
         return t
-
-    def certify(self, net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss, *,
-                intercept: bool, offset: bool, rng, search_starts: int) -> Certificate:
-        """The descent's certificate of ``net`` over all ranks' samples: the dual bound of the
-        gated relaxation over its own patterns (a lower bound on the ReLU program over them)
-        and the neuron search's estimate; identical on every rank."""
-        from .losses import OffsetLoss
-        from .patterns.search import neuron_starts, search_neurons
-
-        X, Y, net = X.double(), Y.double(), net.to(dtype=torch.float64)
-        lb = OffsetLoss(loss, reduce=self.sum) if offset else loss
-        Xa = add_intercept(X) if intercept else X
-        W1, b1 = net.first_layer_weights, net.first_layer_bias
-        base = TwoLayerNetwork(W1, b1, net.second_layer_weights, "relu")
-        with torch.no_grad():
-            Z = net.forward(X)
-            primal = float(self.sum(lb.value(Z, Y).reshape(1))[0]) + 0.5 * reg * float(
-                base.penalty())
-            Lam = lb.grad(Z, Y)
-            h = 0.0
-            if net.n_neurons:
-                W = torch.cat([W1, b1[:, None]], 1) if intercept else W1
-                gp = TwoLayerProgram(Xa, Y, PatternSet(W.T.contiguous()), reg, lb, "gated")
-                h = float(gp.dual_norms(self.sum(gp.rmatvec(Lam))[None]).max())
-            starts, _ = neuron_starts(X, W1, b1, search_starts, rng, intercept)
-            _, vals = search_neurons(Xa, Lam, self.broadcast(starts.contiguous()),
-                                     reduce=self.sum)
-            hs = float(vals.max()) if vals.numel() else 0.0
-
-            def dual_at(h_max: float) -> tuple[float, float]:
-                s = 1.0 if h_max <= reg else reg / h_max
-                conj = lb.conjugate(s * Lam, Y).reshape(1).to(torch.float64)
-                return -float(self.sum(conj)[0]), s
-
-            dual, scale = dual_at(h)
-            est, _ = dual_at(hs)
-        gap = max(primal - dual, 0.0)
-        return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
-                           scope=SCOPE_SAMPLED, n_patterns=net.n_neurons, dual_scale=scale,
-                           problem="ReLU: program over the network's own activation patterns, "
-                                   "bounded through its gated relaxation (row-sharded)",
-                           search_bound=min(est, primal), max_violation=hs / reg)
 
 
 def fit_relu_distributed(X: Tensor | np.ndarray, Y: Tensor | np.ndarray, reg: float, *,

@@ -151,9 +151,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     (0: the ReLU).
     ``work_dtype``: the precision of steps 1-4 (None: the data's). ``shard``: for samples
     spread over processes (:mod:`convexnn.distributed`), an object with ``sum(t)`` (the sum
-    of a tensor over the processes), ``broadcast(t)`` (rank 0's tensor) and ``certify`` (as
-    :func:`certify_network`, of the whole data); no time limit then (every stop is decided on
-    reduced values, so all processes stop together).
+    of a tensor over the processes) and ``broadcast(t)`` (rank 0's tensor); no time limit
+    then (every stop is decided on reduced values, so all processes stop together).
     ``init``: a warm start [W1, b1, W2, b2] (e.g. the fit at a nearby reg), topped up with
     data-aware neurons to ``n_neurons``.
     Defaults from benchmarks/results/defaults.md: against the Adam polish (3000 steps) the
@@ -223,9 +222,8 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
             params, f, its = lbfgs_network(params, X, Y, loss, reg, wtol=polish_wtol, **pol)
             total_its += its
     net, f = _final_network(params, f, X, Y, lb, offset, red)
-    certify = certify_network if shard is None else shard.certify
-    cert = certify(net, X, Y, reg, loss, intercept=intercept, offset=offset, rng=rng,
-                   search_starts=search_starts)
+    cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset, rng=rng,
+                           search_starts=search_starts, shard=shard)
     hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
     info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
     return net, cert, hist, info

@@ -19,12 +19,24 @@ __all__ = ["certify_network"]
 
 def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss: Loss, *,
                     intercept: bool = True, offset: bool = True, rng=None,
-                    search_starts: int = 64, tighten_seconds: float = 1.0) -> Certificate:
-    """Certificate (i)-(ii) of the module docstring for ``net`` on (X, Y) (plain penalty)."""
+                    search_starts: int = 64, tighten_seconds: float = 1.0,
+                    shard=None) -> Certificate:
+    """Certificate (i)-(ii) of the module docstring for ``net`` on (X, Y) (plain penalty).
+    ``shard`` (samples spread over processes, :func:`.descent.fit_relu_descent`): the
+    certificate of all samples, identical on every process; (i) then goes through the gated
+    relaxation for one output too (the exact cone norms are per-sample programs)."""
     from ..formulations.two_layer import TwoLayerProgram
 
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    lb = OffsetLoss(loss) if offset else loss
+    red = None if shard is None else shard.sum
+    lb = OffsetLoss(loss, reduce=red) if offset else loss
+
+    def dual_at(h_max: float) -> tuple[float, float]:
+        if red is None:
+            return scaled_dual(lb, Lam, Y, h_max, reg)
+        s = 1.0 if h_max <= reg else reg / h_max
+        return -float(red(lb.conjugate(s * Lam, Y).reshape(1).double())[0]), s
+
     # certificates in float64 whatever the fit's precision
     X, Y, net = X.double(), Y.double(), net.to(dtype=torch.float64)
     n, c = X.shape[0], Y.shape[1]
@@ -34,9 +46,13 @@ def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss
                            net.second_layer_weights, "relu")
     with torch.no_grad():
         Z = net.forward(X)
-        primal = float(lb.value(Z, Y) + 0.5 * reg * base.penalty())
+        if red is None:
+            primal = float(lb.value(Z, Y) + 0.5 * reg * base.penalty())
+        else:
+            primal = float(red(lb.value(Z, Y).reshape(1))[0]) + 0.5 * reg * float(
+                base.penalty())
         Lam = lb.grad(Z, Y)
-        if c == 1 and net.n_neurons:
+        if c == 1 and net.n_neurons and shard is None:
             prog, x = TwoLayerProgram.from_network(base, Xa, Y, reg, lb, intercept=intercept)
             cert = prog.network_certificate(x)
             cert = prog.tighten(cert, [Lam], max_seconds=tighten_seconds)
@@ -50,21 +66,26 @@ def certify_network(net: TwoLayerNetwork, X: Tensor, Y: Tensor, reg: float, loss
             h = 0.0
             if net.n_neurons:
                 gp = TwoLayerProgram(Xa, Y, PatternSet(W.T.contiguous()), reg, lb, "gated")
-                h = float(gp.dual_norms(gp.rmatvec(Lam)[None]).max())
+                corr = gp.rmatvec(Lam)
+                h = float(gp.dual_norms((corr if red is None else red(corr))[None]).max())
                 n_pat = gp.P
             else:
                 n_pat = 0
-            dual, scale = scaled_dual(lb, Lam, Y, h, reg)
+            dual, scale = dual_at(h)
             problem = ("ReLU vector output (coupled): program over the network's own activation "
-                       "patterns, bounded through its gated relaxation")
+                       "patterns, bounded through its gated relaxation") if shard is None else (
+                "ReLU: program over the network's own activation patterns, bounded through its "
+                "gated relaxation (row-sharded)")
         starts, _ = neuron_starts(X, net.first_layer_weights, net.first_layer_bias,
                                    search_starts, rng, intercept)
-        _, vals = search_neurons(Xa, Lam, starts)
+        if shard is not None:  # drawn from rank 0's samples
+            starts = shard.broadcast(starts.contiguous())
+        _, vals = search_neurons(Xa, Lam, starts, reduce=red)
         hs = float(vals.max()) if vals.numel() else 0.0
         # one output: the exact cone norms over the own patterns are values of the sup too;
         # several: the gated h over-estimates it (a relaxation), so the estimate uses the search
         h_all = max(hs, reg / scale if scale < 1 and c == 1 else 0.0)
-        est, _ = scaled_dual(lb, Lam, Y, h_all, reg)
+        est, _ = dual_at(h_all)
     gap = max(primal - dual, 0.0)
     return Certificate(primal=primal, dual=dual, gap=gap, relative_gap=relative(gap, primal),
                        scope=SCOPE_SAMPLED, problem=problem, n_patterns=n_pat,
