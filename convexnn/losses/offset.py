@@ -40,8 +40,10 @@ class OffsetLoss(Loss):
         return t if self.reduce is None else self.reduce(t)
 
     def _count(self, Z: Tensor) -> float:
-        return float(self._sum(torch.tensor([float(Z.shape[0])], dtype=torch.float64,
-                                            device=Z.device))[0])
+        if self.reduce is None:
+            return float(Z.shape[0])
+        return float(self.reduce(torch.tensor([float(Z.shape[0])], dtype=torch.float64,
+                                              device=Z.device))[0])
 
     def offset(self, Z: Tensor, Y: Tensor, iters: int = 50) -> Tensor:
         """b* = argmin_b L(Z + 1 bᵀ), shape (c,)."""
