@@ -138,8 +138,8 @@ def check_network_arrays(path: str | Path, activation: str, arrays: dict[str, np
 _FAMILIES = {  # archive format tag -> (family, its estimator class names)
     **{fmt: ("cnn", ("ConvexCNNClassifier", "ConvexCNNRegressor")) for fmt in
        ("convexnn.ConvNetwork", "convexnn.CircularCNN", "convexnn.ThreeLayerCNN")},
-    "convexnn.ParallelReLUNetwork": ("parallel", ("ConvexParallelReLURegressor",
-                                                  "ConvexParallelReLUClassifier")),
+    **{fmt: ("parallel", ("ConvexParallelReLURegressor", "ConvexParallelReLUClassifier")) for fmt
+       in ("convexnn.ParallelReLUNetwork", "convexnn.TreeParallelReLUNetwork")},
 }
 
 

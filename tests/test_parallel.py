@@ -395,7 +395,7 @@ def test_rank_approximation_reports_guarantee():
     assert abs(est.fit_info_["objective"] - est.network_.objective(X, y, 0.1)) < 1e-8
 
 
-@pytest.mark.parametrize("kw,msg", [({"reg": 0.0}, "reg"), ({"depth": 4}, "depth"),
+@pytest.mark.parametrize("kw,msg", [({"reg": 0.0}, "reg"), ({"depth": 1}, "depth"),
                                     ({"width": 0}, "width"), ({"n_patterns": -1}, "n_patterns"),
                                     ({"patterns": "adam"}, "patterns"), ({"solver": "x"}, "solver"),
                                     ({"search_rounds": -1}, "search_rounds"),

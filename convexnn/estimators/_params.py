@@ -203,10 +203,13 @@ def check_parallel_params(est) -> None:
     from ..pipelines.parallel import SOLVERS
 
     check_common_params(est)
-    if est.depth not in (2, 3) or isinstance(est.depth, bool):
-        raise ValueError(f"depth must be 2 or 3 (the exact program implemented), got "
-                         f"{est.depth!r}")
+    check_positive_int(est.depth, "depth")
+    if est.depth < 2:
+        raise ValueError(f"depth must be >= 2 (input, hidden layers, output), got {est.depth!r}")
     check_positive_int(est.width, "width")
+    if est.depth >= 4 and est.solver in ("pd", "barrier"):
+        raise ValueError(f"solver={est.solver!r} solves depth 2 and 3; depth {est.depth} takes "
+                         "'auto' (Clarabel), 'clarabel', 'cvxpy' or 'al'")
     check_positive_int(est.max_blocks, "max_blocks")
     check_positive_int(est.n_starts, "n_starts")
     if est.n_patterns is None:

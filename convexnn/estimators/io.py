@@ -118,15 +118,18 @@ def load_cnn_estimator(path: str | Path):
 
 def load_parallel_estimator(path: str | Path):
     """Load a parallel-network estimator saved by ``save`` (called by :func:`load_estimator`)."""
+    from ..networks.base import read_npz
     from ..networks.parallel import load_parallel_network
+    from ..networks.parallel_tree import load_tree_parallel_network
     from .parallel import ConvexParallelReLUClassifier, ConvexParallelReLURegressor
 
     classes = {c.__name__: c for c in (ConvexParallelReLURegressor, ConvexParallelReLUClassifier)}
     meta = _read_json(path)
     try:
-        net = load_parallel_network(path)
+        tree = read_npz(path)[0].get("format") == "convexnn.TreeParallelReLUNetwork"
+        net = (load_tree_parallel_network if tree else load_parallel_network)(path)
         arrays = (net.first_layer_weights, net.first_layer_bias, net.output_weights,
-                  net.second_layer_weights)
+                  net.edge_weights if tree else net.second_layer_weights)
         if not all(bool(torch.isfinite(a).all()) for a in arrays if a is not None):
             raise ValueError("non-finite (NaN or infinite) network weights")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as err:

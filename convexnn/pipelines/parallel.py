@@ -12,6 +12,9 @@ from ..formulations.parallel.blocks import sample_blocks
 from ..formulations.parallel.exhaustive import enumerate_blocks
 from ..formulations.parallel.pricing import price
 from ..formulations.parallel.program import EXHAUSTIVE, ParallelProgram, certify
+from ..formulations.parallel.tree import Tree, sample_tree_blocks
+from ..formulations.parallel.tree_exhaustive import enumerate_tree_blocks
+from ..formulations.parallel.tree_program import TreeProgram
 from ..losses import Loss, get_loss
 from ..results import FitResult
 from .parallel_cg import fit_parallel_cg
@@ -44,14 +47,34 @@ def _solve_exhaustive(X: Tensor, Y: Tensor, *, reg: float, depth: int, width: in
     """The program over every block, solved without pruning (so that its certificate is for
     the exact program). ``solver="auto"`` is Clarabel here: enumerated second-layer patterns
     need not have a strictly feasible witness, which the structured interior point needs."""
-    blocks = enumerate_blocks(X, width=width, depth=depth, n_outputs=Y.shape[1],
-                              max_blocks=max_blocks)
-    prog = ParallelProgram(X, Y, blocks, reg, loss, depth=depth, intercept=intercept)
+    if depth >= 4:
+        blocks = enumerate_tree_blocks(X, Tree(depth, width), n_outputs=Y.shape[1],
+                                       max_blocks=max_blocks)
+        prog = TreeProgram(X, Y, blocks, reg, loss, intercept=intercept)
+    else:
+        blocks = enumerate_blocks(X, width=width, depth=depth, n_outputs=Y.shape[1],
+                                  max_blocks=max_blocks)
+        prog = ParallelProgram(X, Y, blocks, reg, loss, depth=depth, intercept=intercept)
     prog.block_source = EXHAUSTIVE
     x, cert, res = solve(prog, solver="clarabel" if solver == "auto" else solver, tol=tol,
                          max_time=max_time, verbose=verbose)
     res.extras["certificate"] = cert
     return prog, x, res.extras.get("multipliers"), res
+
+
+def _sampled_program(X: Tensor, Y: Tensor, n_patterns: int, *, reg: float, depth: int,
+                     width: int, loss: str | Loss, rng: np.random.Generator, gate_kind: str,
+                     intercept: bool, intercept_column: bool) -> ParallelProgram:
+    """The program over ``n_patterns`` sampled base blocks (tree sub-networks for depth ≥ 4)."""
+    if depth >= 4:
+        blocks = sample_tree_blocks(X, n_patterns, Tree(depth, width), n_outputs=Y.shape[1],
+                                    random_state=rng, gate_kind=gate_kind,
+                                    intercept_column=intercept_column)
+        return TreeProgram(X, Y, blocks, reg, loss, intercept=intercept)
+    blocks = sample_blocks(X, n_patterns, width=width, depth=depth, n_outputs=Y.shape[1],
+                           random_state=rng, gate_kind=gate_kind,
+                           intercept_column=intercept_column)
+    return ParallelProgram(X, Y, blocks, reg, loss, depth=depth, intercept=intercept)
 
 
 def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int = 2,
@@ -99,10 +122,9 @@ def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int
         cert = res.extras["certificate"]
         history, stop, n_iter, seconds = res.history, res.stop_reason, res.n_iter, res.seconds
     else:
-        blocks = sample_blocks(Xs, n_patterns, width=width, depth=depth, n_outputs=Y.shape[1],
-                               random_state=rng, gate_kind=gate_kind,
-                               intercept_column=intercept and rank is None)
-        prog0 = ParallelProgram(Xs, Y, blocks, reg, loss, depth=depth, intercept=intercept)
+        prog0 = _sampled_program(Xs, Y, n_patterns, reg=reg, depth=depth, width=width,
+                                 loss=loss, rng=rng, gate_kind=gate_kind, intercept=intercept,
+                                 intercept_column=intercept and rank is None)
         opts = {"cvxpy_solver": cvxpy_solver} if solver == "cvxpy" else {}
         if solver == "al":
             opts["max_iter"] = max_iter
@@ -124,7 +146,7 @@ def fit_parallel(X: Tensor, Y: Tensor, *, reg: float, depth: int = 3, width: int
             "objective": net.objective(X[:, :-1] if intercept else X, Y, reg, loss),
             "program": cert.problem, **extra, "method": method}
     if rank is not None:
-        m = 1 if depth == 2 else width
+        m = 1 if depth == 2 else (width if depth == 3 else Tree(depth, width).n_leaves)
         bound = approximation_bound(loss, tail, m, reg, Y)
         info["approximation"] = dict(bound, rank=int(rank), objective_on_Xr=cert.primal,
                                      patterns_exhaustive=prog.exhaustive)

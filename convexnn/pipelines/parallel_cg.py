@@ -29,6 +29,8 @@ from ..formulations.parallel.blocks import ParallelBlocks, sample_blocks
 from ..formulations.parallel.kkt import NotStrictlyFeasible
 from ..formulations.parallel.pricing import candidate_keys, direction_index, price, select_blocks
 from ..formulations.parallel.program import ParallelProgram
+from ..formulations.parallel.tree import Tree, TreeBlocks, sample_tree_blocks
+from ..formulations.parallel.tree_program import TreeProgram
 from ..losses import Loss, get_loss
 from ..results import FitResult
 from ..solvers.base import History, StopReason
@@ -102,10 +104,11 @@ def _check_args(reg: float, max_rounds: int, n_init_blocks: int, max_new: int | 
         raise ValueError("max_rounds and n_init_blocks must be >= 0 and max_new >= 1")
 
 
-def _program(X: Tensor, Y: Tensor, blk: ParallelBlocks, reg: float, lo: Loss, depth: int,
-             intercept: bool) -> ParallelProgram:
-    """The program over the blocks ``blk``."""
-    p = ParallelProgram(X, Y, blk, reg, lo, depth=depth, intercept=intercept)
+def _program(X: Tensor, Y: Tensor, blk: ParallelBlocks | TreeBlocks, reg: float, lo: Loss,
+             depth: int, intercept: bool) -> ParallelProgram:
+    """The program over the blocks ``blk`` (tree sub-networks for depth ≥ 4)."""
+    p = TreeProgram(X, Y, blk, reg, lo, intercept=intercept) if depth >= 4 else \
+        ParallelProgram(X, Y, blk, reg, lo, depth=depth, intercept=intercept)
     p.block_source = "column-generation"
     return p
 
@@ -137,9 +140,10 @@ def _next_blocks(X: Tensor, prog: ParallelProgram, x: Tensor, act: Tensor, cand,
                  price_tol: float, max_new: int, c: int):
     """(search starts for the next round: this round's best candidates, (blocks, warm start)
     of the next program or None when every violated block is already in S)."""
+    tree = getattr(prog, "tree", None)
     keep_keys = candidate_keys(X, prog.blocks.gates[act], prog.sig[act],
-                               prog.blocks.outputs[act], prog.eps[act])
-    pick, _ = select_blocks(X, cand, keep_keys, reg, price_tol, max_new)
+                               prog.blocks.outputs[act], prog.eps[act], tree)
+    pick, _ = select_blocks(X, cand, keep_keys, reg, price_tol, max_new, tree)
     top = min(cand.values.numel(), 4 * max_new)
     prev = (cand.gates[:top], cand.signs[:top],
             direction_index(cand.outputs[:top], cand.eps[:top], c))
@@ -186,14 +190,29 @@ def _round_record(rnd: int, obj: float, prog: ParallelProgram, act: Tensor, rati
 def _initial_blocks(X: Tensor, n_init_blocks: int, width: int, depth: int, c: int,
                     rng: np.random.Generator, gate_kind: str, icol: bool) -> ParallelBlocks:
     """``n_init_blocks`` sampled blocks (an empty set for 0)."""
+    if depth >= 4:
+        tree = Tree(depth, width)
+        if n_init_blocks > 0:
+            return sample_tree_blocks(X, n_init_blocks, tree, n_outputs=c, random_state=rng,
+                                      gate_kind=gate_kind, intercept_column=icol)
+        return _blocks_like(tree, *_empty(X, tree.n_leaves, tree.n_signs))
     if n_init_blocks > 0:
         return sample_blocks(X, n_init_blocks, width=width, depth=depth, n_outputs=c,
                              random_state=rng, gate_kind=gate_kind, intercept_column=icol)
     m = 1 if depth == 2 else int(width)
+    return ParallelBlocks(*_empty(X, m, m))
+
+
+def _empty(X: Tensor, m: int, s: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     kw = {"dtype": X.dtype, "device": X.device}
-    return ParallelBlocks(torch.zeros(0, m, X.shape[1], **kw), torch.zeros(0, m, **kw),
-                          torch.zeros(0, dtype=torch.long, device=X.device),
-                          torch.zeros(0, **kw))
+    return (torch.zeros(0, m, X.shape[1], **kw), torch.zeros(0, s, **kw),
+            torch.zeros(0, dtype=torch.long, device=X.device), torch.zeros(0, **kw))
+
+
+def _blocks_like(tree: Tree | None, gates: Tensor, signs: Tensor, outputs: Tensor,
+                 eps: Tensor) -> ParallelBlocks | TreeBlocks:
+    return ParallelBlocks(gates, signs, outputs, eps) if tree is None else \
+        TreeBlocks(gates, signs, outputs, eps, tree)
 
 
 def _master(prog: ParallelProgram, solver: str, round_tol: float, prune: float,
@@ -230,10 +249,11 @@ def _active_starts(prog: ParallelProgram, x: Tensor, c: int, prev: tuple | None)
 
 def _grown(prog: ParallelProgram, x: Tensor, act: Tensor, cand, idx: Tensor):
     """The active blocks plus the picked candidates, and the warm start (new blocks at 0)."""
-    blocks = ParallelBlocks(torch.cat([prog.blocks.gates[act], cand.gates[idx]]),
-                            torch.cat([prog.sig[act], cand.signs[idx]]),
-                            torch.cat([prog.blocks.outputs[act], cand.outputs[idx]]),
-                            torch.cat([prog.eps[act], cand.eps[idx]]))
+    blocks = _blocks_like(getattr(prog, "tree", None),
+                          torch.cat([prog.blocks.gates[act], cand.gates[idx]]),
+                          torch.cat([prog.sig[act], cand.signs[idx]]),
+                          torch.cat([prog.blocks.outputs[act], cand.outputs[idx]]),
+                          torch.cat([prog.eps[act], cand.eps[idx]]))
     return blocks, torch.cat([x[act], torch.zeros_like(cand.gates[idx])])
 
 

@@ -13,6 +13,12 @@ from ..formulations.parallel.clarabel import solve_clarabel
 from ..formulations.parallel.conic_form import cvxpy_multipliers, cvxpy_solution, to_cvxpy
 from ..formulations.parallel.interior import NotStrictlyFeasible, solve_interior
 from ..formulations.parallel.program import ParallelProgram, certify
+from ..formulations.parallel.tree_conic import (
+    cvxpy_tree_multipliers,
+    cvxpy_tree_solution,
+    to_cvxpy_tree,
+)
+from ..formulations.parallel.tree_program import TreeProgram
 from ..solvers import augmented_lagrangian
 from ..solvers.base import SolverResult
 from ..solvers.cvxpy_backend import solve_cvxpy
@@ -42,6 +48,11 @@ def solve(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e-7,
     and ``"al"``."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
+    if isinstance(prog, TreeProgram):  # depth >= 4: the structured interior point is depth-3
+        if solver in ("pd", "barrier"):
+            raise ValueError(f"solver={solver!r} solves depth 2 and 3; depth "
+                             f"{prog.depth} takes 'clarabel' (the default), 'cvxpy' or 'al'")
+        solver = "clarabel" if solver == "auto" else solver
     if solver in ("auto", "pd", "barrier"):
         # interior-point methods need float64 (their Newton matrices are ill-conditioned near
         # the optimum): a lower-precision program is solved in float64 and mapped back
@@ -65,15 +76,16 @@ def solve(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e-7,
         res.extras["relative_gap"] = cert.relative_gap
         return x, cert, res
     if solver == "cvxpy":
-        problem, Q = to_cvxpy(prog)
+        problem, Q = to_cvxpy_tree(prog) if isinstance(prog, TreeProgram) else to_cvxpy(prog)
         res = solve_cvxpy(problem, solver=cvxpy_solver or "CLARABEL", verbose=bool(verbose),
                           **(cvxpy_options or {}))
-        x = cvxpy_solution(prog, Q)
+        x = (cvxpy_tree_solution if isinstance(prog, TreeProgram) else cvxpy_solution)(prog, Q)
         # interior-point solutions are dense at ~1e-9: zero the negligible blocks (0 is in every
         # cone, and the certificate below is computed for the pruned point itself)
         nrm = prog.group_norms(x)
         x = x * (nrm > 1e-7 * float(nrm.max()))[:, None, None] if nrm.numel() else x
-        nu = cvxpy_multipliers(prog, problem)
+        nu = (cvxpy_tree_multipliers if isinstance(prog, TreeProgram)
+              else cvxpy_multipliers)(prog, problem)
         res.extras["multipliers"] = nu
         cert = certify(prog, x, nu, refine=0 if nu is not None else 200)
         res.history.append(0, cert.primal, cert.gap, cert.relative_gap, res.seconds)

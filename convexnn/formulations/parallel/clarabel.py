@@ -46,6 +46,8 @@ from torch import Tensor
 from ...solvers.base import History, SolverResult, StopReason
 from .conic_form import ConicStructure
 from .kkt import loss_hessian_blocks
+from .tree_conic import TreeConicStructure
+from .tree_program import TreeProgram
 
 __all__ = ["solve_clarabel"]
 
@@ -101,11 +103,12 @@ def _backtrack(F, q: Tensor, qh: Tensor, Fq: float) -> tuple[float, float]:
 
 def solve_clarabel(prog, *, tol: float = 1e-7, max_newton: int = 30, x0: Tensor | None = None,
               max_time: float | None = None, settings: dict | None = None, verbose: int = 0,
-              prune: float = 1e-7) -> tuple[Tensor, tuple[Tensor, Tensor], SolverResult]:
-    """Solve ``prog`` (a :class:`ParallelProgram`) by Clarabel, proximal Newton for
-    non-quadratic losses. Returns ``(x, ν, result)``; groups with norm ≤ ``prune``·max are set
-    to 0 (interior-point round-off; 0 lies in every cone). ``x0`` (feasible) warm-starts the
-    Newton loop. ``settings``: Clarabel settings by name (e.g. ``{"max_threads": 2}``)."""
+              prune: float = 1e-7) -> tuple[Tensor, tuple[Tensor, ...], SolverResult]:
+    """Solve ``prog`` (a :class:`ParallelProgram` or :class:`TreeProgram`) by Clarabel,
+    proximal Newton for non-quadratic losses. Returns ``(x, ν, result)`` (ν: one tensor per
+    cone family); groups with norm ≤ ``prune``·max are set to 0 (interior-point round-off; 0
+    lies in every cone). ``x0`` (feasible) warm-starts the Newton loop. ``settings``: Clarabel
+    settings by name (e.g. ``{"max_threads": 2}``)."""
     try:
         import clarabel  # noqa: F401
         import scipy.sparse  # noqa: F401
@@ -118,7 +121,7 @@ def solve_clarabel(prog, *, tol: float = 1e-7, max_newton: int = 30, x0: Tensor 
         nu = prog.zero_multipliers()
         return prog.zeros(), nu, SolverResult(prog.zeros(), hist, StopReason.CONVERGED, 0, 0.0,
                                               {"status": "empty"})
-    st = ConicStructure(prog)
+    st = TreeConicStructure(prog) if isinstance(prog, TreeProgram) else ConicStructure(prog)
     settings = dict(settings or {})
     Y = prog.Y.detach().cpu().double().numpy()
     exact = prog.loss.name == "squared"
@@ -137,9 +140,9 @@ def solve_clarabel(prog, *, tol: float = 1e-7, max_newton: int = 30, x0: Tensor 
             break
         Hb, g = _quadratic_model(prog, st, q, Y, exact)
         sol, status = _clarabel_qp(st, Hb, g, prog.reg, settings, remaining)
-        qh, nu1, nu2 = st.split(sol)
+        qh, nus = st.split(sol)
         qh = torch.as_tensor(qh, **kw)
-        nu = (torch.as_tensor(nu1, **kw), torch.as_tensor(nu2, **kw))
+        nu = tuple(torch.as_tensor(v, **kw) for v in nus)
         if exact:
             q = qh
             reason = StopReason.CONVERGED

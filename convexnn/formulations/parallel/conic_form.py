@@ -153,8 +153,8 @@ class ConicStructure:
         v = Hb[:, a, b].ravel()
         return sp.csc_matrix((v, (r, cc)), shape=(self.nv, self.nv))
 
-    def split(self, sol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(q (B, m, d), ν₁ (n, B, m), ν₂ (n, B)) from a Clarabel solution (ν clipped at 0)."""
+    def split(self, sol) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """(q (B, m, d), (ν₁ (n, B, m), ν₂ (n, B))) from a Clarabel solution (ν clipped at 0)."""
         x = np.asarray(sol.x)
         zd = np.asarray(sol.z)
         q = x[:self.nq].reshape(self.B, self.m, self.d)
@@ -163,4 +163,4 @@ class ConicStructure:
         nu1[self.idx1] = np.maximum(zd[off:off + self.k1], 0.0)
         nu2 = np.zeros((self.n, self.B))
         nu2[self.idx2] = np.maximum(zd[off + self.k1:off + self.k1 + self.k2], 0.0)
-        return q, nu1, nu2
+        return q, (nu1, nu2)

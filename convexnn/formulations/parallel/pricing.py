@@ -42,6 +42,7 @@ from torch import Tensor
 
 from ...patterns import sample_gates
 from .blocks import ParallelBlocks, block_keys
+from .tree import Tree, TreeBlocks, random_signs, tree_block_keys, tree_forward, tree_values
 
 __all__ = ["PricingResult", "subnetwork_values", "direction_index", "price", "candidate_keys",
            "select_blocks"]
@@ -100,37 +101,40 @@ def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: i
     ``n_starts`` starts per direction (2c directions), ``n_steps`` ascent steps each.
     ``init = (q (k, m, d), signs (k, m), direction (k,))`` adds warm starts (at most
     ``n_starts`` per direction are used). Returns every start's final point, best first.
+    Depth ≥ 4: tree sub-networks of branching ``width`` (:mod:`.tree`); q (…, M, d) holds the
+    M = width^(depth−2) leaves and the signs (…, S) every edge.
     """
     t0 = time.perf_counter()
-    if depth not in (2, 3):
-        raise ValueError(f"depth must be 2 or 3, got {depth}")
+    if depth < 2:
+        raise ValueError(f"depth must be >= 2, got {depth}")
     if n_starts < 1 or n_steps < 0:
         raise ValueError("n_starts must be >= 1 and n_steps >= 0")
     rng = random_state if isinstance(random_state, np.random.Generator) \
         else np.random.default_rng(random_state)
-    m = 1 if depth == 2 else int(width)
+    tree = Tree(depth, int(width)) if depth >= 4 else None
+    m = 1 if depth == 2 else (int(width) if tree is None else tree.n_leaves)
     n, d = X.shape
     R, tt, ee = _directions(Lam.to(X))
     D = R.shape[0]
     S = int(n_starts)
     kw = {"dtype": X.dtype, "device": X.device}
-    q, sig = _starts(X, D, S, m, rng, init, intercept_column)
+    q, sig = _starts(X, D, S, m, rng, init, intercept_column, tree)
     step0 = lr if lr is not None else 0.4 / math.sqrt(m * d)
     # chunk the starts so that (chunk · n · m) stays bounded
     per = max(1, int(max_elements // max(n * m, 1)))
     best_q = q.clone()
     best_v = torch.full((D, S), -math.inf, **kw)
     flat_q = q.reshape(D * S, m, d)
-    flat_s = sig.reshape(D * S, m)
+    flat_s = sig.reshape(D * S, sig.shape[-1])
     flat_r = R.repeat_interleave(S, 0)
     out_q = best_q.reshape(D * S, m, d)
     out_v = best_v.reshape(D * S)
     for a in range(0, D * S, per):
         b = min(a + per, D * S)
         out_q[a:b], out_v[a:b] = _ascend(X, flat_q[a:b], flat_s[a:b], flat_r[a:b], n_steps,
-                                         step0)
+                                         step0, tree)
     # exact values at the returned points
-    vals = subnetwork_values(X, out_q, flat_s, flat_r).detach()
+    vals = _values(X, out_q, flat_s, flat_r, tree).detach()
     order = torch.argsort(vals, descending=True)
     k = torch.arange(D, device=X.device).repeat_interleave(S)[order]
     return PricingResult(gates=out_q.detach()[order], signs=flat_s[order], outputs=tt[k],
@@ -138,9 +142,14 @@ def price(X: Tensor, Lam: Tensor, *, width: int = 2, depth: int = 3, n_starts: i
                          seconds=time.perf_counter() - t0)
 
 
+def _values(X: Tensor, q: Tensor, signs: Tensor, r: Tensor, tree: Tree | None) -> Tensor:
+    return subnetwork_values(X, q, signs, r) if tree is None else tree_values(X, q, signs, r,
+                                                                               tree)
+
+
 def _starts(X: Tensor, D: int, S: int, m: int, rng: np.random.Generator,
-            init: tuple[Tensor, Tensor, Tensor] | None, intercept_column: bool
-            ) -> tuple[Tensor, Tensor]:
+            init: tuple[Tensor, Tensor, Tensor] | None, intercept_column: bool,
+            tree: Tree | None = None) -> tuple[Tensor, Tensor]:
     """Unit starting points (D, S, m, d) and signs (D, S, m): half Gaussian, half data-aware
     hyperplanes, the warm starts ``init`` first in their direction."""
     d = X.shape[1]
@@ -152,7 +161,10 @@ def _starts(X: Tensor, D: int, S: int, m: int, rng: np.random.Generator,
                          deduplicate=False).gates.T  # (n_data, d)
         q.view(-1, d)[:G.shape[0]] = G.to(**kw)
     sig = torch.ones(D, S, m, **kw)
-    if m > 1:
+    if tree is not None:
+        sig = torch.as_tensor(random_signs(rng, (D * S, tree.n_signs), tree), **kw)
+        sig = sig.reshape(D, S, tree.n_signs)
+    elif m > 1:
         sg = np.where(rng.random((D, S, m)) < 0.5, 1.0, -1.0)
         sg[:, :, 0] = 1.0
         sig = torch.as_tensor(sg, **kw)
@@ -167,8 +179,8 @@ def _starts(X: Tensor, D: int, S: int, m: int, rng: np.random.Generator,
     return q, sig
 
 
-def _ascend(X: Tensor, q0: Tensor, sc: Tensor, rc: Tensor, n_steps: int, step0: float
-            ) -> tuple[Tensor, Tensor]:
+def _ascend(X: Tensor, q0: Tensor, sc: Tensor, rc: Tensor, n_steps: int, step0: float,
+            tree: Tree | None = None) -> tuple[Tensor, Tensor]:
     """Projected Adam ascent (cosine step schedule) on the sphere from the starts q0 (k, m, d);
     returns the best point met by each start (unit norm) and its value."""
     kw = {"dtype": X.dtype, "device": X.device}
@@ -177,7 +189,7 @@ def _ascend(X: Tensor, q0: Tensor, sc: Tensor, rc: Tensor, n_steps: int, step0: 
     bv = torch.full((q0.shape[0],), -math.inf, **kw)
     m1, m2 = torch.zeros_like(bq), torch.zeros_like(bq)  # Adam moments (β = 0.9, 0.999)
     for it in range(n_steps + 1):
-        v = subnetwork_values(X, qc, sc, rc)
+        v = _values(X, qc, sc, rc, tree)
         with torch.no_grad():
             better = v > bv
             bv = torch.where(better, v.detach(), bv)
@@ -199,22 +211,34 @@ def _ascend(X: Tensor, q0: Tensor, sc: Tensor, rc: Tensor, n_steps: int, step0: 
 
 
 def candidate_keys(X: Tensor, gates: Tensor, signs: Tensor, outputs: Tensor,
-                   eps: Tensor) -> list[bytes]:
+                   eps: Tensor, tree: Tree | None = None) -> list[bytes]:
     """Exact keys of candidate blocks (patterns, signs, output, ε)."""
-    blk = ParallelBlocks(gates, signs, outputs, eps)
-    M1, M2 = blk.masks(X)
-    base = block_keys(M1, signs, M2)
+    if tree is None:
+        M1, M2 = ParallelBlocks(gates, signs, outputs, eps).masks(X)
+        base = block_keys(M1, signs, M2)
+    else:
+        base = tree_block_keys(TreeBlocks(gates, signs, outputs, eps, tree).masks(X), signs)
     tail = [bytes([int(t), int(e > 0)]) for t, e in zip(outputs.tolist(), eps.tolist())]
     return [b + b"@" + t for b, t in zip(base, tail)]
 
 
-def _strictly_inside(X: Tensor, gates: Tensor, signs: Tensor, rel: float = 1e-8) -> Tensor:
+def _strictly_inside(X: Tensor, gates: Tensor, signs: Tensor, rel: float = 1e-8,
+                     tree: Tree | None = None) -> Tensor:
     """Candidates whose witness is not within round-off of a cone boundary (a local maximum of
     the piecewise-linear pricing function can sit on a kink): (P,) bool. Such a witness would
     not give the interior-point solvers a strictly feasible start."""
     H = torch.einsum("nd,pmd->npm", X, gates)
     scale = torch.linalg.vector_norm(X, dim=1)[:, None, None] \
         * torch.linalg.vector_norm(gates, dim=2)[None]
+    if tree is not None:  # every level: off its hyperplane, or no active child (h = 0)
+        ok = torch.ones(gates.shape[0], dtype=torch.bool, device=X.device)
+        hs = tree_forward(H, signs[None], tree)
+        sc = scale.sum(-1, keepdim=True)
+        for lev, h in enumerate(hs):
+            dead = torch.zeros_like(h, dtype=torch.bool) if lev == 0 else \
+                (tree.group((hs[lev - 1] > 0).to(h.dtype)) == 0)
+            ok &= ((h.abs() > rel * sc) | dead | (sc == 0)).all(-1).all(0)
+        return ok
     ok1 = (H.abs() > rel * scale) | (scale == 0)
     h = (signs[None] * H.clamp_min(0)).sum(-1)
     ok2 = (h.abs() > rel * scale.sum(-1)) | ((H > 0).sum(-1) == 0)
@@ -222,14 +246,15 @@ def _strictly_inside(X: Tensor, gates: Tensor, signs: Tensor, rel: float = 1e-8)
 
 
 def select_blocks(X: Tensor, cand: PricingResult, existing: list[bytes], reg: float,
-                  margin: float, max_new: int):
+                  margin: float, max_new: int, tree: Tree | None = None):
     """Up to ``max_new`` distinct candidates with value > reg (1 + margin), best first, whose
     index is not in ``existing``. Returns (indices into ``cand``, their keys)."""
     viol = torch.nonzero((cand.values > reg * (1 + margin))
-                         & _strictly_inside(X, cand.gates, cand.signs)).flatten()
+                         & _strictly_inside(X, cand.gates, cand.signs, tree=tree)).flatten()
     if viol.numel() == 0:
         return [], []
-    keys = candidate_keys(X, cand.gates[viol], cand.signs[viol], cand.outputs[viol], cand.eps[viol])
+    keys = candidate_keys(X, cand.gates[viol], cand.signs[viol], cand.outputs[viol],
+                          cand.eps[viol], tree)
     seen = set(existing)
     pick, pk = [], []
     for i, k in zip(viol.tolist(), keys):

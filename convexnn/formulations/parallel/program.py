@@ -219,6 +219,12 @@ class ParallelProgram:
                            problem=self.description(), n_patterns=self.B,
                            dual_scale=s, constraint_violation=self.violation(XQ))
 
+    def extend_multipliers(self, nu: tuple[Tensor, Tensor], k: int) -> tuple[Tensor, Tensor]:
+        """ν for ``k`` blocks prepended (zero there)."""
+        z1 = torch.zeros((self.n, k, self.m), dtype=nu[0].dtype, device=nu[0].device)
+        z2 = torch.zeros((self.n, k), dtype=nu[1].dtype, device=nu[1].device)
+        return torch.cat([z1, nu[0]], 1), torch.cat([z2, nu[1]], 1)
+
     # ------------------------------------------------------------ read-back
     def to_network(self, x: Tensor, tol: float = 0.0) -> ParallelReLUNetwork:
         """One sub-network per block with ||q_b||_F > tol; same function and path norm."""
@@ -316,14 +322,9 @@ def certify(prog: ParallelProgram, x: Tensor, nu: tuple[Tensor, Tensor] | None =
     if prog.violation(XQ) <= tol * scale:  # interior-point round-off: reported, not repaired
         return prog.certificate(x, nu, refine=refine, state=XQ)
     net = prog.to_network(x)
-    big, q = ParallelProgram.from_network(net, prog.X, prog.Y, prog.reg, prog.loss,
-                                          intercept=prog.intercept, extra_blocks=prog.blocks)
-    nu2 = None
-    if nu is not None:
-        K = big.B - prog.B
-        z1 = torch.zeros((prog.n, K, prog.m), dtype=x.dtype, device=x.device)
-        z2 = torch.zeros((prog.n, K), dtype=x.dtype, device=x.device)
-        nu2 = (torch.cat([z1, nu[0]], 1), torch.cat([z2, nu[1]], 1))
+    big, q = type(prog).from_network(net, prog.X, prog.Y, prog.reg, prog.loss,
+                                     intercept=prog.intercept, extra_blocks=prog.blocks)
+    nu2 = None if nu is None else prog.extend_multipliers(nu, big.B - prog.B)
     if prog.exhaustive:  # a superset of every index: still the exact program
         big.block_source = prog.block_source
     cert = big.certificate(q, nu2, refine=refine)
