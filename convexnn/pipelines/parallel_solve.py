@@ -62,7 +62,7 @@ def solve(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e-7,
             x, nu, res = solve_interior(p64, method="barrier" if solver == "barrier" else "pd",
                                         tol=tol, max_time=max_time, verbose=verbose, **opts)
             x = x.to(prog.X.dtype)
-            nu = (nu[0].to(prog.X.dtype), nu[1].to(prog.X.dtype))
+            nu = tuple(v.to(prog.X.dtype) for v in nu)
         except NotStrictlyFeasible:
             if solver != "auto":
                 raise

@@ -103,7 +103,7 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
     while True:
         q, dq, it = _centre(bar, q, mu, centre_tol, it, out_of_budget, verbose)
         qc, nu = _multiplier_estimate(bar, q, dq, mu)
-        cert = prog.certificate(qc, nu)
+        cert = prog.certificate(qc, prog.row_multipliers(*nu))
         hist.append(it, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
         if verbose:
             print(f"[barrier] mu {mu:.3e}  newton {it}  objective {cert.primal:.10g}  "
@@ -123,9 +123,9 @@ def solve_barrier(prog, *, tol: float = 1e-7, mu_factor: float = 20.0, max_newto
             break
         mu /= mu_factor
     q, nu, cert = best
-    return q, nu, SolverResult(x=q, history=hist, stop_reason=reason, n_iter=it,
-                               seconds=time.perf_counter() - t0,
-                               extras={"mu": mu, "relative_gap": cert.relative_gap})
+    return q, prog.row_multipliers(*nu), SolverResult(
+        x=q, history=hist, stop_reason=reason, n_iter=it, seconds=time.perf_counter() - t0,
+        extras={"mu": mu, "relative_gap": cert.relative_gap})
 
 
 def _unit_witnesses(prog, bar: BarrierTerms) -> tuple[Tensor, float]:
@@ -169,7 +169,7 @@ def _multiplier_estimate(bar: BarrierTerms, q: Tensor, dq: Tensor, mu: float
     s1, s2 = bar.slacks(U)
     if bar.max_step(q, dq) > 1.0:  # full step feasible: primal-dual estimate
         ds1 = bar.S1 * dU
-        ds2 = (bar.C2 * dU).sum(-1)
+        ds2 = bar.upper(dU)
         nu = ((mu * bar.v1 / s1 * (1 - ds1 / s1)).clamp_min(0),
               (mu * bar.need2 / s2 * (1 - ds2 / s2)).clamp_min(0))
         return q + dq, nu
@@ -214,7 +214,7 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
                 raise
             reason = StopReason.STALLED  # the Newton matrix lost definiteness: working precision
             break
-        cert = prog.certificate(q, (l1, l2))
+        cert = prog.certificate(q, prog.row_multipliers(l1, l2))
         hist.append(it, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
         if verbose:
             print(f"[pd] it {it}: mu {mu:.3e} sigma {sigma:.3f} step {alpha:.3f} objective "
@@ -232,9 +232,9 @@ def solve_pd(prog, *, tol: float = 1e-7, max_iter: int = 100, max_time: float | 
             reason = StopReason.STALLED
             break
     q, nu, cert = best
-    return q, nu, SolverResult(x=q, history=hist, stop_reason=reason, n_iter=it,
-                               seconds=time.perf_counter() - t0,
-                               extras={"relative_gap": cert.relative_gap})
+    return q, prog.row_multipliers(*nu), SolverResult(
+        x=q, history=hist, stop_reason=reason, n_iter=it, seconds=time.perf_counter() - t0,
+        extras={"relative_gap": cert.relative_gap})
 
 
 def _pd_start(prog, bar: BarrierTerms, x0: Tensor | None, N: float, start_mu: float,
@@ -292,12 +292,12 @@ def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):
     v1, n2 = bar.v1, bar.need2
 
     def lp_adjoint(w1: Tensor, w2: Tensor) -> Tensor:
-        GU = v1 * bar.S1 * w1 + bar.C2 * w2[:, :, None]
+        GU = v1 * bar.S1 * w1 + bar.upper_adjoint(w2)
         return (X.T @ GU.reshape(n, -1)).reshape(d, B, m).permute(1, 2, 0).reshape(B, md)
 
     def lp_apply(dq: Tensor) -> tuple[Tensor, Tensor]:
         dU = bar.state(dq.reshape(B, m, d))
-        return bar.S1 * dU * v1, (bar.C2 * dU).sum(-1) * n2
+        return bar.S1 * dU * v1, bar.upper(dU) * n2
 
     U = bar.state(q)
     s1, s2 = bar.slacks(U)
@@ -317,9 +317,7 @@ def _pd_iteration(bar, prog, q, t, l1, l2, lQ, N, e):
     K = (w1.reshape(n, B * m).T @ bar.XX).reshape(B, m, d, d)
     K = torch.diag_embed(K.permute(0, 2, 3, 1)).permute(0, 3, 1, 4, 2)
     if bool(n2.any()):
-        A2 = bar.C2 * w2[:, :, None].sqrt()
-        P2 = (A2[:, :, :, None] * A2[:, :, None, :]).reshape(n, B * m * m)
-        K = K + (P2.T @ bar.XX).reshape(B, m, m, d, d).permute(0, 1, 3, 2, 4)
+        K = K + (bar.upper_gram(w2).T @ bar.XX).reshape(B, m, m, d, d).permute(0, 1, 3, 2, 4)
     Kf = Wq2i.clone()
     Kf[:, 1:, 1:] += K.reshape(B, md, md)
     solve = woodbury_solver(bar, Kf, Z, offset=1)

@@ -46,21 +46,13 @@ class BarrierTerms:
         self.reg = prog.reg
         self.loss = prog.loss
         self.Y = prog.Y
-        M1, M2 = prog.M1, prog.M2
-        sig = prog.sig
         # first-layer rows (drop all-zero data rows: their constraint is 0 ≥ 0)
-        self.v1 = (torch.linalg.vector_norm(X, dim=1) > 0).to(X.dtype)[:, None, None] \
-            * torch.ones_like(M1)
         self.S1 = prog.S1
-        if prog.depth == 3:
-            S2 = prog.S2
-            implied = ((S2[:, :, None] * sig[None] >= 0) | (M1 == 0)).all(-1)
-            self.need2 = ((M1 > 0).any(-1) & ~implied).to(X.dtype)
-            self.C2 = S2[:, :, None] * sig[None] * M1 * self.need2[:, :, None]
-        else:
-            self.need2 = torch.zeros_like(M2)
-            self.C2 = torch.zeros_like(M1)
-        self.P = prog.eps[None, :, None] * M2[:, :, None] * sig[None] * M1  # (n, B, m)
+        self.v1 = (torch.linalg.vector_norm(X, dim=1) > 0).to(X.dtype)[:, None, None] \
+            * torch.ones_like(self.S1)
+        # upper rows (n, B, R) and their coefficients on the first-layer state (n, B, R, m);
+        # the outputs' coefficients P (n, B, m)
+        self.C2, self.need2, self.P = prog.barrier_rows()
         self.E = prog.E  # (B, c)
         self.n_barrier = float(self.v1.sum() + self.need2.sum() + self.B)
         self.XX = (X[:, :, None] * X[:, None, :]).reshape(self.n, self.d * self.d)
@@ -69,9 +61,22 @@ class BarrierTerms:
     def state(self, q: Tensor) -> Tensor:
         return (self.X @ q.reshape(-1, self.d).T).reshape(self.n, self.B, self.m)
 
+    def upper(self, U: Tensor) -> Tensor:
+        """The upper rows' values (n, B, R) at the first-layer state U (n, B, m)."""
+        return (self.C2 * U[:, :, None, :]).sum(-1)
+
+    def upper_adjoint(self, w: Tensor) -> Tensor:
+        """Adjoint of :meth:`upper`: (n, B, R) → (n, B, m)."""
+        return (self.C2 * w[..., None]).sum(2)
+
+    def upper_gram(self, w2: Tensor) -> Tensor:
+        """Σ_r w2 C_r C_rᵀ per sample and block, flattened (n, B·m·m)."""
+        A2 = self.C2 * w2[..., None].sqrt()
+        return torch.einsum("nbrj,nbrk->nbjk", A2, A2).reshape(self.n, -1)
+
     def slacks(self, U: Tensor) -> tuple[Tensor, Tensor]:
         s1 = self.S1 * U
-        s2 = (self.C2 * U).sum(-1)
+        s2 = self.upper(U)
         # rows that are not constraints get slack 1 (log 1 = 0, no gradient)
         s1 = torch.where(self.v1 > 0, s1, torch.ones_like(s1))
         s2 = torch.where(self.need2 > 0, s2, torch.ones_like(s2))
@@ -107,7 +112,7 @@ class BarrierTerms:
         Z = self.predict(U)
         lam = self.loss.grad(Z, self.Y)  # (n, c)
         GU = (lam @ self.E.T)[:, :, None] * self.P
-        GU = GU - mu * (self.v1 * self.S1 / s1) - mu * (self.C2 / s2[:, :, None])
+        GU = GU - mu * (self.v1 * self.S1 / s1) - mu * self.upper_adjoint(1 / s2)
         g = (self.X.T @ GU.reshape(self.n, -1)).reshape(self.d, self.B, self.m)
         g = g.permute(1, 2, 0).reshape(self.B, -1)
         _, coef, _ = self.norm_terms(q, mu)
@@ -129,9 +134,8 @@ class BarrierTerms:
         K = (w1.reshape(n, B * m).T @ self.XX).reshape(B, m, d, d)
         K = torch.diag_embed(K.permute(0, 2, 3, 1)).permute(0, 3, 1, 4, 2)  # (B, m, d, m, d)
         if bool(self.need2.any()):
-            A2 = self.C2 * w2[:, :, None].sqrt()  # (n, B, m)
-            P2 = (A2[:, :, :, None] * A2[:, :, None, :]).reshape(n, B * m * m)
-            K = K + (P2.T @ self.XX).reshape(B, m, m, d, d).permute(0, 1, 3, 2, 4)
+            K = K + (self.upper_gram(w2).T @ self.XX).reshape(B, m, m, d, d).permute(
+                0, 1, 3, 2, 4)
         K = K.reshape(B, md, md)
         # smoothed norm: ∇²φ = β²/(μ+s) [I − β² q qᵀ / (s (μ + s))]
         qf = q.reshape(B, md)
@@ -151,8 +155,8 @@ class BarrierTerms:
         U, dU = self.state(q), self.state(dq)
         s1, _ = self.slacks(U)
         ds1 = self.S1 * dU * self.v1
-        s2 = (self.C2 * U).sum(-1)
-        ds2 = (self.C2 * dU).sum(-1) * self.need2
+        s2 = self.upper(U)
+        ds2 = self.upper(dU) * self.need2
         alpha = math.inf
         for sl, ds in ((s1, ds1), (s2, ds2)):
             neg = ds < 0
@@ -169,7 +173,7 @@ def check_witness(bar: BarrierTerms, W: Tensor, rel: float = 1e-10) -> None:
     xn = torch.linalg.vector_norm(bar.X, dim=1)
     wn = torch.linalg.vector_norm(W, dim=2)  # (B, m)
     sc1 = xn[:, None, None] * wn[None]
-    sc2 = (bar.C2.abs() * sc1).sum(-1)
+    sc2 = (bar.C2.abs() * sc1[:, :, None, :]).sum(-1)
     if bool(((s1 <= rel * sc1) & (bar.v1 > 0)).any()) \
             or bool(((s2 <= rel * sc2) & (bar.need2 > 0)).any()):
         raise NotStrictlyFeasible("a block's witness lies on the boundary of its cone (a data "

@@ -219,6 +219,25 @@ class ParallelProgram:
                            problem=self.description(), n_patterns=self.B,
                            dual_scale=s, constraint_violation=self.violation(XQ))
 
+    def barrier_rows(self) -> tuple[Tensor, Tensor, Tensor]:
+        """For the interior-point solvers (:mod:`.kkt`): the second-layer rows that bind —
+        neither vacuous (no active neuron) nor implied by the first layer (every active
+        neuron's sign agrees with the row's) — as coefficients (n, B, 1, m) on the first-layer
+        state, their indicator (n, B, 1), and the outputs' coefficients (n, B, m)."""
+        M1, sig = self.M1, self.sig
+        if self.depth == 3:
+            implied = ((self.S2[:, :, None] * sig[None] >= 0) | (M1 == 0)).all(-1)
+            need2 = ((M1 > 0).any(-1) & ~implied).to(M1.dtype)
+            C2 = self.S2[:, :, None] * sig[None] * M1 * need2[:, :, None]
+        else:
+            need2, C2 = torch.zeros_like(self.M2), torch.zeros_like(M1)
+        P = self.eps[None, :, None] * self.M2[:, :, None] * sig[None] * M1
+        return C2[:, :, None, :], need2[..., None], P
+
+    def row_multipliers(self, nu1: Tensor, nu2: Tensor) -> tuple[Tensor, Tensor]:
+        """ν in this program's layout from the interior-point rows' (n, B, m), (n, B, 1)."""
+        return nu1, nu2[..., 0]
+
     def extend_multipliers(self, nu: tuple[Tensor, Tensor], k: int) -> tuple[Tensor, Tensor]:
         """ν for ``k`` blocks prepended (zero there)."""
         z1 = torch.zeros((self.n, k, self.m), dtype=nu[0].dtype, device=nu[0].device)
