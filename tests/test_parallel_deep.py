@@ -186,9 +186,19 @@ def test_estimators_at_depth4_fit_save_load(tmp_path):
     assert clf.fit(X, y > 0).score(X, y > 0) > 0.8
 
 
-@pytest.mark.parametrize("kw,msg", [({"depth": 1}, "depth"), ({"depth": 4, "solver": "pd"},
-                                                                "depth 2 and 3")])
-def test_bad_depth_params(kw, msg):
+@pytest.mark.parametrize("depth", [1, 0, 2.5, True])
+def test_bad_depth(depth):
     X = np.random.default_rng(0).standard_normal((10, 2))
-    with pytest.raises(ValueError, match=msg):
-        ConvexParallelReLURegressor(**kw).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="depth"):
+        ConvexParallelReLURegressor(depth=depth).fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize("solver", ["pd", "barrier"])
+def test_structured_interior_point_matches_clarabel_at_depth4(solver):
+    """The structured interior-point solvers (the default) on tree programs: the optimum of the
+    sparse Clarabel form, every iterate feasible."""
+    prog = _program(n_blocks=8)
+    x, cert, _ = solve(prog, solver=solver, tol=TOL)
+    _, cref, _ = solve(prog, solver="clarabel", tol=TOL)
+    assert abs(cert.primal - cref.primal) <= 1e-6 * cref.primal
+    assert cert.relative_gap <= 1e-6 and prog.violation(prog.linear(x)) <= 1e-10

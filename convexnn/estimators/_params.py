@@ -207,9 +207,6 @@ def check_parallel_params(est) -> None:
     if est.depth < 2:
         raise ValueError(f"depth must be >= 2 (input, hidden layers, output), got {est.depth!r}")
     check_positive_int(est.width, "width")
-    if est.depth >= 4 and est.solver in ("pd", "barrier"):
-        raise ValueError(f"solver={est.solver!r} solves depth 2 and 3; depth {est.depth} takes "
-                         "'auto' (Clarabel), 'clarabel', 'cvxpy' or 'al'")
     check_positive_int(est.max_blocks, "max_blocks")
     check_positive_int(est.n_starts, "n_starts")
     if est.n_patterns is None:

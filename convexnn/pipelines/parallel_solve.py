@@ -48,11 +48,6 @@ def solve(prog: ParallelProgram, *, solver: str = "auto", tol: float = 1e-7,
     and ``"al"``."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; expected one of {SOLVERS}")
-    if isinstance(prog, TreeProgram):  # depth >= 4: the structured interior point is depth-3
-        if solver in ("pd", "barrier"):
-            raise ValueError(f"solver={solver!r} solves depth 2 and 3; depth "
-                             f"{prog.depth} takes 'clarabel' (the default), 'cvxpy' or 'al'")
-        solver = "clarabel" if solver == "auto" else solver
     if solver in ("auto", "pd", "barrier"):
         # interior-point methods need float64 (their Newton matrices are ill-conditioned near
         # the optimum): a lower-precision program is solved in float64 and mapped back

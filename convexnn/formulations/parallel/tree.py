@@ -146,10 +146,14 @@ class TreeBlocks:
                           self.tree, dict(self.info), None if um is None else um[:, keep])
 
     def masks(self, X: Tensor) -> list[Tensor]:
-        """Masks of every level on X: [(n, B, M), (n, B, u_2), ..., (n, B, 1)] (float)."""
+        """Masks of every level on X: [(n, B, M), (n, B, u_2), ..., (n, B, 1)] (float). A unit
+        of level ≥ 2 without an active child is inactive (its value is 0 either way; so its
+        parent's rows never bind on it)."""
         H = torch.einsum("nd,bmd->nbm", X, self.gates.to(X))
         hs = tree_forward(H, self.signs.to(X)[None], self.tree)
-        ms = [(h >= 0).to(X.dtype) for h in hs]
+        ms = [(hs[0] >= 0).to(X.dtype)]
+        for h in hs[1:]:
+            ms.append(((h >= 0) & (self.tree.group(ms[-1]) > 0)).to(X.dtype))
         if self.upper_masks is not None:
             if self.upper_masks.shape[:2] != ms[-1].shape[:2]:
                 raise ValueError("explicit upper-level masks do not match the data's rows")

@@ -10,7 +10,7 @@ from ...losses import Loss, get_loss
 from ...networks.parallel_tree import TreeParallelReLUNetwork
 from ...solvers.fista import accelerated_projected_gradient
 from .program import ParallelProgram
-from .tree import Tree, TreeBlocks
+from .tree import Tree, TreeBlocks, path_coefficients
 
 __all__ = ["TreeProgram"]
 
@@ -36,6 +36,7 @@ class TreeProgram(ParallelProgram):
             raise ValueError("a block feeds an output index >= the number of outputs")
         self.masks = self.blocks.masks(X)
         self.S = [2 * mk - 1 for mk in self.masks]
+        self.S1 = self.S[0]
         self.sig = self.blocks.signs
         self.sigs = self.tree.split(self.sig)
         self.eps = self.blocks.eps
@@ -134,6 +135,30 @@ class TreeProgram(ParallelProgram):
             return tuple(-s * h for s, h in zip(self.S, hs))
 
         return accelerated_projected_gradient(grad, tuple(nu), step, iters)
+
+    def barrier_rows(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Rows of every level ≥ 2 that bind (neither vacuous nor implied by the level below,
+        as in :class:`.tree_conic.TreeConicStructure`) for the interior-point solvers: their
+        coefficients (n, B, U, M) on the first-layer state, indicator (n, B, U), and the
+        outputs' coefficients (n, B, M); U = Σ_{l≥2} u_l, levels concatenated."""
+        C = path_coefficients(self.masks, self.sig, self.tree)
+        w, M = self.tree.width, self.m
+        rows, needs = [], []
+        for lev in range(1, self.depth - 1):
+            u = self.tree.units[lev]
+            act = self.masks[lev - 1].reshape(self.n, self.B, u, w) > 0
+            agree = (self.S[lev][..., None] * self.sigs[lev - 1].reshape(1, self.B, u, w)
+                     >= 0) | ~act
+            need = (act.any(-1) & ~agree.all(-1)).to(self.X.dtype)
+            under = torch.arange(M, device=self.X.device) // w ** lev  # leaf -> its unit
+            ind = (under[None, :] == torch.arange(u, device=self.X.device)[:, None])
+            rows.append((self.S[lev] * need)[..., None] * C[lev][:, :, None, :] * ind.to(C[0]))
+            needs.append(need)
+        return torch.cat(rows, 2), torch.cat(needs, 2), self.eps[None, :, None] * C[-1]
+
+    def row_multipliers(self, nu1: Tensor, nu2: Tensor) -> tuple[Tensor, ...]:
+        """ν per level from the interior-point rows' (n, B, M), (n, B, U)."""
+        return (nu1, *self.tree.split(nu2, upper=True))
 
     def extend_multipliers(self, nu: tuple[Tensor, ...], k: int) -> tuple[Tensor, ...]:
         """ν for ``k`` blocks prepended (zero there)."""
