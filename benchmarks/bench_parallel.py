@@ -54,6 +54,7 @@ from convexnn._validation import add_intercept
 from convexnn.formulations.two_layer import TwoLayerProgram
 from convexnn.formulations.two_layer import solve as solve_two_layer
 from convexnn.networks.parallel import ParallelReLUModule
+from convexnn.networks.parallel_tree import TreeParallelReLUModule, tree_level_sizes
 from convexnn.patterns import sample_gates
 from convexnn.pipelines.parallel import fit_parallel
 
@@ -94,15 +95,25 @@ def accuracy(Z, y):
     return float((pred == y).mean())
 
 
-def train_torch(Xtr, Ytr, K, c, opt_name, seed, steps, lr, single_output, every=250):
+def train_torch(Xtr, Ytr, K, c, opt_name, seed, steps, lr, single_output, every=250, depth=3):
     """Full-batch training of the parallel network on J; returns (trajectory, module, seconds)
-    with trajectory = [(seconds, objective), ...] every ``every`` steps."""
+    with trajectory = [(seconds, objective), ...] every ``every`` steps. Depth >= 4: tree
+    sub-networks of branching WIDTH."""
     g = torch.Generator().manual_seed(seed)
     d = Xtr.shape[1]
-    mod = ParallelReLUModule(torch.randn(K, WIDTH, d, generator=g, dtype=DT) * (2.0 / d) ** 0.5,
-                             torch.zeros(K, WIDTH, dtype=DT),
-                             torch.randn(K, WIDTH, generator=g, dtype=DT) / WIDTH ** 0.5,
-                             torch.randn(K, c, generator=g, dtype=DT) / K ** 0.5)
+    if depth >= 4:
+        sizes = tree_level_sizes(depth, WIDTH)
+        M, S = sizes[0], sum(sizes[:-1])
+        mod = TreeParallelReLUModule(
+            torch.randn(K, M, d, generator=g, dtype=DT) * (2.0 / d) ** 0.5,
+            torch.zeros(K, M, dtype=DT), torch.randn(K, S, generator=g, dtype=DT) / WIDTH ** 0.5,
+            torch.randn(K, c, generator=g, dtype=DT) / K ** 0.5, depth, WIDTH)
+    else:
+        mod = ParallelReLUModule(
+            torch.randn(K, WIDTH, d, generator=g, dtype=DT) * (2.0 / d) ** 0.5,
+            torch.zeros(K, WIDTH, dtype=DT),
+            torch.randn(K, WIDTH, generator=g, dtype=DT) / WIDTH ** 0.5,
+            torch.randn(K, c, generator=g, dtype=DT) / K ** 0.5)
     mask = (torch.nn.functional.one_hot(torch.arange(K) % c, c).to(DT) if single_output
             else torch.ones(K, c, dtype=DT))
     with torch.no_grad():
@@ -271,10 +282,13 @@ def spiral_section(args):
 
 def global_section(args):
     """Global optimum by the exhaustive program (scope "global") vs Adam on the same objective,
-    1-D regression (rank 2 with the bias), depth 3, width 2: the paper's claim that the path-
-    regularised problem is solved to global optimality by its convex program."""
+    1-D regression (rank 2 with the bias), depth ``--global-depth``, width 2: the paper's claim
+    that the path-regularised problem is solved to global optimality by its convex program."""
     from convexnn.formulations.parallel.exhaustive import count_blocks
+    from convexnn.formulations.parallel.tree import Tree
+    from convexnn.formulations.parallel.tree_exhaustive import enumerate_tree_blocks
 
+    depth = args.global_depth
     rng = np.random.default_rng(0)
     n = args.global_n
     X = np.sort(rng.uniform(-1, 1, (n, 1)), 0)
@@ -284,15 +298,17 @@ def global_section(args):
     Xa = add_intercept(torch.as_tensor(X, dtype=DT))
     Yy = torch.as_tensor(Y, dtype=DT)
     Xt_t = torch.as_tensor(Xt, dtype=DT)
-    nb = count_blocks(Xa, width=WIDTH, depth=3)
+    nb = count_blocks(Xa, width=WIDTH, depth=3) if depth == 3 else \
+        enumerate_tree_blocks(Xa, Tree(depth, WIDTH), max_blocks=None).n_blocks
     print(f"\n## global optimum (exhaustive program, {nb} blocks) vs Adam: 1-D regression, "
-          f"n_train={n}, y = sin(3x) + 0.1 noise, n_test=200 (noise-free), reg={REG}")
+          f"depth {depth}, n_train={n}, y = sin(3x) + 0.1 noise, n_test=200 (noise-free), "
+          f"reg={REG}")
     print("| method | train objective J | certified | test MSE | wall s (median) | CPU s |")
     print("|---|---|---|---|---|---|")
     walls, cpus = [], []
     for _ in range(3):
         t0, c0 = time.perf_counter(), time.process_time()
-        res = fit_parallel(Xa, Yy, reg=REG, depth=3, width=WIDTH, method="exhaustive",
+        res = fit_parallel(Xa, Yy, reg=REG, depth=depth, width=WIDTH, method="exhaustive",
                            max_blocks=None)
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
@@ -305,7 +321,8 @@ def global_section(args):
         finals, mses, walls, cpus = [], [], [], []
         for seed in range(args.seeds):
             c0 = time.process_time()
-            traj, mod, t = train_torch(X, Y, K, 1, "adam", seed, args.steps, 1e-2, True)
+            traj, mod, t = train_torch(X, Y, K, 1, "adam", seed, args.steps, 1e-2, True,
+                                       depth=depth)
             cpus.append(time.process_time() - c0)
             walls.append(t)
             finals.append(traj[-1][1])
@@ -332,6 +349,7 @@ def main() -> None:
     ap.add_argument("--global-only", action="store_true",
                     help="only the exhaustive (global) vs Adam section")
     ap.add_argument("--global-n", type=int, default=8, help="samples of the global section")
+    ap.add_argument("--global-depth", type=int, default=3, help="depth of the global section")
     args = ap.parse_args()
     args.seeds = args.seeds or (2 if args.quick else 3)
     args.steps = args.steps or (2000 if args.quick else 6000)

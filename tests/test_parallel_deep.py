@@ -202,3 +202,26 @@ def test_structured_interior_point_matches_clarabel_at_depth4(solver):
     _, cref, _ = solve(prog, solver="clarabel", tol=TOL)
     assert abs(cert.primal - cref.primal) <= 1e-6 * cref.primal
     assert cert.relative_gap <= 1e-6 and prog.violation(prog.linear(x)) <= 1e-10
+
+
+@pytest.mark.parametrize("depth,width", [(4, 2), (5, 2), (4, 3)])
+def test_low_rank_lemma_with_the_number_of_leaves(depth, width):
+    """||f(X) − f(X_r)||_F ≤ σ_{r+1} √M R(θ) for random tree networks (M leaves): the lemma
+    behind the rank-r approximation's factor at depth ≥ 4; and a rank-r fit reports it."""
+    from convexnn.formulations.parallel import low_rank
+
+    X, Y = _data(n=30, d=4, seed=3)
+    Xr, tail = low_rank(X, 2)
+    tree = Tree(depth, width)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        K = 5
+        net = TreeParallelReLUNetwork(torch.randn(K, tree.n_leaves, 5, generator=g, dtype=DT),
+                                      torch.zeros(K, tree.n_leaves, dtype=DT),
+                                      torch.randn(K, tree.n_signs, generator=g, dtype=DT),
+                                      torch.randn(K, 2, generator=g, dtype=DT), depth, width)
+        diff = float(torch.linalg.norm(net(X) - net(Xr)))
+        assert diff <= tail * tree.n_leaves ** 0.5 * float(net.path_norm()) + 1e-10
+    res = fit_parallel(X, Y, reg=0.5, depth=depth, width=width, rank=2, method="sampled",
+                       n_patterns=4, random_state=0)
+    assert res.info["approximation"]["kappa"] > 1 and res.network.depth == depth

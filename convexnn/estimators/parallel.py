@@ -4,7 +4,9 @@
 f(x) = Σ_k ( Σ_j (w_kjᵀ x + b_kj)_+ a_kj )_+ v_k  (``depth=3``, ``width`` = m neurons per
 sub-network; ``depth=2``: f(x) = Σ_k (w_kᵀx + b_k)_+ v_k) with objective
 ``loss(f(X), Y) + reg · R(θ)``, R the l2 path norm per sub-network summed over sub-networks
-(:mod:`convexnn.networks.parallel`), by solving the exact convex program
+(:mod:`convexnn.networks.parallel`); ``depth`` = L ≥ 4: every sub-network a tree of depth L
+with branching ``width`` at every level (``width``^(L−2) first-layer neurons,
+:class:`convexnn.networks.TreeParallelReLUNetwork`), by solving the exact convex program
 (:mod:`convexnn.formulations.parallel`) over pattern blocks:
 
 * ``patterns="search"`` (default): column generation (:mod:`convexnn.pipelines.parallel_cg`) —

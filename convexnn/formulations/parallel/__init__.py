@@ -58,16 +58,19 @@ form (:mod:`.parallel_clarabel`), CVXPY (the test reference) and the first-order
 Lagrangian (for problems too large to factorise).
 
 Depth. Depth 2 (m = 1) and depth 3 (m first-layer neurons → one second-layer unit per
-sub-network) are implemented. The construction extends (derived here, not implemented) to
-deeper *tree-structured* sub-networks, where every hidden unit feeds one unit of the next layer:
-with all patterns fixed the output is linear in the path variables q_path = w̃_1 |w_2| … |w_L|,
-the l2 path norm is ||q||_F, and each layer adds one family of cone rows, so the same
-cone-constrained group lasso results. For *dense* layers of fixed width (a unit feeding several
-next-layer units) the path variables of one first-layer neuron must stay parallel (rank one
+sub-network) are implemented here; any depth L ≥ 4 in :mod:`.tree` / :mod:`.tree_program`
+(derived here, as for depth 3): *tree-structured* sub-networks, every hidden unit feeding one
+unit of the next layer with branching ``width`` at every level. With all patterns fixed the
+output is linear in the path variables q_leaf = w̃ |a_2| … |a_{L−1}| ||v||, the l2 path norm is
+||q||_F, and each level adds one family of cone rows, so the same cone-constrained group lasso
+results (same solvers: the structured interior point, Clarabel, CVXPY, the augmented
+Lagrangian; same column generation; an exhaustive enumeration for tiny low-rank data in
+:mod:`.tree_exhaustive`). For *dense* layers of fixed width (a unit feeding several next-layer
+units) the path variables of one first-layer neuron would have to stay parallel (rank one
 across its outgoing paths); dropping that constraint gives the program of the tree with
 duplicated neurons, whose path norm differs because the l2 path norm is not invariant to
-splitting a neuron, so for dense deeper networks this program is a relaxation, not exact.
-K = 1 gives a standard three-layer network of widths (m, 1).
+splitting a neuron, so for dense deeper networks this program is a relaxation, not exact, and
+is not offered. K = 1 gives a standard three-layer network of widths (m, 1).
 
 Size: the first-layer patterns number O(n^r) (r = rank X), the second-layer patterns of a block
 are an arrangement in dimension ≤ m·r, so there are O(n^{m r}) of them: the exact program is
