@@ -1,4 +1,5 @@
-"""Linear-algebra kernels: power iteration on AᵀA, orthonormal row space, array conversion."""
+"""Linear-algebra kernels: power iteration on AᵀA, orthonormal row space, array conversion,
+group sums over a short axis."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["power_iteration", "row_space", "as_numpy"]
+__all__ = ["power_iteration", "row_space", "as_numpy", "sum_groups"]
 
 
 def power_iteration(apply: Callable[[Tensor], Tensor], adjoint: Callable[[Tensor], Tensor],
@@ -51,3 +52,16 @@ def as_numpy(A) -> np.ndarray:
     if isinstance(A, Tensor):
         return A.detach().cpu().to(torch.float64).numpy()
     return np.asarray(A, dtype=np.float64)
+
+
+def sum_groups(t: Tensor, w: int) -> Tensor:
+    """Sum of the last axis over consecutive groups of ``w``: (..., k·w) → (..., k).
+
+    Strided slices added one by one: torch's CPU reduction over a short innermost axis
+    (``reshape(..., k, w).sum(-1)``) runs 2-30x slower on the (chunk, n, m) tensors of the
+    parallel programs (measured at m = 2-4)."""
+    out = t[..., 0::w]
+    for k in range(1, w):
+        out = out + t[..., k::w]
+    return out if w > 1 else out.clone()
+

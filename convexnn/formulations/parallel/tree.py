@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...ops.linalg import sum_groups
 from ...patterns import sample_gates
 
 __all__ = ["Tree", "TreeBlocks", "sample_tree_blocks", "tree_block_keys", "tree_values"]
@@ -79,7 +80,7 @@ class Tree:
 
     def group(self, t: Tensor) -> Tensor:
         """Sum the last axis over each unit's w children: (..., u_l) → (..., u_l / w)."""
-        return t.reshape(*t.shape[:-1], t.shape[-1] // self.width, self.width).sum(-1)
+        return sum_groups(t, self.width)
 
     def expand(self, t: Tensor) -> Tensor:
         """Adjoint of :meth:`group`: each unit's value repeated over its children."""
