@@ -71,8 +71,39 @@ class ParallelReLUModule(nn.Module):
         return (row.sum(-1).sqrt() * torch.linalg.vector_norm(self.w3, dim=-1)).sum()
 
 
+class ParallelContainer:
+    """Shapes, path regulariser and training objective of a parallel network with
+    ``first_layer_weights`` (K, m, d), ``output_weights`` (K, c), ``forward`` and per-sub-network
+    ``path_norms`` (shared by the parallel network containers)."""
+
+    @property
+    def n_subnetworks(self) -> int:
+        return int(self.first_layer_weights.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.first_layer_weights.shape[2])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self.output_weights.shape[1])
+
+    def path_norm(self) -> Tensor:
+        """The path regulariser R(θ) (see the module docstring)."""
+        return self.path_norms().sum()
+
+    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
+        """Non-convex training objective ``loss(f(X), Y) + reg · R(θ)`` (loss summed)."""
+        lo = get_loss(loss)
+        Z = self.forward(X)
+        Yt = as_tensor(Y, Z)
+        if Yt.ndim == 1:
+            Yt = Yt[:, None]
+        return float(lo.value(Z, Yt) + reg * self.path_norm())
+
+
 @dataclass
-class ParallelReLUNetwork:
+class ParallelReLUNetwork(ParallelContainer):
     """K parallel ReLU sub-networks of depth 2 or 3; see the module docstring for the math."""
 
     first_layer_weights: Tensor  # (K, m, d)
@@ -105,20 +136,8 @@ class ParallelReLUNetwork:
         return 2 if self.second_layer_weights is None else 3
 
     @property
-    def n_subnetworks(self) -> int:
-        return int(self.first_layer_weights.shape[0])
-
-    @property
     def width(self) -> int:
         return int(self.first_layer_weights.shape[1])
-
-    @property
-    def n_features(self) -> int:
-        return int(self.first_layer_weights.shape[2])
-
-    @property
-    def n_outputs(self) -> int:
-        return int(self.output_weights.shape[1])
 
     # ----------------------------------------------------------------- forward
     def subnetwork_outputs(self, X) -> Tensor:
@@ -142,19 +161,6 @@ class ParallelReLUNetwork:
         if self.second_layer_weights is not None:
             row = row * self.second_layer_weights**2
         return row.sum(-1).sqrt() * torch.linalg.vector_norm(self.output_weights, dim=-1)
-
-    def path_norm(self) -> Tensor:
-        """The path regulariser R(θ) (see the module docstring)."""
-        return self.path_norms().sum()
-
-    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
-        """Non-convex training objective ``loss(f(X), Y) + reg · R(θ)`` (loss summed)."""
-        lo = get_loss(loss)
-        Z = self.forward(X)
-        Yt = as_tensor(Y, Z)
-        if Yt.ndim == 1:
-            Yt = Yt[:, None]
-        return float(lo.value(Z, Yt) + reg * self.path_norm())
 
     def prune(self, tol: float = 0.0) -> ParallelReLUNetwork:
         """Drop sub-networks whose path norm is ≤ tol (they contribute nothing when 0)."""

@@ -33,9 +33,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..losses import Loss, get_loss
 from .base import as_tensor, read_npz, save_npz
-from .parallel import ParallelReLUNetwork
+from .parallel import ParallelContainer, ParallelReLUNetwork
 
 __all__ = ["TreeParallelReLUNetwork", "TreeParallelReLUModule", "load_tree_parallel_network",
            "tree_level_sizes"]
@@ -115,7 +114,7 @@ class TreeParallelReLUModule(nn.Module):
 
 
 @dataclass
-class TreeParallelReLUNetwork:
+class TreeParallelReLUNetwork(ParallelContainer):
     """K parallel tree-structured ReLU sub-networks of depth L ≥ 3; see the module docstring."""
 
     first_layer_weights: Tensor  # (K, M, d), M = width^(depth-2)
@@ -146,21 +145,9 @@ class TreeParallelReLUNetwork:
 
     # ------------------------------------------------------------------ shapes
     @property
-    def n_subnetworks(self) -> int:
-        return int(self.first_layer_weights.shape[0])
-
-    @property
     def n_leaves(self) -> int:
         """First-layer neurons per sub-network, M = width^(depth-2)."""
         return int(self.first_layer_weights.shape[1])
-
-    @property
-    def n_features(self) -> int:
-        return int(self.first_layer_weights.shape[2])
-
-    @property
-    def n_outputs(self) -> int:
-        return int(self.output_weights.shape[1])
 
     def level_sizes(self) -> list[int]:
         """Units per level ``[u_1, ..., u_{L-1}]`` (see :func:`tree_level_sizes`)."""
@@ -188,19 +175,6 @@ class TreeParallelReLUNetwork:
     def path_norms(self) -> Tensor:
         """Per-sub-network l2 path norms (K,); their sum is R(θ)."""
         return _path_norms(*self._params(), self.output_weights, self.depth, self.width)
-
-    def path_norm(self) -> Tensor:
-        """The path regulariser R(θ) (see the module docstring)."""
-        return self.path_norms().sum()
-
-    def objective(self, X, Y, reg: float, loss: str | Loss = "squared") -> float:
-        """Non-convex training objective ``loss(f(X), Y) + reg · R(θ)`` (loss summed)."""
-        lo = get_loss(loss)
-        Z = self.forward(X)
-        Yt = as_tensor(Y, Z)
-        if Yt.ndim == 1:
-            Yt = Yt[:, None]
-        return float(lo.value(Z, Yt) + reg * self.path_norm())
 
     def prune(self, tol: float = 0.0) -> TreeParallelReLUNetwork:
         """Drop sub-networks whose path norm is ≤ tol (they contribute nothing when 0)."""

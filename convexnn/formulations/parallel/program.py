@@ -14,7 +14,7 @@ from ...solvers.fista import accelerated_projected_gradient
 from .augmented import AugmentedProgram
 from .blocks import ParallelBlocks
 
-__all__ = ["ParallelProgram", "certify", "EXHAUSTIVE"]
+__all__ = ["ParallelProgram", "certify", "network_pieces", "EXHAUSTIVE"]
 
 #: ``block_source`` of a program over every block (:mod:`.exhaustive`)
 EXHAUSTIVE = "exhaustive"
@@ -284,20 +284,7 @@ class ParallelProgram:
         Sub-network k ↦ q_j = w̃_j |a_j| ||v||, σ_j = sign a_j, ε = sign v_t: the convex objective
         equals the network's objective exactly (path norm = Σ ||q_k||_F)."""
         net = net.to(device=X.device, dtype=X.dtype)
-        Wa = net.first_layer_weights
-        if intercept:
-            Wa = torch.cat([Wa, net.first_layer_bias[..., None]], -1)
-        elif bool((net.first_layer_bias != 0).any()):
-            raise ValueError("the network has a first-layer bias but intercept=False")
-        V = net.output_weights
-        nz = (V != 0).sum(1)
-        if bool((nz > 1).any()):
-            raise ValueError("from_network needs single-output sub-networks (one non-zero "
-                             "output weight each)")
-        t = V.abs().argmax(1)
-        vt = V[torch.arange(V.shape[0]), t]
-        eps = torch.where(vt < 0, -1.0, 1.0).to(X.dtype)
-        vnorm = vt.abs()
+        Wa, t, eps, vnorm = network_pieces(net, intercept)
         if net.depth == 2:
             a = torch.ones(Wa.shape[:2], dtype=X.dtype, device=X.device)
             sig = torch.ones_like(a)
@@ -319,6 +306,23 @@ class ParallelProgram:
             q = torch.cat([q, torch.zeros_like(eb.gates)])
         prog = cls(X, Y, blocks, reg, loss, depth=net.depth, intercept=intercept)
         return prog, q
+
+
+def network_pieces(net, intercept: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(first-layer weights with the bias as a last column (K, m, d), output index t, sign ε,
+    |v_t|) of a parallel network whose sub-networks feed one output each."""
+    Wa = net.first_layer_weights
+    if intercept:
+        Wa = torch.cat([Wa, net.first_layer_bias[..., None]], -1)
+    elif bool((net.first_layer_bias != 0).any()):
+        raise ValueError("the network has a first-layer bias but intercept=False")
+    V = net.output_weights
+    if bool(((V != 0).sum(1) > 1).any()):
+        raise ValueError("from_network needs single-output sub-networks (one non-zero "
+                         "output weight each)")
+    t = V.abs().argmax(1)
+    vt = V[torch.arange(V.shape[0]), t]
+    return Wa, t, torch.where(vt < 0, -1.0, 1.0).to(Wa.dtype), vt.abs()
 
 
 def certify(prog: ParallelProgram, x: Tensor, nu: tuple[Tensor, Tensor] | None = None,

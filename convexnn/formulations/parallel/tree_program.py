@@ -9,7 +9,7 @@ from torch import Tensor
 from ...losses import Loss, get_loss
 from ...networks.parallel_tree import TreeParallelReLUNetwork
 from ...solvers.fista import accelerated_projected_gradient
-from .program import ParallelProgram
+from .program import ParallelProgram, network_pieces
 from .tree import Tree, TreeBlocks, path_coefficients
 
 __all__ = ["TreeProgram"]
@@ -202,24 +202,13 @@ class TreeProgram(ParallelProgram):
         q_j = w̃_j Π|a| ||v|| (single-output sub-networks), witness gates w̃_j Π|a|."""
         net = net.to(device=X.device, dtype=X.dtype)
         tree = Tree(net.depth, net.width)
-        Wa = net.first_layer_weights
-        if intercept:
-            Wa = torch.cat([Wa, net.first_layer_bias[..., None]], -1)
-        elif bool((net.first_layer_bias != 0).any()):
-            raise ValueError("the network has a first-layer bias but intercept=False")
-        V = net.output_weights
-        if bool(((V != 0).sum(1) > 1).any()):
-            raise ValueError("from_network needs single-output sub-networks (one non-zero "
-                             "output weight each)")
-        t = V.abs().argmax(1)
-        vt = V[torch.arange(V.shape[0]), t]
-        eps = torch.where(vt < 0, -1.0, 1.0).to(X.dtype)
+        Wa, t, eps, vnorm = network_pieces(net, intercept)
         a = net.edge_weights
         prod = torch.ones(Wa.shape[:2], dtype=X.dtype, device=X.device)
         for lev, al in enumerate(tree.split(a.abs())):
             prod = prod * al.repeat_interleave(tree.width ** lev, dim=-1)
         gates = Wa * prod[..., None]
-        q = gates * vt.abs()[:, None, None]
+        q = gates * vnorm[:, None, None]
         sig = torch.where(a < 0, -1.0, 1.0).to(X.dtype)
         blocks = TreeBlocks(gates, sig, t, eps, tree)
         if extra_blocks is not None:
