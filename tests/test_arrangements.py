@@ -84,3 +84,28 @@ def test_torch_float32_and_shapes():
         enumerate_patterns(np.zeros((0, 3)))
     with pytest.raises(ValueError):
         enumerate_patterns(np.array([[np.nan, 1.0]]))
+
+
+@pytest.mark.parametrize("rank", [3, 4])
+def test_chunked_enumeration_and_oracle_equal_unchunked(monkeypatch, rank):
+    """The enumeration, the cone faces and the exact oracle work in chunks (bounded memory at
+    n = 1000); tiny chunks must give the same cells, facets and oracle values as one chunk."""
+    from convexnn.formulations.copositive import oracle
+    from convexnn.patterns import arrangements
+
+    rng = np.random.default_rng(rank)
+    X = rng.standard_normal((14, rank)) @ rng.standard_normal((rank, rank + 1))
+    Lam = rng.standard_normal((14, 2))
+
+    def run():
+        G = enumerate_patterns(X, max_patterns=None).gates
+        f = oracle.ConeFaces(X, G, exhaustive=True, max_faces=None)
+        return G, f.n_facets, f.oracle(Lam)[0]
+
+    G1, nf1, h1 = run()
+    monkeypatch.setattr(arrangements, "_CHUNK_BYTES", 2048)
+    monkeypatch.setattr(oracle, "_CHUNK", 37)
+    G2, nf2, h2 = run()
+    assert G1.shape == G2.shape and torch.allclose(G1, G2, atol=1e-12)
+    assert np.array_equal(nf1, nf2)
+    assert np.allclose(h1, h2, rtol=1e-12, atol=1e-12)

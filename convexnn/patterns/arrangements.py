@@ -50,6 +50,10 @@ __all__ = ["enumerate_patterns", "count_patterns", "arrangement_rank", "Arrangem
 #: Default refusal threshold for exact enumeration.
 DEFAULT_MAX_PATTERNS = 20_000
 
+#: Working memory of one chunk of rays / gates (float64 temporaries are built per chunk, so
+#: the enumeration holds O(P·n/8) bytes of sign keys, not the O(P·n) floats of X G at once)
+_CHUNK_BYTES = 2 ** 26
+
 
 class ArrangementTooLarge(ValueError):
     """Raised when the arrangement has more cells than the caller allows (never a fallback)."""
@@ -138,17 +142,23 @@ def _cells(H: np.ndarray, tol: float) -> np.ndarray:
     if r == 1:
         return np.array([[1.0], [-1.0]])
     rays = _rays(H, tol)  # (R, r) unit, one per line (both directions are used)
-    T = H @ rays.T  # (m, R)
-    inc = np.abs(T) <= tol
-    n_inc = inc.sum(0)
-    points = []
-    gen = n_inc == r - 1
-    if gen.any():
-        points.append(_general_rays(H, rays[gen], inc[:, gen], T[:, gen]))
-    for j in np.nonzero(~gen)[0]:
-        points.append(_degenerate_ray(H, rays[j], inc[:, j], T[:, j], tol))
-    P = np.concatenate(points, 0)
-    return _merge_cells(H, P)
+    step = max(1, _CHUNK_BYTES // (8 * m * (2 ** (r - 1) + 2)))
+    keys, sums = [], []
+    for a in range(0, len(rays), step):
+        rc = rays[a:a + step]
+        T = H @ rc.T  # (m, c)
+        inc = np.abs(T) <= tol
+        gen = inc.sum(0) == r - 1
+        points = []
+        if gen.any():
+            points.append(_general_rays(H, rc[gen], inc[:, gen], T[:, gen]))
+        for j in np.nonzero(~gen)[0]:
+            points.append(_degenerate_ray(H, rc[j], inc[:, j], T[:, j], tol))
+        k, sm = _cell_sums(H, np.concatenate(points, 0))
+        keys.append(k)
+        sums.append(sm)
+    _, C = _sum_by_key(np.concatenate(keys), np.concatenate(sums))
+    return C / np.linalg.norm(C, axis=1, keepdims=True)
 
 
 def _null_basis(v: np.ndarray) -> np.ndarray:
@@ -176,14 +186,19 @@ def _rays(H: np.ndarray, tol: float) -> np.ndarray:
             ok = S[:, -1] > 1e-9
         V = V[ok]
     V = V / np.linalg.norm(V, axis=1, keepdims=True)
-    # a line is identified by its signed incidence vector; dedupe up to sign
-    T = H @ V.T
-    sg = np.where(np.abs(T) <= tol, 0, np.sign(T)).astype(np.int8).T  # (R, m)
-    first = np.argmax(sg != 0, axis=1)
-    flip = sg[np.arange(len(sg)), first] < 0
-    sg[flip] *= -1
-    V[flip] *= -1
-    _, keep = np.unique(sg, axis=0, return_index=True)
+    # a line is identified by its signed incidence vector; dedupe up to sign (in chunks)
+    step = max(1, _CHUNK_BYTES // (8 * m))
+    keys = []
+    for a in range(0, len(V), step):
+        Vc = V[a:a + step]  # a view: flipped in place
+        T = H @ Vc.T
+        sg = np.where(np.abs(T) <= tol, 0, np.sign(T)).astype(np.int8).T  # (c, m)
+        first = np.argmax(sg != 0, axis=1)
+        flip = sg[np.arange(len(sg)), first] < 0
+        sg[flip] *= -1
+        Vc[flip] *= -1
+        keys.append(np.packbits(np.concatenate([sg != 0, sg > 0], 1), axis=1))
+    _, keep = np.unique(np.concatenate(keys), axis=0, return_index=True)
     return V[np.sort(keep)]
 
 
@@ -224,18 +239,43 @@ def _degenerate_ray(H, v, inc, T, tol) -> np.ndarray:
     return np.concatenate([v[None] + eps[:, None] * W, -v[None] + eps[:, None] * W], 0)
 
 
-def _merge_cells(H: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """One centred interior point per distinct sign vector (mean of normalised points)."""
+def _cell_sums(H: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sign keys of the cells the points P (N x r) lie in, and the sum of their normalised
+    points per cell (the cell's gate is the normalised sum over every chunk)."""
     P = P / np.linalg.norm(P, axis=1, keepdims=True)
     S = H @ P.T  # (m, N)
     if (np.abs(S) == 0).any():
         raise RuntimeError("arrangement enumeration produced a point on a hyperplane")
-    keys = _sign_keys(np.sign(S).T)
-    _, inv = np.unique(keys, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    C = np.zeros((inv.max() + 1, P.shape[1]))
-    np.add.at(C, inv, P)
-    return C / np.linalg.norm(C, axis=1, keepdims=True)
+    return _sum_by_key(_sign_keys(np.sign(S).T), P)
+
+
+def _sum_by_key(keys: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct keys, sum of the rows of P per key), keys sorted."""
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    C = np.zeros((len(uniq), P.shape[1]))
+    np.add.at(C, inv.reshape(-1), P)
+    return uniq, C
+
+
+def _mask_keys(Xn: np.ndarray, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Packed masks 1[X g ≥ 0] per gate (P, ⌈n/8⌉), whether each is active anywhere, and the
+    smallest margin |x_iᵀ g| / (||x_i|| ||g||) over non-zero rows; X G in column chunks."""
+    rown = np.linalg.norm(Xn, axis=1)
+    nz = rown > 1e-9 * max(rown.max(), 1e-300)
+    gn = np.linalg.norm(G, axis=0)
+    step = max(1, _CHUNK_BYTES // (8 * max(Xn.shape[0], 1)))
+    keys, active, margin = [], [], 1.0 if not (nz.any() and G.shape[1]) else math.inf
+    for a in range(0, G.shape[1], step):
+        XG = Xn @ G[:, a:a + step]
+        if nz.any():
+            margin = min(margin, float((np.abs(XG[nz]) / (rown[nz, None] * gn[None, a:a + step]))
+                                       .min()))
+        M = XG >= 0
+        keys.append(np.packbits(M.T, axis=1))
+        active.append(M.any(0))
+    if not keys:
+        return np.zeros((0, (Xn.shape[0] + 7) // 8), np.uint8), np.zeros(0, bool), margin
+    return np.concatenate(keys), np.concatenate(active), margin
 
 
 # ------------------------------------------------------------------------- public
@@ -267,25 +307,18 @@ def enumerate_patterns(X, *, max_patterns: int | None = DEFAULT_MAX_PATTERNS,
         G = Vr @ _cells(H, tol).T  # (d, P)
     dtype = X.dtype if isinstance(X, Tensor) else torch.float64
     device = X.device if isinstance(X, Tensor) else None
-    # strict margins on all non-zero rows; distinct masks
-    rown = np.linalg.norm(Xn, axis=1)
-    nz = rown > 1e-9 * max(rown.max(), 1e-300)
-    XG = Xn @ G
-    margin = float((np.abs(XG[nz]) / (rown[nz, None] * np.linalg.norm(G, axis=0)[None])).min()) \
-        if nz.any() and G.shape[1] else 1.0
+    keys, active, margin = _mask_keys(Xn, G)
     if margin <= 0:
         raise RuntimeError("exact enumeration failed: a gate lies on a hyperplane")
-    M = XG >= 0
-    keys = np.packbits(M.T, axis=1)
     _, first = np.unique(keys, axis=0, return_index=True)
     keep = np.sort(first)
     if drop_zero:
-        keep = keep[M[:, keep].any(0)]
+        keep = keep[active[keep]]
     G = G[:, keep]
     gates = torch.as_tensor(G, dtype=dtype, device=device)
     if dtype == torch.float32:  # re-check the masks at the working precision
-        Mt = (torch.as_tensor(Xn, dtype=dtype) @ gates.cpu() >= 0).numpy()
-        if not np.array_equal(Mt, M[:, keep]):
+        k32 = _mask_keys(Xn.astype(np.float32), G.astype(np.float32))[0]
+        if not np.array_equal(k32, keys[keep]):
             raise RuntimeError("gates are too close to hyperplanes for float32; pass float64 X")
     return PatternSet(gates, exhaustive=True,
                       info={"kind": "enumerated", "rank": r, "n_hyperplanes": int(H.shape[0]),

@@ -219,7 +219,7 @@ def fit_exact(X, Y, reg: float, loss: str | Loss = "squared", *, intercept: bool
                          "subsample rows, raise max_memory, or use a sampled method.")
     pats = enumerate_patterns(Xn, max_patterns=max_patterns)
     t_enum = time.perf_counter() - t0
-    faces = ConeFaces(Xn, pats.gates, exhaustive=True)
+    faces = ConeFaces(Xn, pats.gates, exhaustive=True, max_faces=None)  # memory-checked above
     t_faces = time.perf_counter() - t0 - t_enum
     out = solve_exact_program(Xn, Yn, reg, lo, patterns=pats, faces=faces, tol=tol,
                               max_iter=max_iter, max_time=max_time, verbose=verbose,

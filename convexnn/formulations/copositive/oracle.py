@@ -16,6 +16,9 @@ __all__ = ["ConeFaces", "cone_constrained_pca", "FEAS_TOL"]
 
 FEAS_TOL = 1e-9
 
+#: rows of one chunk of face spans / patterns in the oracle and the set-up (bounded temporaries)
+_CHUNK = 2 ** 17
+
 
 # =============================================================================== oracle
 class ConeFaces:
@@ -34,7 +37,9 @@ class ConeFaces:
         self.B, self.Vr = row_space(Xn)  # (n, r), (d, r)
         self.r = self.Vr.shape[1]
         self.P = G.shape[1]
-        self.masks = Xn @ G >= 0  # (n, P)
+        self.masks = np.concatenate([Xn @ G[:, a:a + _CHUNK] >= 0 for a in
+                                     range(0, self.P, _CHUNK)], 1) if self.P else \
+            np.zeros((self.n, 0), dtype=bool)  # (n, P) bools, X G never whole
         rn = np.linalg.norm(self.B, axis=1)
         nz = rn > 1e-9 * max(rn.max() if rn.size else 0.0, 1e-300)
         Bu = self.B[nz] / rn[nz, None]
@@ -69,20 +74,25 @@ class ConeFaces:
         _, rep = np.unique(np.round(Bu * sg[:, None], 9), axis=0, return_index=True)
         S = M[rep] ^ (sg[rep] < 0)[:, None]  # sign bits on canonical hyperplanes, (m, P)
         w = np.random.default_rng(0).integers(1, 2 ** 63, size=len(rep), dtype=np.uint64)
+        P = M.shape[1]
+        step = max(1, _CHUNK // max(len(rep), 1) * 8)  # (step, m) uint64 temporaries
         with np.errstate(over="ignore"):
-            h = (S.T.astype(np.uint64) * w).sum(1, dtype=np.uint64)
-            hf = h[:, None] + np.where(S.T, np.uint64(0) - w, w)  # (P, m) flipped hashes
+            h = np.concatenate([(S[:, a:a + step].T.astype(np.uint64) * w).sum(
+                1, dtype=np.uint64) for a in range(0, P, step)])
             known = h
             if M.all(0).any():  # the all-inactive cell exists (−u of the all-active one) but
                 known = np.append(h, ((sg[rep] < 0).astype(np.uint64) * w).sum(  # is not listed
                     dtype=np.uint64))
         known = np.sort(known)
-        pos = np.searchsorted(known, hf).clip(max=len(known) - 1)
-        adj = known[pos] == hf  # membership by binary search (np.isin sorts all P·m keys)
         facets = []
-        for p in range(M.shape[1]):
-            i = rep[adj[p]]
-            facets.append((2.0 * M[i, p] - 1.0)[:, None] * Bu[i])
+        for a in range(0, P, step):
+            with np.errstate(over="ignore"):  # flipped hashes of this chunk's cells
+                hf = h[a:a + step, None] + np.where(S[:, a:a + step].T, np.uint64(0) - w, w)
+            pos = np.searchsorted(known, hf).clip(max=len(known) - 1)
+            adj = known[pos] == hf  # membership by binary search (np.isin sorts all P·m keys)
+            for p in range(a, min(a + step, P)):
+                i = rep[adj[p - a]]
+                facets.append((2.0 * M[i, p] - 1.0)[:, None] * Bu[i])
         return facets
 
     def _facets(self, R: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -153,7 +163,7 @@ class ConeFaces:
             self.groups.append((k, torch.as_tensor(pid), torch.as_tensor(Q)))
         self._F = torch.as_tensor(self.F)
         self._B = torch.as_tensor(self.B)
-        self._M = torch.as_tensor(self.masks, dtype=torch.float64)
+        self._M = torch.as_tensor(self.masks)  # bools; float64 per row chunk when used
 
     @property
     def n_faces(self) -> int:
@@ -165,10 +175,13 @@ class ConeFaces:
         L = torch.as_tensor(as_numpy(Lam))
         if L.ndim == 1:
             L = L[:, None]
-        out = torch.zeros(self.P, L.shape[1], self.r, dtype=torch.float64)
-        for s in range(0, self.n, 2048):
-            e = min(s + 2048, self.n)
-            out += torch.einsum("np,nc,nr->pcr", self._M[s:e], L[s:e], self._B[s:e])
+        c = L.shape[1]
+        K = (L[:, :, None] * self._B[:, None, :]).reshape(self.n, c * self.r)  # λ_i ⊗ b_i
+        out = torch.empty(self.P, c, self.r, dtype=torch.float64)
+        step = max(1, 2 ** 23 // max(self.n, 1))  # (n, step) float64 masks at a time
+        for a in range(0, self.P, step):
+            out[a:a + step] = (self._M[:, a:a + step].T.to(torch.float64) @ K).reshape(-1, c,
+                                                                                    self.r)
         return out
 
     def oracle(self, Lam, collect_above: float | None = None):
@@ -181,7 +194,7 @@ class ConeFaces:
         collected = []
         best = torch.full((self.P,), -1.0, dtype=torch.float64)
         arg = torch.zeros(self.P, self.r, dtype=torch.float64)
-        for k, pid, Q in self.groups:
+        for k, pid, Q in (g for g0 in self.groups for g in _chunks(g0)):
             AQ = A[pid] @ Q  # (N, c, k)
             if k == 1:
                 val = (AQ[:, :, 0] ** 2).sum(1)
@@ -227,6 +240,13 @@ class ConeFaces:
             C = np.concatenate(collected, 0) if collected else np.zeros((0, self.r))
             return h, U, C @ self.Vr.T
         return h, U
+
+
+def _chunks(group: tuple[int, Tensor, Tensor]):
+    """A group of face spans (k, pid, Q) in pieces of at most ``_CHUNK`` spans."""
+    k, pid, Q = group
+    for a in range(0, len(pid), _CHUNK):
+        yield k, pid[a:a + _CHUNK], Q[a:a + _CHUNK]
 
 
 def cone_constrained_pca(A, B) -> tuple[float, np.ndarray]:
