@@ -39,6 +39,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import print_and_save
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
@@ -271,10 +272,7 @@ def main() -> None:
             "|" + "---|" * 9] + lines_b
     out += ["", f"Total wall time: {time.perf_counter() - t_start:.0f} s."]
     text = "\n".join(out) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+    print_and_save(text, args.out)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from functools import partial
 import numpy as np
 import sklearn
 import torch
+from _common import print_and_save
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
 from sklearn.exceptions import ConvergenceWarning
@@ -378,10 +379,7 @@ def main() -> int:
         out += part2(list(names), args, extra, seeds, steps)
     out.append(f"total {time.perf_counter() - t0:.1f} s, load {os.getloadavg()[0]:.1f}")
     text = "\n".join(out)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    print_and_save(text, args.out, end="\n")
     return 0
 
 

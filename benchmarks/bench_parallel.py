@@ -46,6 +46,7 @@ import time
 
 import numpy as np
 import torch
+from _common import tee_stdout
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -388,18 +389,7 @@ def main() -> None:
     args.seeds = args.seeds or (2 if args.quick else 3)
     args.steps = args.steps or (2000 if args.quick else 6000)
     args.budget = args.budget or (30.0 if args.quick else 120.0)
-    out = open(args.out, "w") if args.out else None  # noqa: SIM115
-    if out is not None:
-        class Tee:
-            def write(self, s):
-                sys.__stdout__.write(s)
-                out.write(s)
-
-            def flush(self):
-                sys.__stdout__.flush()
-                out.flush()
-
-        sys.stdout = Tee()
+    close_out = tee_stdout(args.out)
     t_all = time.perf_counter()
     print(f"objective J = 0.5||f(X)-Y||^2 + reg*R(theta), reg={REG}, depth 3 (global section: "
           f"depth {args.global_depth}), width {WIDTH}; "
@@ -414,9 +404,7 @@ def main() -> None:
     if args.defaults is None:
         global_section(args)
     print(f"\ntotal wall time {time.perf_counter() - t_all:.0f}s")
-    if out is not None:
-        sys.stdout = sys.__stdout__
-        out.close()
+    close_out()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import print_and_save  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
@@ -364,10 +365,7 @@ def main() -> int:
     text = (f"Command: `python benchmarks/bench_peers.py {' '.join(sys.argv[1:])}`\n\n"
             f"CPU s (process_time, one thread, float64) to a relative accuracy {TOL:g} in our "
             f"objective, reg = {args.reg:g}·reg_max, median of {args.repeat}\n\n" + table(rows))
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    print_and_save(text, args.out)
     return 0
 
 

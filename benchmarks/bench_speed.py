@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+from _common import print_and_save
 from sklearn.datasets import load_digits
 
 from convexnn.formulations.two_layer import TwoLayerProgram, solve
@@ -159,10 +160,7 @@ def main() -> int:
     if "m" in args.parts:
         sizes = [20000, 40000] if args.quick else [20000, 40000, 80000, 160000]
         text += "### M. Peak RSS against n\n\n" + part_m(sizes) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    print_and_save(text, args.out)
     return 0
 
 

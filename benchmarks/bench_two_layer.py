@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 import torch
+from _common import print_and_save
 from sklearn.datasets import load_digits
 
 from convexnn._validation import add_intercept
@@ -245,10 +246,7 @@ def main() -> int:
             f"### A. Time to certified relative gap ≤ {TOL:g}, same program\n\n{table(a_rows)}\n"
             f"### B. Convex fit with pattern search vs full-batch Adam ({steps} steps, {seeds} "
             f"seeds, lr 1e-2), same objective and width\n\n{table(b_rows)}")
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    print_and_save(text, args.out)
     return 0
 
 

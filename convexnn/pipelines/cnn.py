@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from sklearn.exceptions import ConvergenceWarning
@@ -209,17 +209,17 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
     (see :func:`solve`). ADMM certificates also try the solver's loss-gradient estimate ρu
     (snapped into dom L*) and use its multipliers μ = (−ρw)_+; the factorisation time is part
     of the reported clock."""
-    from ..solvers.base import History, SolverResult, StopReason
+    from ..solvers.base import History, StopReason
 
     t0 = time.perf_counter()
     hist = History()
     ws = bool(getattr(prog, "working_set", False)) and prog.constrained
     add = int(add_rows) if add_rows is not None else int(getattr(prog, "init_rows", 24))
     round_len = max(int(round_iters), check_every) if ws else max_iter
-    total, rounds, setup, added = 0, 0, 0.0, 0
-    mu = torch.zeros_like(prog.constraint(x)) if prog.constrained else None
-    lam = None
-    warm, split, rho = None, None, (1.0 if inner == "admm" else prog.loss.smoothness)
+    total, rounds, added = 0, 0, 0
+    st = _RoundState(x, torch.zeros_like(prog.constraint(x)) if prog.constrained else None,
+                     1.0 if inner == "admm" else prog.loss.smoothness)
+    refine = final_refine_iters if prog.constrained else 0
     reason = StopReason.MAX_ITER
     tol_in, final = tol, None  # the solver's own tolerance, tightened below if the final
     while True:                # certificate (all rows, refined μ) misses tol
@@ -231,67 +231,101 @@ def _solve_rounds(prog: ConeGroupProgram, x: Tensor, inner: str, *, tol: float,
         if n_it <= 0:
             reason = StopReason.MAX_ITER
             break
-        left = None if max_time is None else max_time - start
-        if inner == "admm":
-            if split is None:
-                ts = time.perf_counter()
-                split = (SharedADMMSplitting(prog)
-                         if isinstance(prog, ConvSharedFilterProgram) else ADMMSplitting(prog))
-                setup += time.perf_counter() - ts
-                left = None if left is None else max(left - (time.perf_counter() - ts), 0.0)
-            res = _admm_round(prog, split, x, rho=rho, tol=tol_in, max_iter=n_it, max_time=left,
-                              check_every=check_every, verbose=verbose, warm=warm,
-                              primal=primal)
-            warm = res.extras
-            lam = snap_to_domain(prog.loss, res.extras["lam"], prog.Y)
-            if prog.constrained:
-                mu = res.extras["mu"]
-        else:
-            res = _al_round(prog, x, mu, rho=rho, tol=tol_in, max_iter=n_it, max_time=left,
-                            check_every=check_every, verbose=verbose,
-                            refine_iters=refine_iters, primal=primal)
-            mu, rho = res.extras["mu"], res.extras["rho"]
-        x = res.x
+        res = _one_round(prog, st, inner, tol=tol_in, max_iter=n_it,
+                         max_time=None if max_time is None else max_time - start,
+                         check_every=check_every, verbose=verbose, refine_iters=refine_iters,
+                         primal=primal)
         hist.extend(res.history, total, start)
         total += res.n_iter
         rounds += 1
         if res.stop_reason == StopReason.GAP:
-            final = prog.certify(x, mu, refine=final_refine_iters if prog.constrained else 0,
-                                 lam=lam, primal=primal)
+            final = prog.certify(st.x, st.mu, refine=refine, lam=st.lam, primal=primal)
             reason = res.stop_reason
             if final[0].relative_gap <= tol or tol_in <= 1e-3 * tol:
                 break
             tol_in *= 0.3  # the solver's check was optimistic: continue, warm-started
             final = None
             continue
-        if res.stop_reason == StopReason.MAX_TIME:
-            reason = res.stop_reason
-            break
-        if res.stop_reason == StopReason.STALLED and not ws:
+        if res.stop_reason == StopReason.MAX_TIME or (res.stop_reason == StopReason.STALLED
+                                                      and not ws):
             reason = res.stop_reason
             break
         if not ws:
             continue
-        n_new, top, mu, warm = _add_violated_rows(prog, x, mu, warm, add)
-        added += n_new
-        if verbose:
-            print(f"[cnn] round {rounds}: {total} iterations, +{n_new} cone rows "
-                  f"(largest relative violation {top:.2e}, working rows "
-                  f"{prog.n_working_rows})")
-        if n_new and warm is not None:
-            split = None  # the normal equations changed
+        added += _grow_working_set(prog, st, add, verbose, rounds, total)
         round_len = min(2 * round_len, 800)
-    cert, xb = final or prog.certify(x, mu, refine=final_refine_iters if prog.constrained
-                                     else 0, lam=lam, primal=primal)
-    if inner == "admm" and warm is not None:
-        rho = warm["rho"]
-    return xb, cert, SolverResult(
-        x=x, history=hist, stop_reason=reason, n_iter=total,
+    cert, xb = final or prog.certify(st.x, st.mu, refine=refine, lam=st.lam, primal=primal)
+    return xb, cert, _rounds_result(prog, st, inner, hist, reason, total, rounds, added, t0)
+
+
+@dataclass
+class _RoundState:
+    """What :func:`_solve_rounds` carries from round to round."""
+
+    x: Tensor
+    mu: Tensor | None  # the cone multipliers (None: unconstrained)
+    rho: float
+    lam: Tensor | None = None  # ADMM's loss-gradient estimate, snapped into dom L*
+    warm: dict | None = None  # ADMM's state
+    split: object = None  # ADMM's splitting (its normal matrix factorised)
+    setup: float = 0.0  # seconds spent building splittings
+
+
+def _one_round(prog: ConeGroupProgram, st: _RoundState, inner: str, *, tol: float,
+               max_iter: int, max_time: float | None, check_every: int, verbose: int,
+               refine_iters: int, primal: str):
+    """One run of the inner solver from ``st`` (updated in place); returns its result."""
+    if inner == "admm":
+        left = max_time
+        if st.split is None:
+            ts = time.perf_counter()
+            st.split = (SharedADMMSplitting(prog)
+                        if isinstance(prog, ConvSharedFilterProgram) else ADMMSplitting(prog))
+            st.setup += time.perf_counter() - ts
+            left = None if left is None else max(left - (time.perf_counter() - ts), 0.0)
+        res = _admm_round(prog, st.split, st.x, rho=st.rho, tol=tol, max_iter=max_iter,
+                          max_time=left, check_every=check_every, verbose=verbose,
+                          warm=st.warm, primal=primal)
+        st.warm = res.extras
+        st.lam = snap_to_domain(prog.loss, res.extras["lam"], prog.Y)
+        if prog.constrained:
+            st.mu = res.extras["mu"]
+    else:
+        res = _al_round(prog, st.x, st.mu, rho=st.rho, tol=tol, max_iter=max_iter,
+                        max_time=max_time, check_every=check_every, verbose=verbose,
+                        refine_iters=refine_iters, primal=primal)
+        st.mu, st.rho = res.extras["mu"], res.extras["rho"]
+    st.x = res.x
+    return res
+
+
+def _grow_working_set(prog: ConeGroupProgram, st: _RoundState, add: int, verbose: int,
+                      rounds: int, total: int) -> int:
+    """Add violated cone rows (:func:`_add_violated_rows`) to the working set; returns how
+    many. ADMM re-factorises its normal matrix when rows were added."""
+    n_new, top, st.mu, st.warm = _add_violated_rows(prog, st.x, st.mu, st.warm, add)
+    if verbose:
+        print(f"[cnn] round {rounds}: {total} iterations, +{n_new} cone rows "
+              f"(largest relative violation {top:.2e}, working rows "
+              f"{prog.n_working_rows})")
+    if n_new and st.warm is not None:
+        st.split = None  # the normal equations changed
+    return n_new
+
+
+def _rounds_result(prog: ConeGroupProgram, st: _RoundState, inner: str, hist, reason,
+                   total: int, rounds: int, added: int, t0: float):
+    """The :class:`SolverResult` of :func:`_solve_rounds`."""
+    from ..solvers.base import SolverResult
+
+    rho = st.warm["rho"] if inner == "admm" and st.warm is not None else st.rho
+    return SolverResult(
+        x=st.x, history=hist, stop_reason=reason, n_iter=total,
         seconds=time.perf_counter() - t0,
-        extras={"mu": mu, "rho": rho, "rounds": rounds, "rows_added": added,
+        extras={"mu": st.mu, "rho": rho, "rounds": rounds, "rows_added": added,
                 "working_rows": prog.n_working_rows if prog.constrained else 0,
-                "setup_seconds": setup,
-                "normal_space": None if split is None else getattr(split, "space", None)})
+                "setup_seconds": st.setup,
+                "normal_space": None if st.split is None else getattr(st.split, "space", None)})
 
 
 def _admm_round(prog: ConeGroupProgram, split, x: Tensor, *, rho: float, tol: float,

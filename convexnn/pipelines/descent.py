@@ -158,39 +158,81 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
     Defaults from benchmarks/results/defaults.md: against the Adam polish (3000 steps) the
     smoothed rounds and annealed polish reach the same or lower objectives in about half the
     time, and float32 halves it again."""
-    if polish not in ("anneal", "adam", "none"):
-        raise ValueError(f"polish must be 'anneal', 'adam' or 'none', got {polish!r}")
-    if shard is not None and polish == "adam":
-        raise ValueError("polish='adam' is not available for samples spread over processes")
+    _check_polish(polish, shard)
     t0 = time.perf_counter()
     # spread over processes, a clock could stop the ranks at different steps: no deadline
     deadline = t0 + max_time if shard is None else math.inf
     red = None if shard is None else shard.sum
     rng = np.random.default_rng(random_state)
-    n, d = X.shape
-    c = Y.shape[1]
     X_out, Y_out = X, Y  # the final ReLU stage and the certificate: in the data's precision
+    X, Y, Xa = _work_data(X, Y, work_dtype)
+    lb = OffsetLoss(loss, reduce=red) if offset else loss
+    params = _first_params(X, Y.shape[1], n_neurons, rng, reg, init, intercept, shard)
+    hist = History()
+    desc = dict(intercept=intercept, offset=offset, wtol=lbfgs_wtol, smooth=smooth, reduce=red)
+    # the first descent gets at most half the budget: the dual search needs the rest
+    params, f, its = _descend(params, X, Y, loss, reg,
+                              deadline=min(deadline, t0 + 0.5 * max_time), **desc)
+    grow = dict(lb=lb, reg=reg, intercept=intercept, rng=rng, search_starts=search_starts,
+                add_per_round=add_per_round, violation_tol=violation_tol, shard=shard)
+    params, f, total_its, stop, rounds = _rounds(
+        params, f, X, Xa, Y, loss, reg, grow, dict(desc, deadline=deadline), hist,
+        total_its=its, max_rounds=max_rounds, tol=max(tol, round_tol), verbose=verbose, t0=t0)
+    pol = dict(intercept=intercept, offset=offset, deadline=deadline, reduce=red)
+    params, f, its = _polish(params, f, X, Xa, Y, loss, reg, polish, pol, grow,
+                             polish_taus=tuple(polish_taus), polish_wtol=polish_wtol,
+                             relu_stage=X is X_out, post_rounds=post_rounds if max_rounds else 0,
+                             polish_steps=polish_steps, tol=tol, verbose=verbose, t0=t0)
+    total_its += its
+    params, f, its = _data_precision(params, f, X, X_out, Y_out, loss, reg, polish,
+                                     polish_wtol, pol)
+    total_its += its
+    net, f = _final_network(params, f, X_out, Y_out, lb, offset, red)
+    cert = certify_network(net, X_out, Y_out, reg, loss, intercept=intercept, offset=offset,
+                           rng=rng, search_starts=search_starts, shard=shard)
+    hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
+    return net, cert, hist, {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
+
+
+def _work_data(X: Tensor, Y: Tensor, work_dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """X and Y in ``work_dtype`` (None: as they are) and X with a ones column."""
     if work_dtype is not None and X.dtype != work_dtype:
         X, Y = X.to(work_dtype), Y.to(work_dtype)
-    Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype, device=X.device)], 1)
-    lb = OffsetLoss(loss, reduce=red) if offset else loss
+    Xa = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], 1)
+    return X, Y, Xa
+
+
+def _check_polish(polish: str, shard) -> None:
+    if polish not in ("anneal", "adam", "none"):
+        raise ValueError(f"polish must be 'anneal', 'adam' or 'none', got {polish!r}")
+    if shard is not None and polish == "adam":
+        raise ValueError("polish='adam' is not available for samples spread over processes")
+
+
+def _first_params(X: Tensor, c: int, n_neurons: int, rng: np.random.Generator, reg: float,
+                  init: list[Tensor] | None, intercept: bool, shard) -> list[Tensor]:
+    """The start (:func:`_start_params` at scale min(1, √reg)); spread over processes, rank
+    0's start (drawn from its samples) everywhere."""
     scale = math.sqrt(max(float(reg), 1e-12))
     params = _start_params(X, c, n_neurons, rng, min(1.0, scale), init)
     if not intercept:
         params[1] = torch.zeros_like(params[1])
-    if shard is not None:  # rank 0's start (drawn from its samples) everywhere
+    if shard is not None:
         params = [shard.broadcast(p.contiguous()) for p in params]
-    hist, rounds = History(), []
-    # the first descent gets at most half the budget: the dual search needs the rest
-    params, f, its = _descend(params, X, Y, loss, reg, intercept, offset,
-                              min(deadline, t0 + 0.5 * max_time), lbfgs_wtol, smooth, red)
-    total_its = its
-    stop = "max rounds"
-    grow = dict(lb=lb, reg=reg, intercept=intercept, rng=rng, search_starts=search_starts,
-                add_per_round=add_per_round, violation_tol=violation_tol, shard=shard)
+    return params
+
+
+def _rounds(params: list[Tensor], f: float, X: Tensor, Xa: Tensor, Y: Tensor, loss: Loss,
+            reg: float, grow: dict, desc: dict, hist: History, *, total_its: int,
+            max_rounds: int, tol: float, verbose: int, t0: float
+            ) -> tuple[list[Tensor], float, int, str, list[dict]]:
+    """Steps 2-3 of the module docstring, until a round lowers the objective by at most ``tol``
+    (relative); ``grow``, ``desc``: :func:`_grow`'s, :func:`_descend`'s keywords. Returns
+    (params, objective, iterations so far, stop reason, the rounds' records)."""
+    stop, rounds = "max rounds", []
     for r in range(max_rounds):
         hist.append(total_its, f, math.nan, math.nan, time.perf_counter() - t0)
-        if time.perf_counter() >= deadline:
+        if time.perf_counter() >= desc["deadline"]:
             stop = "max_time"
             break
         grown, vmax, why = _grow(params, X, Xa, Y, **grow)
@@ -201,32 +243,27 @@ def fit_relu_descent(X: Tensor, Y: Tensor, reg: float, loss: Loss, *, n_neurons:
         if grown is None:
             stop = why
             break
-        params, f_new, its = _descend(grown, X, Y, loss, reg, intercept, offset, deadline,
-                                      lbfgs_wtol, smooth, red)
+        params, f_new, its = _descend(grown, X, Y, loss, reg, **desc)
         total_its += its
         improved = f - f_new
         f = f_new
-        if improved <= max(tol, round_tol) * abs(f):
+        if improved <= tol * abs(f):
             stop = "objective stopped improving"
             break
-    pol = dict(intercept=intercept, offset=offset, deadline=deadline, reduce=red)
-    params, f, its = _polish(params, f, X, Xa, Y, loss, reg, polish, pol, grow,
-                             polish_taus=tuple(polish_taus), polish_wtol=polish_wtol,
-                             relu_stage=X is X_out, post_rounds=post_rounds if max_rounds else 0,
-                             polish_steps=polish_steps, tol=tol, verbose=verbose, t0=t0)
-    total_its += its
-    if X is not X_out:  # the last stage in the data's precision (none unpolished)
-        X, Y = X_out, Y_out
-        params = [p.to(X.dtype) for p in params]
-        if polish != "none":
-            params, f, its = lbfgs_network(params, X, Y, loss, reg, wtol=polish_wtol, **pol)
-            total_its += its
-    net, f = _final_network(params, f, X, Y, lb, offset, red)
-    cert = certify_network(net, X, Y, reg, loss, intercept=intercept, offset=offset, rng=rng,
-                           search_starts=search_starts, shard=shard)
-    hist.append(total_its, cert.primal, cert.gap, cert.relative_gap, time.perf_counter() - t0)
-    info = {"stop_reason": stop, "n_iter": total_its, "rounds": rounds}
-    return net, cert, hist, info
+    return params, f, total_its, stop, rounds
+
+
+def _data_precision(params: list[Tensor], f: float, X_work: Tensor, X: Tensor, Y: Tensor,
+                    loss: Loss, reg: float, polish: str, wtol: float, pol: dict
+                    ) -> tuple[list[Tensor], float, int]:
+    """If steps 1-4 ran on a copy ``X_work`` of X in another precision: the params in X's,
+    then L-BFGS on the ReLU network unless ``polish="none"``; returns (params, f, its)."""
+    if X_work is X:
+        return params, f, 0
+    params = [p.to(X.dtype) for p in params]
+    if polish == "none":
+        return params, f, 0
+    return lbfgs_network(params, X, Y, loss, reg, wtol=wtol, **pol)
 
 
 def _polish(params: list[Tensor], f: float, X: Tensor, Xa: Tensor, Y: Tensor, loss: Loss,
