@@ -12,7 +12,8 @@ Part S (s) — the gated program at d = 100, P = 1000 gates, float32, n = 10^4, 
 FISTA (the default) to a certified 1e-3: seconds, iterations and peak RSS of a fresh process;
 next to it the default ReLU fit (``ConvexReLURegressor(dtype="float32", max_time=…)``: the
 dual-guided descent, certified over the network's own patterns) on the same data, also in a
-fresh process.
+fresh process. Peak RSS there: ru_maxrss at the end minus ru_maxrss after the set-up (the data;
+gated: also the gate sampling).
 Part M (m) — peak RSS of the default gated solve (``solve_with_search``, one round) against n
 (d = 20, P = 400), in a fresh process each (glibc ``MALLOC_MMAP_THRESHOLD_`` = 1 MiB so that
 freed chunks are returned and the peak is the real one), next to the size of X and of one
@@ -155,7 +156,7 @@ def part_a(quick: bool, limit: float, repeat: int, frac: float) -> str:
 
 def part_s(sizes: list[int], limit: float, relu_limit: float, mask_cache: int | None) -> str:
     rows = ["| n | fit | CPU s | wall s | iterations | rel gap | certificate over | "
-            "peak RSS MB | X MB |", "|---|---|---|---|---|---|---|---|---|"]
+            "peak RSS above set-up MB | X MB |", "|---|---|---|---|---|---|---|---|---|"]
     notes = {}
     for n in sizes:
         xmb = f"{n * 100 * 4 / 2**20:.0f}"
