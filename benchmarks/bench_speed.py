@@ -9,7 +9,11 @@ gated program (same X, gates, reg = ``--reg`` · reg_max, squared loss, a ones c
 ``solve(prog)`` (auto), FISTA and ADMM
 side by side in this process, each capped at ``--limit`` seconds.
 Part S (s) — the gated program at d = 100, P = 1000 gates, float32, n = 10^4, 10^5 (…),
-FISTA (the default) to a certified 1e-3: seconds, iterations and peak RSS of a fresh process.
+FISTA (the default) to a certified 1e-3: seconds, iterations and peak RSS of a fresh process;
+next to it the default ReLU fit (``ConvexReLURegressor(dtype="float32", max_time=…)``: the
+dual-guided descent, certified over the network's own patterns) on the same data, also in a
+fresh process. Peak RSS there: ru_maxrss at the end minus ru_maxrss after the set-up (the data;
+gated: also the gate sampling).
 Part M (m) — peak RSS of the default gated solve (``solve_with_search``, one round) against n
 (d = 20, P = 400), in a fresh process each (glibc ``MALLOC_MMAP_THRESHOLD_`` = 1 MiB so that
 freed chunks are returned and the peak is the real one), next to the size of X and of one
@@ -19,6 +23,7 @@ n x P float64 array.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -46,8 +51,8 @@ w = torch.randn(d, 3, generator=g, dtype=dt) / d ** 0.5
 Y = (X @ w).clamp_min(0).sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g, dtype=dt)
 pats = sample_gates(X, P, 0)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t = time.process_time()
-prog = TwoLayerProgram(X, Y, pats, 1.0, "squared", "gated")
+t, w0 = time.process_time(), time.perf_counter()
+prog = TwoLayerProgram(X, Y, pats, 1.0, "squared", "gated", **{kw})
 prog.reg = {reg} * float(prog.dual_norms(prog.rmatvec(Y)[None]).max())  # fraction of reg_max
 if mode == "search":
     prog, x, cert, info = solve_with_search(prog, rounds=1, max_iter=30, tol={tol})
@@ -55,19 +60,56 @@ if mode == "search":
 else:
     x, cert, res = solve(prog, tol={tol}, max_time={limit})
     it = res.n_iter
-cpu = time.process_time() - t
+cpu, wall = time.process_time() - t, time.perf_counter() - w0
 peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-print(cpu, it, cert.relative_gap, peak, pats.n_patterns)
+print(cpu, it, cert.relative_gap, peak, pats.n_patterns, wall)
+"""
+
+# the default ReLU fit on the same data as _CHILD's (the estimator: standardisation, reg =
+# 0.1·reg_max by neuron search, dual-guided descent, certificate over the network's patterns)
+_RELU_CHILD = """
+import json, resource, time, torch
+torch.set_num_threads(1)
+from convexnn import ConvexReLURegressor
+n, d = {n}, {d}
+g = torch.Generator().manual_seed(0)
+X = torch.randn(n, d, generator=g, dtype=torch.float32)
+w = torch.randn(d, 3, generator=g, dtype=torch.float32) / d ** 0.5
+Y = (X @ w).clamp_min(0).sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
+X, y = X.numpy(), Y[:, 0].numpy()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t, w0 = time.process_time(), time.perf_counter()
+m = ConvexReLURegressor(dtype="float32", max_time={limit}, random_state=0).fit(X, y)
+cpu, wall = time.process_time() - t, time.perf_counter() - w0
+peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+c = m.certificate_
+print(json.dumps(dict(cpu=cpu, wall=wall, it=m.n_iter_, gap=c.relative_gap, peak=peak,
+                      scope=c.scope, problem=c.problem, P=c.n_patterns, stop=m.stop_reason_,
+                      neurons=m.network_.n_neurons, violation=c.max_violation)))
 """
 
 
 def child(n: int, d: int, P: int, dtype: str, mode: str, tol: float, limit: float,
-          reg: float) -> list[float]:
+          reg: float, mask_cache: int | None = None) -> list[float]:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "1048576", "OMP_NUM_THREADS": "1"}
-    code = _CHILD.format(n=n, d=d, P=P, dtype=dtype, mode=mode, tol=tol, limit=limit, reg=reg)
+    kw = {} if mask_cache is None else {"mask_cache_limit": mask_cache}
+    code = _CHILD.format(n=n, d=d, P=P, dtype=dtype, mode=mode, tol=tol, limit=limit, reg=reg,
+                         kw=kw)
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                          capture_output=True, text=True).stdout.split()
     return [float(v) for v in out]
+
+
+def relu_child(n: int, d: int, limit: float) -> dict:
+    """The default ReLU fit in a fresh process; on failure, what happened (exit status and
+    the last line of its stderr)."""
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "1048576", "OMP_NUM_THREADS": "1"}
+    code = _RELU_CHILD.format(n=n, d=d, limit=limit)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        tail = (r.stderr.strip().splitlines() or [""])[-1]
+        return {"failed": f"exit status {r.returncode}: {tail[:200]}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def synthetic(n: int, d: int = 50, seed: int = 0):
@@ -113,22 +155,38 @@ def part_a(quick: bool, limit: float, repeat: int, frac: float) -> str:
     return "\n".join(rows) + "\n"
 
 
-def part_s(sizes: list[int], limit: float) -> str:
-    rows = ["| n | d | P | dtype | CPU s | iterations | rel gap | peak RSS MB | X MB |"
-            " n x P float32 MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+def part_s(sizes: list[int], limit: float, relu_limit: float, mask_cache: int | None) -> str:
+    rows = ["| n | fit | CPU s | wall s | iterations | rel gap | certificate over | "
+            "peak RSS above set-up MB | X MB |", "|---|---|---|---|---|---|---|---|---|"]
+    notes = {}
     for n in sizes:
-        cpu, it, gap, peak, P = child(n, 100, 1000, "float32", "solve", 1e-3, limit, 0.1)
-        rows.append(f"| {n} | 100 | {int(P)} | float32 | {cpu:.1f} | {int(it)} | {gap:.1e} | "
-                    f"{peak:.0f} | {n * 100 * 4 / 2**20:.0f} | {n * P * 4 / 2**20:.0f} |")
+        xmb = f"{n * 100 * 4 / 2**20:.0f}"
+        cpu, it, gap, peak, P, wall = child(n, 100, 1000, "float32", "solve", 1e-3, limit, 0.1,
+                                      mask_cache)
+        rows.append(f"| {n} | gated, FISTA | {cpu:.1f} | {wall:.1f} | {int(it)} | {gap:.1e} | "
+                    f"{int(P)} sampled gates | {peak:.0f} | {xmb} |")
         print(rows[-1], flush=True)
-    return "\n".join(rows) + "\n"
+        r = relu_child(n, 100, relu_limit)
+        if "failed" in r:
+            rows.append(f"| {n} | ReLU, default descent | failed | | | | | | {xmb} |")
+            notes[n] = f"ReLU at n = {n}: {r['failed']}"
+        else:
+            rows.append(f"| {n} | ReLU, default descent | {r['cpu']:.1f} | {r['wall']:.1f} | "
+                        f"{r['it']} | {r['gap']:.1e} | the network's own {r['P']} patterns "
+                        f"({r['neurons']} neurons) | {r['peak']:.0f} | {xmb} |")
+            notes[n] = (f"ReLU at n = {n}: stop: {r['stop']}; scope: {r['scope']}; problem: "
+                        f"{r['problem']}; max violation of the neuron search "
+                        f"{r['violation']:.3g}·reg")
+        print(rows[-1], flush=True)
+        print(notes[n], flush=True)
+    return "\n".join(rows) + "\n\n" + "\n".join(f"- {v}" for v in notes.values()) + "\n"
 
 
 def part_m(sizes: list[int]) -> str:
     rows = ["| n | P | peak RSS MB (default gated path) | X MB | n x P float64 MB |",
             "|---|---|---|---|---|"]
     for n in sizes:
-        _, _, _, peak, P = child(n, 20, 400, "float64", "search", 1e-6, 600, 0.1)
+        _, _, _, peak, P, _ = child(n, 20, 400, "float64", "search", 1e-6, 600, 0.1)
         rows.append(f"| {n} | {int(P)} | {peak:.0f} | {n * 20 * 8 / 2**20:.1f} | "
                     f"{n * P * 8 / 2**20:.0f} |")
         print(rows[-1], flush=True)
@@ -141,6 +199,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--limit", type=float, default=20.0, help="seconds per solve (part a)")
     ap.add_argument("--scale-limit", type=float, default=300.0, help="seconds per fit (part s)")
+    ap.add_argument("--relu-limit", type=float, default=600.0,
+                    help="max_time of the ReLU fit (part s)")
+    ap.add_argument("--mask-cache-limit", type=float, default=None,
+                    help="part s, gated: TwoLayerProgram's mask_cache_limit (n·P entries "
+                         "below which the bool masks are cached; default: the library's)")
     ap.add_argument("--sizes", default="10000,100000", help="n for part s")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--reg", type=float, default=0.1, help="part a: reg as a fraction of reg_max")
@@ -155,8 +218,11 @@ def main() -> int:
                  + part_a(args.quick, args.limit, args.repeat, args.reg) + "\n")
     if "s" in args.parts:
         sizes = [int(v) for v in args.sizes.split(",")][: 1 if args.quick else None]
+        mc = None if args.mask_cache_limit is None else int(args.mask_cache_limit)
         text += ("### S. Scale: gated program, FISTA (default), float32, to a certified 1e-3 "
-                 "(reg = 0.1·reg_max)\n\n" + part_s(sizes, args.scale_limit) + "\n")
+                 "(reg = 0.1·reg_max), and the default ReLU fit (float32, max_time "
+                 f"{args.relu_limit:g} s); d = 100, P = 1000\n\n"
+                 + part_s(sizes, args.scale_limit, args.relu_limit, mc) + "\n")
     if "m" in args.parts:
         sizes = [20000, 40000] if args.quick else [20000, 40000, 80000, 160000]
         text += "### M. Peak RSS against n\n\n" + part_m(sizes) + "\n"

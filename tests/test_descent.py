@@ -115,3 +115,18 @@ def test_estimator_tol_scales_the_descent_stops():
     assert fits[1e-3].n_iter_ < 0.5 * fits[1e-6].n_iter_
     loose = fits[1e-3].certificate_.primal
     assert fits[1e-6].certificate_.primal < loose and fits[1e-8].certificate_.primal < loose
+
+
+def test_reg_max_is_the_same_whatever_the_start_chunk(monkeypatch):
+    """reg_max searches its starts in column chunks (each start's ascent is independent): the
+    chunk size changes the memory, not the value; at n = 10^6 the default chunk holds 64 of
+    the 256 starts (4 passes over X per ascent step, not 64)."""
+    X, y = _data(n=200, d=4)
+    loss = get_loss("squared")
+    ref = descent.reg_max(X, y, loss, random_state=0)
+    monkeypatch.setattr(descent, "_REG_MAX_ENTRIES", 200 * 3)  # chunks of 3 starts
+    monkeypatch.setattr(descent, "_REG_MAX_MIN_CHUNK", 1)
+    assert descent._start_chunk(200, 256) == 3
+    assert descent.reg_max(X, y, loss, random_state=0) == pytest.approx(ref, rel=1e-12)
+    monkeypatch.undo()
+    assert descent._start_chunk(10 ** 6, 256) == 64

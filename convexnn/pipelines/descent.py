@@ -108,6 +108,20 @@ def _start_params(X: Tensor, c: int, n_neurons: int, rng: np.random.Generator, s
     return params
 
 
+#: :func:`reg_max`'s search: n x chunk arrays of at most this many entries, but at least
+#: ``_REG_MAX_MIN_CHUNK`` starts per chunk
+_REG_MAX_ENTRIES = 4_000_000
+_REG_MAX_MIN_CHUNK = 64
+
+
+def _start_chunk(n: int, k: int) -> int:
+    """Starts per search in :func:`reg_max`. Every ascent step of a search reads all of X, so
+    at large n the chunk must not shrink with n (issue 20: at n = 10^6, d = 100 the entry cap
+    alone gave 64 searches of 4 starts, still in reg_max after 19 CPU minutes); n x 64 is
+    below the descent's own searches (n x (64 + 3 · neurons))."""
+    return max(1, min(k, max(_REG_MAX_MIN_CHUNK, _REG_MAX_ENTRIES // max(n, 1))))
+
+
 def reg_max(X: Tensor, Y: Tensor, loss: Loss, *, intercept: bool = True, offset: bool = True,
             n_starts: int = 256, random_state=None) -> float:
     """Estimate of the smallest reg whose optimum is the zero network (offset only):
@@ -122,8 +136,7 @@ def reg_max(X: Tensor, Y: Tensor, loss: Loss, *, intercept: bool = True, offset:
         starts = data_starts(X, n_starts, rng)
         if not intercept:
             Xa, starts = Xa[:, :-1], starts[:-1]
-        # starts in chunks: each search holds an n x (chunk) array, not n x n_starts
-        k = max(1, min(starts.shape[1], 4_000_000 // max(n, 1)))
+        k = _start_chunk(n, starts.shape[1])
         vals = torch.cat([search_neurons(Xa, Lam, S)[1] for S in torch.split(starts, k, 1)])
     return float(vals.max())
 
