@@ -18,7 +18,8 @@ ROOT = Path(convexnn.__file__).parent
 #: record it extends stays at the bottom (certificates/__init__ does not import global_).
 LAYER = {"ops": 0, "_validation": 0, "losses": 1, "certificates": 1, "model_io": 1,
          "patterns": 2, "networks": 3, "solvers": 3, "results": 3, "formulations": 4,
-         "pipelines": 5, "certificates.global_": 5, "distributed": 5, "estimators": 6, "cli": 7,
+         "pipelines": 5, "certificates.global_": 5, "certificates.high_rank": 5,
+         "distributed": 5, "estimators": 6, "cli": 7,
          "__init__": 7}
 #: (importer, imported) pairs still going upward, each lazy (inside a function)
 ALLOWED = {

@@ -39,10 +39,9 @@ from ..losses import Loss, OffsetLoss, get_loss
 from ..networks import TwoLayerNetwork
 from ..patterns.arrangements import DEFAULT_MAX_PATTERNS, count_patterns, enumerate_patterns
 from .certificate import SCOPE_GLOBAL, Certificate, relative, scaled_dual
+from .high_rank import SCOPE_NORM_BOUND, norm_h_bound
 
 __all__ = ["certify", "GlobalCertificate", "SCOPE_NORM_BOUND"]
-
-SCOPE_NORM_BOUND = "global (norm bound)"
 
 
 @dataclass
@@ -178,11 +177,8 @@ def _exact_bound(Xn: np.ndarray, Yt: torch.Tensor, lam: torch.Tensor, lo: Loss, 
 
 def _norm_bound(Xa: torch.Tensor, Yt: torch.Tensor, lam: torch.Tensor, lo: Loss, reg: float,
                 details: dict):
-    """(lower, dual scale) from h ≤ min(||Λ||₂ ||X̃||₂, Σ_i ||λ_i|| ||x̃_i||) (fills ``details``)."""
-    Xop = float(torch.linalg.matrix_norm(Xa, ord=2))
-    h = min(float(torch.linalg.matrix_norm(lam, ord=2)) * Xop,
-            float((torch.linalg.vector_norm(lam, dim=1)
-                   * torch.linalg.vector_norm(Xa, dim=1)).sum()))
+    """(lower, dual scale) from the norm bound on h (fills ``details``)."""
+    h = norm_h_bound(Xa, lam)
     lower, s = scaled_dual(lo, lam, Yt, h, reg)
     details["h_bound_over_reg"] = h / reg
     return lower, s
