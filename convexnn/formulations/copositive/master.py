@@ -71,17 +71,24 @@ def _master_clarabel(Phi: np.ndarray, Y: np.ndarray, reg: float, tol: float) -> 
     n, K, c = Phi.shape[0], Phi.shape[1], Y.shape[1]
     nG, nr = K * c, n * c
     N = nG + K + nr
-    P = sp.block_diag([sp.csc_matrix((nG + K, nG + K)), sp.eye(nr)], format="csc")
+    ir = np.arange(nG + K, N)
+    P = sp.csc_matrix((np.ones(nr), (ir, ir)), shape=(N, N))
     q = np.concatenate([np.zeros(nG), np.full(K, float(reg)), np.zeros(nr)])
-    A_eq = sp.hstack([sp.kron(sp.csr_matrix(Phi), sp.eye(c)), sp.csr_matrix((nr, K)),
-                      -sp.eye(nr)])
+    # one COO build (kron/hstack/vstack dominated the master's time at small K):
+    # rows i c + j: Σ_k Φ_ik G_kj − r_ij; then per atom k the cone rows (−t_k, −g_k)
+    i, k = np.nonzero(Phi)
+    j = np.arange(c)
+    eq_r = ((i * c)[:, None] + j).ravel()
+    eq_c = ((k * c)[:, None] + j).ravel()
+    eq_v = np.repeat(Phi[i, k], c)
     rows = np.arange(K * (c + 1))
     cols = np.empty(K * (c + 1), dtype=np.int64)
     blk = rows.reshape(K, c + 1)
     cols[blk[:, 0]] = nG + np.arange(K)  # t_k first in each cone
     cols[blk[:, 1:].ravel()] = np.arange(nG)
-    A_soc = sp.csr_matrix((-np.ones(len(rows)), (rows, cols)), shape=(len(rows), N))
-    A = sp.vstack([A_eq, A_soc], format="csc")
+    A = sp.csc_matrix((np.concatenate([eq_v, -np.ones(nr), -np.ones(len(rows))]),
+                       (np.concatenate([eq_r, np.arange(nr), nr + rows]),
+                        np.concatenate([eq_c, ir, cols]))), shape=(nr + len(rows), N))
     b = np.concatenate([Y.ravel(), np.zeros(len(rows))])
     settings = clarabel.DefaultSettings()
     settings.verbose = False
