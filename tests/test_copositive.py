@@ -249,6 +249,24 @@ def test_certify_logistic_and_input_errors():
         certify(net, X, yb, -1.0)
 
 
+def test_oracle_subset_and_partial_pricing_give_the_same_values_and_optimum():
+    X, Y = _data(25, 2, 2, 3)
+    pats = enumerate_patterns(X)
+    faces = ConeFaces(X, pats.gates, exhaustive=True)
+    lam = np.random.default_rng(1).standard_normal((25, 2))
+    h, U = faces.oracle(lam)
+    cells = np.random.default_rng(2).choice(faces.P, 40, replace=False)
+    hs, Us = faces.subset(cells).oracle(lam)
+    np.testing.assert_allclose(hs, h[cells], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.abs(Us @ U[cells].T).diagonal()[hs > 1e-9], 1.0, rtol=1e-9)
+    outs = [solve_exact_program(X, Y, 0.1, patterns=pats, faces=faces, tol=1e-8, max_iter=500,
+                                max_add=3, partial=p) for p in (True, False)]
+    for o in outs:
+        assert o["certificate"].relative_gap <= 1e-8 and o["certificate"].scope == "global"
+    p1, p2 = (o["certificate"].primal for o in outs)
+    assert p1 == pytest.approx(p2, rel=2e-8)
+
+
 # ------------------------------------------------------------- column generation
 def test_column_generation_sampled_mode_is_an_upper_bound():
     X, Y = _data(10, 2, 2, 10)

@@ -34,7 +34,8 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
                         pool: Callable | None = None, master: str = "auto",
                         verbose: int = 0, features: Callable | None = None,
                         dual_rows: Callable | None = None, problem: str | None = None,
-                        label: str = "exact-cg", prune: bool = True) -> dict:
+                        label: str = "exact-cg", prune: bool = True,
+                        partial: bool = True) -> dict:
     """Column generation with the exact oracle over ``patterns`` (see module docstring).
 
     ``pool(round) -> gates (d x P)`` optionally supplies a fresh set of patterns to scan each
@@ -47,7 +48,9 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     returns the n x K features of unit atoms U (default (X Uᵀ)_+) and ``dual_rows(Λ)`` the rows
     the oracle on X sees (default Λ itself; Sᵀ Λ for pooling); ``problem`` names the program in
     the certificate. ``prune``: reduce the final atoms to at most n·c + 1 with the same
-    predictions and objective (:mod:`.prune`).
+    predictions and objective (:mod:`.prune`). ``partial``: between full pricings, price only
+    the most violated cells of the last one while they yield atoms violated by more than
+    ``tol`` (at most ``_PARTIAL_ROUNDS`` rounds); certificates come from full pricings only.
     """
     Xn, Yn = _as_arrays(X, Y)
     lo = get_loss(loss)
@@ -62,9 +65,18 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
     reason = StopReason.MAX_ITER
     cert = None
     exhaustive = patterns is not None and bool(patterns.exhaustive) and pool is None
+    cand, since = None, 0  # partial pricing: the best cells of the last full pricing
     for it in range(max_iter + 1):
         U, G, Phi = _master_step(_features(Xn, U, features), Yn, reg, lo, U, G, master)
         primal, lam = atoms_objective(Phi, G, Yn, reg, lo)
+        if cand is not None and since < _PARTIAL_ROUNDS and it < max_iter and (
+                max_time is None or time.perf_counter() - t0 < max_time):
+            new = _partial_atoms(cand, lam, dual_rows, U, reg, tol, max_add)
+            since += 1
+            if len(new):  # no certificate this round: the full pricing below gives it
+                U = np.concatenate([U, new], 0)
+                G = np.concatenate([G, np.zeros((len(new), c))], 0)
+                continue
         if pool is not None:
             faces = _pool_faces(Xn, pool(it), U)
         h, Umax, h_max, dual, s = _dual_bound(faces, lam, Yn, lo, reg, dual_rows)
@@ -83,6 +95,9 @@ def solve_exact_program(X, Y, reg: float, loss: str | Loss = "squared", *,
         if len(new) == 0:
             reason = StopReason.STALLED
             break
+        if partial and pool is None and faces.P > _PARTIAL_FACTOR * max_add:
+            top = np.argsort(-h)[:_PARTIAL_FACTOR * max_add]
+            cand, since = faces.subset(top[h[top] > reg * (1 + tol)]), 0
         U = np.concatenate([U, new], 0)
         G = np.concatenate([G, np.zeros((len(new), c))], 0)
     if prune and len(U):
@@ -179,6 +194,21 @@ def _new_atoms(h: np.ndarray, Umax: np.ndarray, U: np.ndarray, reg: float,
         dup = (new @ U.T).max(1) > 1 - 1e-13
         new = new[~dup]
     return new
+
+
+#: partial pricing: candidate cells (x max_add) and rounds between full pricings
+_PARTIAL_FACTOR, _PARTIAL_ROUNDS = 8, 2
+
+
+def _partial_atoms(cand: ConeFaces, lam: np.ndarray, dual_rows: Callable | None,
+                   U: np.ndarray, reg: float, tol: float, max_add: int) -> np.ndarray:
+    """New atoms from the candidate cells when one is violated by more than ``tol``."""
+    if cand.P == 0:
+        return np.zeros((0, U.shape[1]))
+    h, Umax = cand.oracle(lam if dual_rows is None else dual_rows(lam))
+    if float(h.max()) <= reg * (1 + tol):
+        return np.zeros((0, U.shape[1]))
+    return _new_atoms(h, Umax, U, reg, max_add)
 
 
 def _half_the_memory() -> float:

@@ -165,6 +165,24 @@ class ConeFaces:
         self._B = torch.as_tensor(self.B)
         self._M = torch.as_tensor(self.masks)  # bools; float64 per row chunk when used
 
+    def subset(self, cells: np.ndarray) -> ConeFaces:
+        """The oracle restricted to the patterns ``cells`` (renumbered 0..len-1): the same
+        faces, so the same values on them (partial pricing)."""
+        cells = np.asarray(cells, dtype=np.int64)
+        sub = object.__new__(ConeFaces)
+        sub.X, sub.n, sub.d, sub.B, sub.Vr, sub.r = self.X, self.n, self.d, self.B, self.Vr, self.r
+        sub.P = len(cells)
+        sub.masks, sub.F, sub.n_facets = self.masks[:, cells], self.F[cells], self.n_facets[cells]
+        new_id = torch.full((self.P,), -1, dtype=torch.int64)
+        new_id[torch.as_tensor(cells)] = torch.arange(len(cells))
+        sub.groups = []
+        for k, pid, Q in self.groups:
+            keep = new_id[pid] >= 0
+            if bool(keep.any()):
+                sub.groups.append((k, new_id[pid[keep]], Q[keep]))
+        sub._F, sub._B, sub._M = torch.as_tensor(sub.F), self._B, torch.as_tensor(sub.masks)
+        return sub
+
     @property
     def n_faces(self) -> int:
         return int(sum(len(g[1]) for g in self.groups))
