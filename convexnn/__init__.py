@@ -21,9 +21,10 @@ from .estimators import (
     load_estimator,
 )
 from .estimators.cv import ConvexReLUClassifierCV, ConvexReLURegressorCV
-from .formulations.copositive_cnn import SumPoolCNN, fit_exact_cnn
+from .formulations.copositive_cnn import fit_exact_cnn
 from .losses import get_loss
 from .networks import ParallelReLUNetwork, TwoLayerNetwork, load_network, load_parallel_network
+from .networks.pooled_cnn import SumPoolCNN
 from .patterns import PatternSet, sample_gates
 from .patterns.arrangements import ArrangementTooLarge, count_patterns, enumerate_patterns
 
