@@ -137,22 +137,23 @@ class ConeFaces:
                              f"(> max_faces={max_faces:,}); the data rank r={r} is too large "
                              "for the exact oracle")
         self.groups = []  # (k, pid (N,), Q (N, r, k))
+        counts = self.n_facets
         for s in range(max(r, 1)):
             k = r - s
             pids, subs = [], []
-            for p, f in enumerate(facets):
-                if len(f) < s:
+            for m in np.unique(counts[counts >= s]):  # patterns with m facets, all at once
+                ps = np.nonzero(counts == m)[0]
+                combos = np.array(list(itertools.combinations(range(m), s)), dtype=np.int64)
+                if len(combos) == 0:
                     continue
-                combos = list(itertools.combinations(range(len(f)), s))
-                if not combos:
-                    continue
-                pids.append(np.full(len(combos), p))
-                subs.append(f[np.array(combos, dtype=np.int64)] if s else
-                            np.zeros((len(combos), 0, r)))
+                pids.append(np.repeat(ps, len(combos)))
+                subs.append(self.F[ps][:, combos].reshape(-1, s, r) if s else
+                            np.zeros((len(ps) * len(combos), 0, r)))
             if not pids:
                 continue
-            pid = np.concatenate(pids)
-            FS = np.concatenate(subs)  # (N, s, r)
+            order = np.argsort(np.concatenate(pids), kind="stable")  # the loop's order:
+            pid = np.concatenate(pids)[order]                        # by pattern, combos
+            FS = np.concatenate(subs)[order]  # (N, s, r)            # in itertools order
             if s == 0:
                 Q = np.broadcast_to(np.eye(r), (len(pid), r, r)).copy()
             else:
