@@ -156,6 +156,11 @@ class ConeFaces:
             FS = np.concatenate(subs)[order]  # (N, s, r)            # in itertools order
             if s == 0:
                 Q = np.broadcast_to(np.eye(r), (len(pid), r, r)).copy()
+            elif r == 3 and s == 2:  # the null line of two unit rows: their cross product;
+                w = np.cross(FS[:, 0], FS[:, 1])  # σ_min = ||w|| / σ_max, σ_max² = 1 + |f₁·f₂|
+                wn = np.linalg.norm(w, axis=1)
+                ok = wn / np.sqrt(1.0 + np.abs((FS[:, 0] * FS[:, 1]).sum(1))) > 1e-9
+                pid, Q = pid[ok], (w[ok] / wn[ok, None])[:, :, None]
             else:
                 _, Sv, Vt = np.linalg.svd(FS, full_matrices=True)
                 ok = Sv[:, -1] > 1e-9
