@@ -235,6 +235,10 @@ class ConeFaces:
                 v = torch.where(v.norm(dim=1, keepdim=True) > 0, v, torch.tensor([1.0, 0.0],
                                                                                   dtype=v.dtype))
                 y = (Q @ v[:, :, None])[:, :, 0]
+            elif AQ.shape[1] == 1:  # one output: the Gram matrix is v vᵀ, top pair (|v|², v)
+                v = AQ[:, 0, :]
+                val = (v * v).sum(1)
+                y = torch.where((val > 0)[:, None], (Q @ v[:, :, None])[:, :, 0], Q[:, :, 0])
             else:
                 Mk = AQ.transpose(1, 2) @ AQ
                 w, V = torch.linalg.eigh(Mk)
