@@ -7,9 +7,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .conic_form import ConicStructure
+from .conic_form import ConicStructure, cvxpy_solution
 from .tree import path_coefficients
 from .tree_program import TreeProgram
+
+#: the (M, d, B) read-back of the level-by-level model is the depth-3 one (same Q layout)
+cvxpy_tree_solution = cvxpy_solution
 
 __all__ = ["to_cvxpy_tree", "cvxpy_tree_solution", "cvxpy_tree_multipliers", "TreeConicStructure"]
 
@@ -39,12 +42,6 @@ def to_cvxpy_tree(prog: TreeProgram):
     pen = cp.sum(cp.norm(cp.vstack(Q), 2, axis=0))
     data = getattr(prog.loss, "base", prog.loss).cvxpy(Z, Y)
     return cp.Problem(cp.Minimize(data + prog.reg * pen), cons), Q
-
-
-def cvxpy_tree_solution(prog: TreeProgram, Q) -> Tensor:
-    arr = np.stack([q.value for q in Q], 0)  # (M, d, B)
-    return torch.as_tensor(arr.transpose(2, 0, 1).copy(), dtype=prog.X.dtype,
-                           device=prog.X.device)
 
 
 class TreeConicStructure(ConicStructure):
